@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from redis import asyncio as aioredis
+
+from tests.redis_server import RedisServer
+from vmpooler_core import config_loader
+from vmpooler_core.config import Config
+from vmpooler_core.inventory import Inventory
+from vmpooler_core.keys import Keys
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A real Redis, emptied before each test so tests never see each other's data."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.script_flush()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def aredis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def keys() -> Keys:
+    return Keys()
+
+
+@pytest.fixture
+def inventory(aredis: aioredis.Redis) -> Inventory:
+    return Inventory(aredis)
+
+
+def make_config(text: str, **env: str) -> Config:
+    return config_loader.load(text=text, env=env, source="test.yaml")
+
+
+POOLS_YAML = """
+:config:
+  domain: company.com
+  vm_lifetime_auth: 2
+:pools:
+  - name: pool1
+    alias: [poolone]
+    size: 5
+  - name: pool2
+    size: 10
+"""
+
+
+@pytest.fixture
+def config() -> Config:
+    return make_config(POOLS_YAML)

@@ -1,0 +1,78 @@
+"""Checking VMs out and giving them back: the seed's rules, enforced in one Lua round trip.
+
+- any unknown pool or alias in the request -> NotFound, nothing taken;
+- any pool short of VMs -> NoCapacity, everything taken for the request goes back (atomically, so no
+  other client ever sees it gone);
+- otherwise every VM moves ready -> running with its checkout stamp, keyed by the real pool name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import Config
+from .errors import Conflict, InvalidRequest, NoCapacity, NotFound, Unauthorized
+from .inventory import Inventory
+from .metrics import Metrics
+from .request import CheckoutRequest, validate
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    vms: tuple[tuple[str, str, str], ...]  # (requested name, pool, host), in allocation order
+
+    def by_pool(self) -> dict[str, list[str]]:
+        """Hosts keyed by the real pool name even when an alias was asked for; first-seen order."""
+        result: dict[str, list[str]] = {}
+        for _, pool, host in self.vms:
+            result.setdefault(pool, []).append(host)
+        return result
+
+    def hosts(self) -> list[str]:
+        return [host for _, _, host in self.vms]
+
+
+class Checkout:
+    """Check out and return VMs; one instance per process, built from the config and a client."""
+
+    def __init__(self, config: Config, inventory: Inventory, metrics: Metrics) -> None:
+        self.config = config
+        self.inventory = inventory
+        self.metrics = metrics
+
+    async def take(self, request: CheckoutRequest, token: str | None = None) -> Allocation:
+        try:
+            validate(request, self.config)
+        except NotFound as err:
+            for name in err.names:
+                self.metrics.increment(f"checkout.invalid.{name}")
+            raise
+        except InvalidRequest:
+            self.metrics.increment("checkout.invalid.unknown")
+            raise
+        entries = [(name, count, self.config.candidates(name)) for name, count in request.counts if count]
+        # Tokens only mean something when auth is configured (as in the original).
+        use_token = token if (token and self.config.auth_enabled) else ""
+        lifetime = self.config.app.vm_lifetime_auth if use_token else None
+        raw = await self.inventory.checkout(entries, token=use_token,
+                                            lifetime=lifetime if lifetime and lifetime > 0 else None)
+        if raw[0] == "unauthorized":
+            raise Unauthorized("invalid token")
+        if raw[0] == "empty":
+            self.metrics.increment(f"checkout.empty.{raw[1]}")
+            raise NoCapacity(f"not enough ready VMs for {raw[1]!r}", raw[1])
+        vms = tuple((raw[i], raw[i + 1], raw[i + 2]) for i in range(1, len(raw), 3))
+        for _, pool, _ in vms:
+            self.metrics.increment(f"checkout.success.{pool}")
+        return Allocation(vms)
+
+    async def give_back(self, host: str, token: str | None = None) -> str:
+        """running -> completed; returns the pool. The VM is destroyed by the manager."""
+        raw = await self.inventory.return_vm(host, token or "")
+        if raw[0] == "notfound":
+            raise NotFound(f"no VM named {host!r}")
+        if raw[0] == "unauthorized":
+            raise Unauthorized(f"{host} was checked out with another token")
+        if raw[0] == "notrunning":
+            raise Conflict(f"{host} is not checked out")
+        return str(raw[1])

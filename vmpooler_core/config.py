@@ -1,0 +1,179 @@
+"""The typed, frozen configuration that every component receives.
+
+Built once by `vmpooler_core.config_loader.load` and passed in; there is no module-level config.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A password: never shown by repr, str or logs; `.reveal()` gives the value to the one caller
+    that must send it (a Redis or vCenter client)."""
+
+    value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    server: str = "localhost"
+    port: int = 6379
+    password: Secret | None = None
+    db: int = 0
+    url: str | None = None
+    data_ttl: int = 168  # hours a destroyed VM's hash is kept
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master: str | None = None
+    socket_timeout: float = 5.0
+
+    def describe(self) -> str:
+        """Where Redis is, for messages: never includes the password."""
+        if self.sentinels:
+            hosts = ",".join(f"{h}:{p}" for h, p in self.sentinels)
+            return f"sentinel {hosts} master {self.master}"
+        if self.url:
+            return re.sub(r"//[^@/]*@", "//***@", self.url)
+        return f"redis://{self.server}:{self.port}/{self.db}"
+
+
+@dataclass(frozen=True, slots=True)
+class AppSettings:
+    """The `config:` section."""
+
+    domain: str | None = None
+    prefix: str = ""
+    task_limit: int = 10
+    timeout: int = 15  # minutes a pending VM may take to become ready
+    vm_checktime: int = 1  # minutes between re-checks of a ready VM
+    vm_lifetime: int = 24  # hours a checked-out VM lives
+    vm_lifetime_auth: int | None = None
+    max_lifetime_upper_limit: int | None = None
+    ready_ttl: int | None = None  # minutes a VM may stay ready; None = forever
+    allowed_tags: tuple[str, ...] | None = None
+    site_name: str = "<b>vmpooler</b>"
+    logfile: str | None = None
+    log_level: str = "INFO"
+    clone_target: str | None = None
+    bind: str = "127.0.0.1"
+    port: int = 4567
+    max_checkout_per_request: int = 100
+    manager_lease_seconds: int = 30
+    manager_loop_seconds: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    name: str
+    size: int
+    alias: tuple[str, ...] = ()
+    template: str | None = None
+    folder: str | None = None
+    datastore: str | None = None
+    clone_target: str | None = None
+    timeout: int | None = None
+    ready_ttl: int | None = None
+    provider: str = "dummy"
+    ready_check: Literal["tcp", "hostname", "none"] | None = None
+    ready_check_port: int = 22
+    options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    kind: Literal["vsphere", "dummy"]
+    options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkSettings:
+    server: str
+    port: int
+    prefix: str = "vmpooler"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """At most one of statsd and graphite is set: statsd wins when both are configured."""
+
+    statsd: SinkSettings | None = None
+    graphite: SinkSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LdapSettings:
+    host: str
+    port: int = 389
+    base: tuple[str, ...] = ()
+    user_object: tuple[str, ...] = ("uid",)
+    encryption: Literal["start_tls", "simple_tls", "none"] = "start_tls"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    provider: Literal["ldap", "users"]
+    ldap: LdapSettings | None = None
+    # user -> password hash ("pbkdf2_sha256$iterations$salt$hash"), from `users:` or `users_file:`
+    users: Mapping[str, Secret] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(frozen=True)
+class Config:
+    redis: RedisSettings
+    app: AppSettings
+    pools: tuple[PoolConfig, ...]
+    providers: Mapping[str, ProviderConfig]
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    auth: AuthSettings | None = None
+    tagfilter: Mapping[str, re.Pattern[str]] = field(default_factory=lambda: _EMPTY)
+    graphs: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    source: str = "<defaults>"
+    loaded_at: float = field(default_factory=time.time)
+    # Derived at load, never edited afterwards.
+    pool_names: frozenset[str] = frozenset()
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _EMPTY)
+    pool_index: Mapping[str, PoolConfig] = field(default_factory=lambda: _EMPTY)
+
+    def pool(self, name: str) -> PoolConfig:
+        return self.pool_index[name]
+
+    def is_known(self, name: str) -> bool:
+        return name in self.pool_names
+
+    def candidates(self, name: str) -> tuple[str, ...]:
+        """Pools that may serve a request for `name`: the pool itself first, then alias targets."""
+        own = (name,) if name in self.pool_index else ()
+        return own + tuple(p for p in self.aliases.get(name, ()) if p != name)
+
+    def aliases_of(self, pool: str) -> tuple[str, ...]:
+        return self.pool_index[pool].alias
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth is not None
+
+    def lifetime_hours(self, stored: str | None) -> int:
+        if stored:
+            try:
+                return int(float(stored))
+            except ValueError:
+                pass
+        return self.app.vm_lifetime

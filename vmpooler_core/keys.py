@@ -1,0 +1,103 @@
+"""Every Redis key name vmpooler uses, in one place.
+
+The names are the original vmpooler's (era A, `vmpooler__<kind>__<name>`), so an existing vmpooler Redis
+can be read and taken over unchanged. Lua scripts receive the prefix and build the same names; the
+`STATES` order here is the order the scripts use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The per-pool sets a VM moves through, in lifecycle order.
+STATES = ("pending", "ready", "running", "completed", "discovered")
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "vmpooler"
+
+    def _k(self, *parts: str) -> str:
+        return "__".join((self.prefix, *parts))
+
+    # Per-pool sets and hashes.
+    def state(self, state: str, pool: str) -> str:
+        return self._k(state, pool)
+
+    def pending(self, pool: str) -> str:
+        return self._k("pending", pool)
+
+    def ready(self, pool: str) -> str:
+        return self._k("ready", pool)
+
+    def running(self, pool: str) -> str:
+        return self._k("running", pool)
+
+    def completed(self, pool: str) -> str:
+        return self._k("completed", pool)
+
+    def discovered(self, pool: str) -> str:
+        return self._k("discovered", pool)
+
+    def active(self, pool: str) -> str:
+        """Hash host -> checkout time; drives lifetime expiry."""
+        return self._k("active", pool)
+
+    def empty(self, pool: str) -> str:
+        return self._k("empty", pool)
+
+    # Per-VM and per-token hashes.
+    def vm(self, host: str) -> str:
+        return self._k("vm", host)
+
+    def token(self, token: str) -> str:
+        return self._k("token", token)
+
+    def token_pattern(self) -> str:
+        return self._k("token", "*")
+
+    # Task queues (API -> manager) and counters.
+    def clone_tasks(self) -> str:
+        return self._k("tasks", "clone")
+
+    def disk_tasks(self) -> str:
+        return self._k("tasks", "disk")
+
+    def snapshot_tasks(self) -> str:
+        return self._k("tasks", "snapshot")
+
+    def revert_tasks(self) -> str:
+        return self._k("tasks", "snapshot-revert")
+
+    # Daily statistics.
+    def tag_stats(self, date: str) -> str:
+        return self._k("tag", date)
+
+    def clone_stats(self, date: str) -> str:
+        return self._k("clone", date)
+
+    def boot_stats(self, date: str) -> str:
+        return self._k("boot", date)
+
+    # Added by this implementation (names chosen not to collide with the original's).
+    def pools(self) -> str:
+        """Set of configured pool names, written by the manager (as the original's later versions)."""
+        return self._k("pools")
+
+    def lease(self, pool: str) -> str:
+        """String: id of the manager working `pool`, with an expiry."""
+        return self._k("lease", pool)
+
+    def heartbeat(self, manager: str) -> str:
+        return self._k("heartbeat", manager)
+
+    def heartbeats(self) -> str:
+        """Zset manager id -> last heartbeat epoch."""
+        return self._k("heartbeats")
+
+    def dummy_vms(self, provider: str) -> str:
+        """Hash VM name -> JSON record: the dummy provider's whole inventory."""
+        return self._k("dummy", provider)
+
+    def ratelimit(self, bucket: str) -> str:
+        return self._k("ratelimit", bucket)

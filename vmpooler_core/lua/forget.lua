@@ -1,0 +1,19 @@
+-- A VM is gone from the provider (destroyed, or vanished): take it out of every set of its pool and
+-- keep its hash for data_ttl seconds as history.
+--
+-- ARGV[1] prefix  ARGV[2] pool  ARGV[3] host  ARGV[4] destroy stamp ("" = leave unset)  ARGV[5] ttl secs
+--
+-- Returns the number of sets it was removed from.
+local prefix, pool, host, stamp, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local function key(kind, name) return prefix .. '__' .. kind .. '__' .. name end
+local removed = 0
+for _, state in ipairs({'pending', 'ready', 'running', 'completed', 'discovered'}) do
+  removed = removed + redis.call('SREM', key(state, pool), host)
+end
+redis.call('HDEL', key('active', pool), host)
+local vm = key('vm', host)
+if redis.call('EXISTS', vm) == 1 then
+  if stamp ~= '' then redis.call('HSET', vm, 'destroy', stamp) end
+  redis.call('EXPIRE', vm, ttl)
+end
+return removed

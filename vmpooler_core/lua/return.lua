@@ -1,0 +1,21 @@
+-- Return a checked-out VM: running -> completed, in one atomic step.
+--
+-- ARGV[1] prefix   ARGV[2] host   ARGV[3] caller's token ("" = none)
+--
+-- Returns {"ok", pool} | {"notfound"} | {"unauthorized", pool} | {"notrunning", pool}
+local prefix, host, token = ARGV[1], ARGV[2], ARGV[3]
+local function key(kind, name) return prefix .. '__' .. kind .. '__' .. name end
+
+local vm = key('vm', host)
+if redis.call('EXISTS', vm) == 0 then return {'notfound'} end
+local fields = redis.call('HMGET', vm, 'pool', 'template', 'token:token')
+local pool = fields[1] or fields[2]
+if not pool then return {'notfound'} end
+-- A VM checked out with a token goes back only with that same token (the original accepted any).
+local owner = fields[3]
+if owner and owner ~= '' and owner ~= token then return {'unauthorized', pool} end
+if redis.call('SMOVE', key('running', pool), key('completed', pool), host) == 0 then
+  return {'notrunning', pool}
+end
+redis.call('HDEL', key('active', pool), host)
+return {'ok', pool}

@@ -1,0 +1,71 @@
+"""What the manager needs from a place that runs VMs (vSphere, or the dummy provider).
+
+Methods are blocking: the manager calls them in a bounded thread pool. Inventory is read per pool in
+one batched call (`list_vms`), never one call per VM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+class ProviderError(Exception):
+    """The provider failed an operation (the VM may or may not exist afterwards)."""
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider cannot be reached at all (vCenter down, session lost): back off and retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class VmFacts:
+    """What the provider knows of one VM, read in the pool's batched inventory query."""
+
+    name: str
+    powered_on: bool
+    guest_hostname: str | None = None
+    guest_ip: str | None = None
+    host: str | None = None  # the hypervisor host it runs on
+
+
+@dataclass(frozen=True, slots=True)
+class CloneSpec:
+    name: str
+    template: str
+    folder: str
+    datastore: str | None = None
+    target: str | None = None  # a cluster (least-loaded host chosen) or host
+    annotation: str = ""
+    linked: bool = True
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: str
+
+    def list_vms(self, pool: str, folder: str | None) -> dict[str, VmFacts]:
+        """Every VM in the pool's folder, keyed by name, in one batched query."""
+        ...
+
+    def clone(self, pool: str, spec: CloneSpec) -> None:
+        """Clone and power on; returns when the clone exists (it may still be booting)."""
+        ...
+
+    def power_off(self, pool: str, name: str) -> None: ...
+
+    def destroy(self, pool: str, name: str) -> None:
+        """Power off if needed and delete; a VM that is already gone is not an error."""
+        ...
+
+    def snapshot(self, pool: str, name: str, snapshot: str) -> None: ...
+
+    def revert(self, pool: str, name: str, snapshot: str) -> None: ...
+
+    def add_disk(self, pool: str, name: str, size_gb: int, datastore: str | None) -> None: ...
+
+    def choose_host(self, target: str) -> str | None:
+        """The least-loaded host of a cluster for `clone_target`, or None when unknown."""
+        ...
+
+    def close(self) -> None: ...

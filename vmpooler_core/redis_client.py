@@ -1,0 +1,34 @@
+"""Creating Redis clients from `RedisSettings`: a URL, a host/port, or a Sentinel group.
+
+Clients are created by the front ends (once, at start-up) and passed in; nothing here is global.
+"""
+
+from __future__ import annotations
+
+from redis import asyncio as aioredis
+
+from .config import RedisSettings
+
+
+def connect(settings: RedisSettings, *, max_connections: int = 64) -> aioredis.Redis:
+    """An asyncio client that decodes replies to str. Commands time out after
+    `settings.socket_timeout` seconds so a dead Redis gives an error, never a hang."""
+    password = settings.password.reveal() if settings.password else None
+    common: dict[str, object] = {
+        "decode_responses": True,
+        "socket_timeout": settings.socket_timeout,
+        "socket_connect_timeout": settings.socket_timeout,
+        "health_check_interval": 30,
+    }
+    if settings.sentinels:
+        sentinel = aioredis.Sentinel(list(settings.sentinels), sentinel_kwargs={
+            "socket_timeout": settings.socket_timeout,
+            "socket_connect_timeout": settings.socket_timeout,
+        }, password=password, db=settings.db, **common)
+        assert settings.master is not None  # the loader requires it with sentinels
+        return sentinel.master_for(settings.master, max_connections=max_connections)
+    if settings.url:
+        return aioredis.Redis.from_url(settings.url, password=password, max_connections=max_connections,
+                                       **common)
+    return aioredis.Redis(host=settings.server, port=settings.port, db=settings.db, password=password,
+                          max_connections=max_connections, **common)  # type: ignore[arg-type]

@@ -1,0 +1,21 @@
+"""The Lua scripts (in ./lua/*.lua), each read once and registered once per client."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+from redis.commands.core import AsyncScript
+from redis import asyncio as aioredis
+
+NAMES = ("checkout", "return", "move", "add_pending", "forget", "discover")
+
+
+@cache
+def source(name: str) -> str:
+    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text()
+
+
+def register(client: aioredis.Redis) -> dict[str, AsyncScript]:
+    """Scripts run by EVALSHA, falling back to EVAL once after a Redis restart (NOSCRIPT)."""
+    return {name: client.register_script(source(name)) for name in NAMES}
