@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import string
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from redis import asyncio as aioredis
 
@@ -34,7 +34,7 @@ class Inventory:
         self.data_ttl = data_ttl_hours * 3600
         self._scripts = scripts.register(client)
 
-    async def _run(self, name: str, *args: object) -> Any:
+    async def _run(self, name: str, *args: str | int | float) -> Any:
         return await self._scripts[name](args=[self.keys.prefix, *args])
 
     # Transitions ---------------------------------------------------------------------------------
@@ -42,7 +42,8 @@ class Inventory:
     async def checkout(self, entries: Sequence[CheckoutEntry], *, token: str = "",
                        lifetime: int | None = None, now: str | None = None) -> list[str]:
         """Raw result of checkout.lua: ["ok", req, pool, host, ...] | ["empty", name] | ["unauthorized"]."""
-        args: list[object] = [now or clock.stamp(), token, "" if lifetime is None else lifetime, len(entries)]
+        hours = "" if lifetime is None else lifetime
+        args: list[str | int | float] = [now or clock.stamp(), token, hours, len(entries)]
         for requested, count, candidates in entries:
             args += [requested, count, len(candidates), *candidates]
         return list(await self._run("checkout", *args))
@@ -53,9 +54,9 @@ class Inventory:
 
     async def move(self, pool: str, host: str, source: str, target: str,
                    fields: Mapping[str, object] | None = None) -> bool:
-        flat: list[object] = []
+        flat: list[str | int | float] = []
         for field, value in (fields or {}).items():
-            flat += [field, value]
+            flat += [field, str(value)]
         return bool(await self._run("move", pool, host, source, target, *flat))
 
     async def add_pending(self, pool: str, host: str, template: str, now: str | None = None) -> bool:
@@ -74,7 +75,7 @@ class Inventory:
     # Reads ---------------------------------------------------------------------------------------
 
     async def members(self, state: str, pool: str) -> set[str]:
-        return set(await self.redis.smembers(self.keys.state(state, pool)))  # type: ignore[misc]
+        return cast(set[str], await self.redis.smembers(self.keys.state(state, pool)))
 
     async def snapshot(self, pool: str) -> dict[str, set[str]]:
         """Every state set of one pool, in one round trip."""
@@ -96,7 +97,7 @@ class Inventory:
                 for i, pool in enumerate(pools)}
 
     async def vm(self, host: str) -> dict[str, str]:
-        return dict(await self.redis.hgetall(self.keys.vm(host)))  # type: ignore[misc]
+        return cast(dict[str, str], await self.redis.hgetall(self.keys.vm(host)))
 
     async def vms(self, hosts: Sequence[str], fields: Sequence[str]) -> dict[str, list[str | None]]:
         """Chosen fields of many VM hashes in one round trip."""
@@ -106,7 +107,7 @@ class Inventory:
         return dict(zip(hosts, await pipe.execute(), strict=True))
 
     async def active_since(self, pool: str) -> dict[str, str]:
-        return dict(await self.redis.hgetall(self.keys.active(pool)))  # type: ignore[misc]
+        return cast(dict[str, str], await self.redis.hgetall(self.keys.active(pool)))
 
     async def clone_count(self) -> int:
         return int(await self.redis.get(self.keys.clone_tasks()) or 0)
@@ -115,7 +116,7 @@ class Inventory:
 
     async def set_fields(self, host: str, fields: Mapping[str, object]) -> None:
         if fields:
-            await self.redis.hset(self.keys.vm(host), mapping=dict(fields))  # type: ignore[arg-type,misc]
+            await self.redis.hset(self.keys.vm(host), mapping={k: str(v) for k, v in fields.items()})
 
     async def add_tags(self, host: str, tags: Mapping[str, str], date: str | None = None) -> None:
         """Tags go on the VM and into the day's tag statistics, atomically."""
@@ -127,21 +128,21 @@ class Inventory:
         await pipe.execute()
 
     async def queue_task(self, queue_key: str, host: str, argument: str) -> None:
-        await self.redis.sadd(queue_key, f"{host}:{argument}")  # type: ignore[misc]
+        await self.redis.sadd(queue_key, f"{host}:{argument}")
 
     async def record_stat(self, key: str, field: str, seconds: float) -> None:
-        await self.redis.hset(key, field, f"{seconds:.2f}")  # type: ignore[misc]
+        await self.redis.hset(key, field, f"{seconds:.2f}")
 
     # Tokens --------------------------------------------------------------------------------------
 
     async def create_token(self, user: str) -> str:
         token = new_token()
-        await self.redis.hset(self.keys.token(token),  # type: ignore[misc]
+        await self.redis.hset(self.keys.token(token),
                               mapping={"user": user, "created": clock.stamp()})
         return token
 
     async def token(self, token: str) -> dict[str, str]:
-        return dict(await self.redis.hgetall(self.keys.token(token)))  # type: ignore[misc]
+        return cast(dict[str, str], await self.redis.hgetall(self.keys.token(token)))
 
     async def tokens(self) -> dict[str, dict[str, str]]:
         """Every token with its fields; SCAN, never KEYS, so a big Redis is not blocked."""
@@ -154,3 +155,7 @@ class Inventory:
 
     async def delete_token(self, token: str) -> bool:
         return bool(await self.redis.delete(self.keys.token(token)))
+
+    async def status_figures(self, pools: Sequence[str], date: str) -> list[str]:
+        """Raw result of status.lua (see the script's header for the layout)."""
+        return list(await self._run("status", date, *pools))

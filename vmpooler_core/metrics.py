@@ -13,7 +13,7 @@ import queue
 import socket
 import threading
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 from .config import MetricsSettings, SinkSettings
 
@@ -47,7 +47,7 @@ class StatsdMetrics:
         self._client: object | None = None
         self._failed_at = 0.0
 
-    def _statsd(self):  # type: ignore[no-untyped-def]
+    def _statsd(self) -> Any:
         # Resolve lazily and retry at most once a minute, so a bad host name never stops start-up.
         if self._client is None and time.monotonic() - self._failed_at > 60:
             try:

@@ -5,6 +5,8 @@ Clients are created by the front ends (once, at start-up) and passed in; nothing
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from redis import asyncio as aioredis
 
 from .config import RedisSettings
@@ -14,21 +16,22 @@ def connect(settings: RedisSettings, *, max_connections: int = 64) -> aioredis.R
     """An asyncio client that decodes replies to str. Commands time out after
     `settings.socket_timeout` seconds so a dead Redis gives an error, never a hang."""
     password = settings.password.reveal() if settings.password else None
-    common: dict[str, object] = {
+    common: dict[str, Any] = {
         "decode_responses": True,
         "socket_timeout": settings.socket_timeout,
         "socket_connect_timeout": settings.socket_timeout,
         "health_check_interval": 30,
     }
     if settings.sentinels:
-        sentinel = aioredis.Sentinel(list(settings.sentinels), sentinel_kwargs={
+        sentinel = aioredis.Sentinel(  # type: ignore[no-untyped-call]
+            list(settings.sentinels), sentinel_kwargs={
             "socket_timeout": settings.socket_timeout,
             "socket_connect_timeout": settings.socket_timeout,
         }, password=password, db=settings.db, **common)
         assert settings.master is not None  # the loader requires it with sentinels
-        return sentinel.master_for(settings.master, max_connections=max_connections)
+        return cast(aioredis.Redis, sentinel.master_for(settings.master, max_connections=max_connections))
     if settings.url:
         return aioredis.Redis.from_url(settings.url, password=password, max_connections=max_connections,
                                        **common)
     return aioredis.Redis(host=settings.server, port=settings.port, db=settings.db, password=password,
-                          max_connections=max_connections, **common)  # type: ignore[arg-type]
+                          max_connections=max_connections, **common)

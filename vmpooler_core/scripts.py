@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-from redis.commands.core import AsyncScript
 from redis import asyncio as aioredis
+from redis.commands.core import AsyncScript
 
-NAMES = ("checkout", "return", "move", "add_pending", "forget", "discover")
+NAMES = ("checkout", "return", "move", "add_pending", "forget", "discover", "status")
 
 
 @cache

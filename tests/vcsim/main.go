@@ -124,8 +124,12 @@ func (c *control) state() map[string]interface{} {
 // templateVM replaces a template in simulator.Map; the simulator dispatches
 // SOAP methods by reflection on the registered object, so this CloneVMTask
 // shadows the embedded one while every other method is inherited.
+//
+// The VM is embedded by value, not by pointer: the property collector finds
+// an object's properties by descending through the first field of each
+// wrapper struct until it reaches the mo type, and panics on a pointer.
 type templateVM struct {
-	*simulator.VirtualMachine
+	simulator.VirtualMachine
 	ctl *control
 }
 
@@ -142,6 +146,14 @@ func (t *templateVM) CloneVMTask(ctx *simulator.Context, req *types.CloneVM_Task
 			return nil, &types.SystemError{Reason: "vcsim: injected clone failure"}
 		}
 		return t.clone(&cctx, req)
+	})
+	// CreateTask names it "CloneVm". pyVmomi resolves info.name as a WSDL
+	// method name, and pyVim's WaitForTask dereferences it while the task is
+	// running (the stock clone is never seen running), failing on an unknown
+	// name; so report the method's WSDL name as vCenter does.
+	simulator.Map.WithLock(task, func() {
+		task.Info.Name = "CloneVM_Task"
+		task.Info.DescriptionId = "VirtualMachine.clone"
 	})
 
 	// Real vCenter answers CloneVM_Task with a queued/running task and
@@ -614,7 +626,7 @@ func setup(ctx context.Context, c *govmomi.Client, ctl *control, dcName string, 
 			return err
 		}
 		vm := simulator.Map.Get(ref).(*simulator.VirtualMachine)
-		simulator.Map.Put(&templateVM{VirtualMachine: vm, ctl: ctl})
+		simulator.Map.Put(&templateVM{VirtualMachine: *vm, ctl: ctl})
 		log.Printf("template %s (%s) on %s, pool %s", t, ref.Value, inv.ds.Name(), inv.pool.Reference().Value)
 	}
 	return nil

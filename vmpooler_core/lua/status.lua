@@ -1,0 +1,32 @@
+-- Everything /status needs, in one round trip, computed inside Redis so the API's own work does not
+-- grow with the number of VMs or of boots recorded today.
+--
+-- ARGV[1] prefix  ARGV[2] date (YYYY-MM-DD)  ARGV[3..] pool names
+--
+-- Returns {clone_tasks, boot_count, boot_sum, boot_min, boot_max, clone_count, clone_sum, clone_min,
+--          clone_max, then per pool: ready, running, pending, completed}  (numbers as strings)
+local prefix, date = ARGV[1], ARGV[2]
+local function key(kind, name) return prefix .. '__' .. kind .. '__' .. name end
+
+local function aggregate(hash)
+  local n, sum, lo, hi = 0, 0, nil, nil
+  for _, v in ipairs(redis.call('HVALS', hash)) do
+    local x = tonumber(v)
+    if x then
+      n = n + 1; sum = sum + x
+      if not lo or x < lo then lo = x end
+      if not hi or x > hi then hi = x end
+    end
+  end
+  return {tostring(n), tostring(sum), tostring(lo or 0), tostring(hi or 0)}
+end
+
+local out = {redis.call('GET', prefix .. '__tasks__clone') or '0'}
+for _, v in ipairs(aggregate(key('boot', date))) do out[#out + 1] = v end
+for _, v in ipairs(aggregate(key('clone', date))) do out[#out + 1] = v end
+for p = 3, #ARGV do
+  for _, state in ipairs({'ready', 'running', 'pending', 'completed'}) do
+    out[#out + 1] = tostring(redis.call('SCARD', key(state, ARGV[p])))
+  end
+end
+return out

@@ -1,0 +1,60 @@
+"""The service-wide `/status` document (era A shape plus the late-2016 `pools` block)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from . import clock
+from .config import Config
+from .inventory import Inventory
+
+
+def _durations(figures: list[str]) -> dict[str, Any]:
+    count, total, low, high = int(figures[0]), float(figures[1]), float(figures[2]), float(figures[3])
+    return {
+        "duration": {"average": round(total / count, 2) if count else 0, "min": round(low, 2),
+                     "max": round(high, 2), "total": round(total, 2)},
+        "count": {"total": count},
+    }
+
+
+async def status(config: Config, inventory: Inventory, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    names = [pool.name for pool in config.pools]
+    raw = await inventory.status_figures(names, clock.today(now))
+    cloning = int(raw[0])
+    pools: dict[str, Any] = {}
+    totals = {"ready": 0, "running": 0, "pending": 0, "completed": 0}
+    empty: list[str] = []
+    for index, pool in enumerate(config.pools):
+        ready, running, pending, completed = (int(x) for x in raw[9 + index * 4: 13 + index * 4])
+        entry: dict[str, Any] = {"ready": ready, "running": running, "pending": pending, "max": pool.size}
+        if pool.alias:
+            entry["alias"] = list(pool.alias)
+        pools[pool.name] = entry
+        for state, value in (("ready", ready), ("running", running), ("pending", pending),
+                             ("completed", completed)):
+            totals[state] += value
+        if ready == 0 and pool.size > 0:  # a size-0 pool is meant to be empty
+            empty.append(pool.name)
+    size = sum(pool.size for pool in config.pools)
+    summary: dict[str, Any] = {
+        "ok": not empty,
+        "message": f"Found {len(empty)} empty pools." if empty else "Battle station fully armed and operational.",
+    }
+    if empty:
+        summary["empty"] = empty
+    summary["uptime"] = round(now - config.loaded_at, 1)
+    return {
+        "boot": _durations(raw[1:5]),
+        "capacity": {"current": totals["ready"], "total": size,
+                     "percent": round(100.0 * totals["ready"] / size, 1) if size else 0},
+        "clone": _durations(raw[5:9]),
+        "pools": pools,
+        "queue": {"pending": totals["pending"], "cloning": cloning,
+                  "booting": max(0, totals["pending"] - cloning), "ready": totals["ready"],
+                  "running": totals["running"], "completed": totals["completed"],
+                  "total": sum(totals.values())},
+        "status": summary,
+    }
