@@ -50,7 +50,10 @@ class Checkout:
         except InvalidRequest:
             self.metrics.increment("checkout.invalid.unknown")
             raise
-        entries = [(name, count, self.config.candidates(name)) for name, count in request.counts if count]
+        # Direct pool requests are served first and then aliases, fewest target pools first: a
+        # flexible alias must not take the last VM of a pool that another entry can only get there.
+        entries = sorted(((name, count, self.config.candidates(name)) for name, count in request.counts if count),
+                         key=lambda e: (e[0] not in self.config.pool_index, len(e[2])))
         # Tokens only mean something when auth is configured (as in the original).
         use_token = token if (token and self.config.auth_enabled) else ""
         lifetime = self.config.app.vm_lifetime_auth if use_token else None
@@ -61,7 +64,10 @@ class Checkout:
         if raw[0] == "empty":
             self.metrics.increment(f"checkout.empty.{raw[1]}")
             raise NoCapacity(f"not enough ready VMs for {raw[1]!r}", raw[1])
-        vms = tuple((raw[i], raw[i + 1], raw[i + 2]) for i in range(1, len(raw), 3))
+        # Report in the order the client asked, whatever order the script served the entries in.
+        position = {name: index for index, name in enumerate(request.names())}
+        vms = tuple(sorted(((raw[i], raw[i + 1], raw[i + 2]) for i in range(1, len(raw), 3)),
+                           key=lambda vm: position[vm[0]]))
         for _, pool, _ in vms:
             self.metrics.increment(f"checkout.success.{pool}")
         return Allocation(vms)

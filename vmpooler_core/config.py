@@ -75,8 +75,9 @@ class AppSettings:
     bind: str = "127.0.0.1"
     port: int = 4567
     max_checkout_per_request: int = 100
-    manager_lease_seconds: int = 30
-    manager_loop_seconds: float = 5.0
+    manager_lease_seconds: int = 30  # a dead manager's pools are taken over within about this time
+    manager_loop_seconds: float = 5.0  # seconds between the manager's passes over all pools
+    manager_backoff_max: float = 60.0  # longest wait (seconds) between retries of a Redis or provider outage
 
 
 @dataclass(frozen=True, slots=True)

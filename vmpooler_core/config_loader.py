@@ -293,6 +293,7 @@ def _app(node: Node) -> AppSettings:
         max_checkout_per_request=req_int("max_checkout_per_request", 100, minimum=1),
         manager_lease_seconds=req_int("manager_lease_seconds", 30, minimum=2),
         manager_loop_seconds=node.number("manager_loop_seconds", 5.0),
+        manager_backoff_max=node.number("manager_backoff_max", 60.0),
     )
 
 
@@ -324,16 +325,38 @@ def _providers(top: Node) -> dict[str, ProviderConfig]:
         kind = str(options.text("provider_class", name))
         if kind not in ("vsphere", "dummy"):
             raise section.error(name, f"unknown provider {kind!r} (known: vsphere, dummy)")
-        if kind == "vsphere":
-            _require(options, "server")
+        _check_provider(options, kind)
         providers[name] = ProviderConfig(name, cast(Any, kind), MappingProxyType(options.plain()))
     legacy = top.child("vsphere")
     if list(legacy.keys()) and "vsphere" not in providers:
         # The era-A top-level `:vsphere:` section is the `vsphere` provider.
-        _require(legacy, "server")
+        _check_provider(legacy, "vsphere")
         providers["vsphere"] = ProviderConfig("vsphere", "vsphere", MappingProxyType(legacy.plain()))
     providers.setdefault("dummy", ProviderConfig("dummy", "dummy"))
     return providers
+
+
+# Provider options with a fixed meaning; the providers (vmpoolerd/providers) document them and their
+# defaults. Checked here so that a bad value is reported with its line.
+_DUMMY_SECONDS = ("clone_time", "boot_time", "destroy_time")
+_DUMMY_PERCENTS = ("clone_fail_percent", "destroy_fail_percent", "ready_fail_percent")
+
+
+def _check_provider(options: Node, kind: str) -> None:
+    ready_check = options.text("ready_check", None)
+    if ready_check is not None and ready_check not in _READY_CHECKS:
+        raise options.error("ready_check", f"must be one of {', '.join(_READY_CHECKS)}")
+    if kind == "vsphere":
+        _require(options, "server")
+        options.integer("port", 443, minimum=1)
+        options.number("timeout", 60.0)
+        options.flag("insecure", False)
+        return
+    for key in _DUMMY_SECONDS:
+        options.number(key, 0.0)
+    for key in _DUMMY_PERCENTS:
+        if options.number(key, 0.0) > 100:
+            raise options.error(key, "must be a percentage from 0 to 100")
 
 
 def _require(node: Node, key: str) -> None:

@@ -72,6 +72,72 @@ class Inventory:
             return []
         return list(await self._run("discover", pool, *hosts))
 
+    # The manager's fill, coordination and statistics ---------------------------------------------
+
+    async def reserve_clone(self, pool: str, host: str, template: str, *, size: int, owner: str,
+                            now: str | None = None) -> str:
+        """Record a clone about to start, only while `owner` holds the pool's lease and ready + pending
+        is below `size`. Returns "ok", "taken" (the hostname is in use), "full" or "lease" (lost)."""
+        code = int(await self._run("add_pending", pool, host, now or clock.stamp(), template, size, owner))
+        return {1: "ok", 0: "taken", -1: "full", -2: "lease"}[code]
+
+    async def pool_state(self, pool: str) -> tuple[dict[str, set[str]], dict[str, str]]:
+        """Every state set of one pool and its `active` hash (host -> checkout), in one round trip."""
+        pipe = self.redis.pipeline(transaction=True)
+        for state in STATES:
+            pipe.smembers(self.keys.state(state, pool))
+        pipe.hgetall(self.keys.active(pool))
+        *sets, active = await pipe.execute()
+        return ({state: set(members) for state, members in zip(STATES, sets, strict=True)}, dict(active))
+
+    async def settle_discovered(self, pool: str, hosts: Iterable[str]) -> list[str]:
+        """Discovered hosts still in the provider -> completed (or just out of discovered when they
+        turned up in another set); returns those moved to completed."""
+        hosts = list(hosts)
+        if not hosts:
+            return []
+        return list(await self._run("settle_discovered", pool, *hosts))
+
+    async def leases(self, owner: str, pools: Sequence[str], mode: str, seconds: float) -> set[str]:
+        """Acquire, renew or release pool leases (see lua/lease.lua); returns the pools held after."""
+        if not pools:
+            return set()
+        held = await self._run("lease", owner, mode, int(seconds * 1000), *pools)
+        return {pool for pool, mine in zip(pools, held, strict=True) if int(mine)}
+
+    async def presence(self, owner: str, now: float, stale_after: float, clones: int | None = None,
+                       leave: bool = False) -> set[str]:
+        """Heartbeat (or leave) and recount the clone counter; returns the live managers' ids."""
+        live = await self._run("presence", owner, f"{now:.3f}", f"{stale_after:.3f}",
+                               "" if clones is None else clones, "leave" if leave else "")
+        return set(live)
+
+    async def record_clone(self, pool: str, host: str, seconds: float, date: str | None = None) -> None:
+        """The VM's `clone_time` and the day's clone statistics, in one transaction."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.keys.vm(host), "clone_time", f"{seconds:.2f}")
+        pipe.hset(self.keys.clone_stats(date or clock.today()), f"{pool}:{host}", f"{seconds:.2f}")
+        await pipe.execute()
+
+    async def record_boot(self, pool: str, host: str, seconds: float, date: str | None = None) -> None:
+        await self.record_stat(self.keys.boot_stats(date or clock.today()), f"{pool}:{host}", seconds)
+
+    async def mark_empty(self, pool: str, empty: bool) -> bool:
+        """Set or clear the pool's empty marker; True when that changed it (so it is logged once)."""
+        if empty:
+            return bool(await self.redis.set(self.keys.empty(pool), "true", nx=True))
+        return bool(await self.redis.delete(self.keys.empty(pool)))
+
+    async def pop_tasks(self, queue_key: str, count: int) -> list[str]:
+        """Up to `count` "<host>:<argument>" tasks from a disk/snapshot/revert queue."""
+        popped = await self.redis.spop(queue_key, count)
+        return [str(task) for task in popped] if isinstance(popped, (list, set)) else []
+
+    async def register_pools(self, pools: Iterable[str]) -> None:
+        names = list(pools)
+        if names:
+            await self.redis.sadd(self.keys.pools(), *names)
+
     # Reads ---------------------------------------------------------------------------------------
 
     async def members(self, state: str, pool: str) -> set[str]:
@@ -155,6 +221,11 @@ class Inventory:
 
     async def delete_token(self, token: str) -> bool:
         return bool(await self.redis.delete(self.keys.token(token)))
+
+    async def touch_token(self, token: str, now: str | None = None) -> str | None:
+        """Stamp a token's `last` use and return its user; None when the token does not exist."""
+        user = await self._run("touch_token", token, now or clock.stamp())
+        return None if user is None else str(user)
 
     async def status_figures(self, pools: Sequence[str], date: str) -> list[str]:
         """Raw result of status.lua (see the script's header for the layout)."""

@@ -95,6 +95,15 @@ class Keys:
         """Zset manager id -> last heartbeat epoch."""
         return self._k("heartbeats")
 
+    def clone_counts(self) -> str:
+        """Hash manager id -> clones it has in flight; `clone_tasks()` is kept equal to the sum over live
+        managers (lua/presence.lua)."""
+        return self._k("tasks", "clone", "managers")
+
+    def dummy_folder(self, provider: str, folder: str) -> str:
+        """Hash VM name -> JSON record: the VMs of one folder (or pool) of a dummy provider."""
+        return self._k("dummy", provider, folder)
+
     def dummy_vms(self, provider: str) -> str:
         """Hash VM name -> JSON record: the dummy provider's whole inventory."""
         return self._k("dummy", provider)

@@ -87,9 +87,10 @@ class GraphiteMetrics:
 
     QUEUE_LIMIT = 10_000
 
-    def __init__(self, settings: SinkSettings, timeout: float = 2.0) -> None:
+    def __init__(self, settings: SinkSettings, timeout: float = 2.0, retry_seconds: float = 5.0) -> None:
         self.settings = settings
         self.timeout = timeout
+        self.retry_seconds = retry_seconds
         self._queue: queue.Queue[str | None] = queue.Queue(self.QUEUE_LIMIT)
         self._thread = threading.Thread(target=self._run, name="graphite-sender", daemon=True)
         self._thread.start()
@@ -144,7 +145,7 @@ class GraphiteMetrics:
                     if not retry_at:
                         log.warning("graphite %s:%s unreachable: %s", self.settings.server,
                                     self.settings.port, err)
-                    retry_at = time.monotonic() + 5.0
+                    retry_at = time.monotonic() + self.retry_seconds
         if conn is not None:
             conn.close()
 

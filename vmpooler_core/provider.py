@@ -7,7 +7,11 @@ one batched call (`list_vms`), never one call per VM.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
+
+# How the manager decides a VM has booted: a TCP port answers (on hostname.domain, else the guest IP),
+# the guest reports the expected hostname, or no check at all (powered on is enough).
+ReadyCheck = Literal["tcp", "hostname", "none"]
 
 
 class ProviderError(Exception):
@@ -43,9 +47,13 @@ class CloneSpec:
 @runtime_checkable
 class Provider(Protocol):
     name: str
+    # The ready check of pools that do not choose one (`ready_check:` of the pool, else this).
+    ready_check: ReadyCheck
 
     def list_vms(self, pool: str, folder: str | None) -> dict[str, VmFacts]:
-        """Every VM in the pool's folder, keyed by name, in one batched query."""
+        """Every VM in the pool's folder, keyed by name, in one batched query. Templates are left out.
+        Raises ProviderError (never returns an empty result) when the folder cannot be read: the manager
+        treats a VM missing from this result as gone."""
         ...
 
     def clone(self, pool: str, spec: CloneSpec) -> None:

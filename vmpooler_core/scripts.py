@@ -8,7 +8,9 @@ from importlib import resources
 from redis import asyncio as aioredis
 from redis.commands.core import AsyncScript
 
-NAMES = ("checkout", "return", "move", "add_pending", "forget", "discover", "status")
+NAMES = ("checkout", "return", "move", "add_pending", "forget", "discover", "status", "touch_token",
+         # the manager's
+         "settle_discovered", "lease", "presence")
 
 
 @cache
