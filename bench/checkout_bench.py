@@ -14,8 +14,8 @@ checkout on this machine, and the ratio of ours to it.
 from __future__ import annotations
 
 import argparse
-import re
 import asyncio
+import re
 import shutil
 import statistics
 import subprocess
@@ -25,17 +25,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import redis  # noqa: E402
+import redis
 
-from tests.redis_server import RedisServer  # noqa: E402
-from vmpooler_core import scripts  # noqa: E402
-from vmpooler_core.checkout import Checkout  # noqa: E402
-from vmpooler_core.config_loader import load  # noqa: E402
-from vmpooler_core.inventory import Inventory  # noqa: E402
-from vmpooler_core.keys import Keys  # noqa: E402
-from vmpooler_core.metrics import NullMetrics  # noqa: E402
-from vmpooler_core.redis_client import connect  # noqa: E402
-from vmpooler_core.request import CheckoutRequest  # noqa: E402
+from tests.redis_server import RedisServer
+from vmpooler_core import scripts
+from vmpooler_core.checkout import Checkout
+from vmpooler_core.config_loader import load
+from vmpooler_core.inventory import Inventory
+from vmpooler_core.keys import Keys
+from vmpooler_core.metrics import NullMetrics
+from vmpooler_core.redis_client import connect
+from vmpooler_core.request import CheckoutRequest
 
 K = Keys()
 REQUEST = CheckoutRequest((("pool1", 1),))
