@@ -188,3 +188,14 @@ def test_config_is_frozen() -> None:
         cfg.app.task_limit = 3  # type: ignore[misc]
     with pytest.raises(TypeError):
         cfg.aliases["x"] = ("y",)  # type: ignore[index]
+
+
+def test_the_example_config_loads() -> None:
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "examples" / "vmpooler.yaml.example"
+    cfg = config_loader.load(path, env={})
+    assert cfg.metrics.statsd is not None and cfg.metrics.graphite is None
+    assert cfg.candidates("centos-6-64") == ("centos-6-x86_64",)
+    assert cfg.pool("demo").provider == "dummy" and cfg.pool("debian-7-i386").alias == ("debian-7-32",)
+    assert "swordfish" not in repr(cfg)
