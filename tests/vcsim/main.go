@@ -48,6 +48,7 @@ import (
 	"os"
 	"os/signal"
 	"path"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +61,7 @@ import (
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/simulator/esx"
 	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
@@ -187,7 +189,7 @@ func (t *templateVM) CloneVMTask(ctx *simulator.Context, req *types.CloneVM_Task
 		finishTask(task, res, fault)
 		t.ctl.done(fault == nil)
 		if fault != nil {
-			log.Printf("clone %q of %s failed: %T", req.Name, self.Value, fault)
+			logger.Printf("clone %q of %s failed: %T", req.Name, self.Value, fault)
 		}
 	}()
 
@@ -199,6 +201,34 @@ func (t *templateVM) CloneVMTask(ctx *simulator.Context, req *types.CloneVM_Task
 // clone runs the simulator's own clone, then plays the part of vSphere and
 // VMware Tools: power on when asked, report hostname, IP and tools status.
 func (t *templateVM) clone(ctx *simulator.Context, req *types.CloneVM_Task) (types.AnyType, types.BaseMethodFault) {
+	// The stock clone hands the template's own device objects to the new VM
+	// (after blanking the disk file names in place), so template and clones
+	// share them and a clone's Destroy_Task can then find a disk with no
+	// file and panic. Give it copies; the template lock is held here.
+	orig := t.Config.Hardware.Device
+	devices := deepCopy(reflect.ValueOf(orig)).Interface().([]types.BaseVirtualDevice)
+	for _, d := range devices {
+		// vSphere gives a clone's NICs new MAC addresses; an empty one makes
+		// the simulator generate one instead of copying the template's.
+		if nic, ok := d.(types.BaseVirtualEthernetCard); ok {
+			if c := nic.GetVirtualEthernetCard(); c.AddressType != string(types.VirtualEthernetCardMacTypeManual) {
+				c.MacAddress = ""
+			}
+		}
+	}
+	t.Config.Hardware.Device = devices
+	defer func() { t.Config.Hardware.Device = orig }()
+
+	// vSphere refuses a second VM of the same name in a folder; this
+	// simulator version would create it.
+	if f, ok := simulator.Map.Get(req.Folder).(*simulator.Folder); ok {
+		var dup mo.Entity
+		simulator.Map.WithLock(f, func() { dup = simulator.Map.FindByName(req.Name, f.ChildEntity) })
+		if dup != nil {
+			return nil, &types.DuplicateName{Name: req.Name, Object: dup.Reference()}
+		}
+	}
+
 	body := t.VirtualMachine.CloneVMTask(ctx, req).(*methods.CloneVM_TaskBody)
 	if body.Fault_ != nil {
 		if f, ok := body.Fault_.Detail.Fault.(types.BaseMethodFault); ok {
@@ -273,6 +303,128 @@ func (t *templateVM) reportGuest(vm *simulator.VirtualMachine, req *types.CloneV
 	simulator.Map.Update(vm, changes)
 }
 
+// deepCopy returns a copy of v that shares no pointer, slice or map with it.
+// The vim25 types hold only exported fields; structs with unexported ones
+// (time.Time) are copied as values.
+func deepCopy(v reflect.Value) reflect.Value {
+	switch v.Kind() {
+	case reflect.Ptr, reflect.Interface:
+		if v.IsNil() {
+			return reflect.Zero(v.Type())
+		}
+		inner := deepCopy(v.Elem())
+		if v.Kind() == reflect.Interface {
+			c := reflect.New(v.Type()).Elem()
+			c.Set(inner)
+			return c
+		}
+		c := reflect.New(v.Type().Elem())
+		c.Elem().Set(inner)
+		return c
+	case reflect.Struct:
+		c := reflect.New(v.Type()).Elem()
+		c.Set(v)
+		for i := 0; i < v.NumField(); i++ {
+			if c.Field(i).CanSet() {
+				c.Field(i).Set(deepCopy(v.Field(i)))
+			}
+		}
+		return c
+	case reflect.Slice:
+		if v.IsNil() {
+			return reflect.Zero(v.Type())
+		}
+		c := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+		for i := 0; i < v.Len(); i++ {
+			c.Index(i).Set(deepCopy(v.Index(i)))
+		}
+		return c
+	case reflect.Map:
+		if v.IsNil() {
+			return reflect.Zero(v.Type())
+		}
+		c := reflect.MakeMapWithSize(v.Type(), v.Len())
+		iter := v.MapRange()
+		for iter.Next() {
+			c.SetMapIndex(iter.Key(), deepCopy(iter.Value()))
+		}
+		return c
+	default:
+		return v
+	}
+}
+
+// propertyCollector replaces the root PropertyCollector to fix lost updates
+// in this simulator version, which only show up once tasks finish after
+// CloneVM_Task has returned (the stock ones never do):
+//
+//   - every session gets its own instance of the root collector, but all of
+//     them register as update handlers under the same reference, so only the
+//     session that called WaitForUpdates last receives any update and the
+//     others (pyVim's WaitForTask in another connection) wait forever;
+//   - a first WaitForUpdates collects the current state before registering,
+//     so a change in between is lost.
+//
+// Each session's instance therefore registers a listener with a reference of
+// its own before the first wait. Sessions get instances of whatever type is
+// registered for the root collector (made by reflection, zero valued), so
+// the stock collector is embedded by value.
+type propertyCollector struct {
+	simulator.PropertyCollector
+	once sync.Once
+}
+
+func (pc *propertyCollector) WaitForUpdatesEx(ctx *simulator.Context, r *types.WaitForUpdatesEx) soap.HasFault {
+	pc.listen(ctx, r.Version)
+	defer pc.unshare(r.Version)
+	return pc.PropertyCollector.WaitForUpdatesEx(ctx, r)
+}
+
+// WaitForUpdates (what pyVmomi calls) is overridden too: the stock one calls
+// the stock WaitForUpdatesEx directly.
+func (pc *propertyCollector) WaitForUpdates(ctx *simulator.Context, r *types.WaitForUpdates) soap.HasFault {
+	pc.listen(ctx, r.Version)
+	defer pc.unshare(r.Version)
+	return pc.PropertyCollector.WaitForUpdates(ctx, r)
+}
+
+func (pc *propertyCollector) listen(ctx *simulator.Context, version string) {
+	if version != "" || ctx.Session == nil {
+		return
+	}
+	pc.once.Do(func() {
+		l := &updateListener{pc: &pc.PropertyCollector}
+		// Session.Put gives it a session-unique reference, and Logout drops
+		// the handlers of a session's objects.
+		ctx.Session.Put(l)
+		simulator.Map.AddHandler(l)
+	})
+}
+
+// unshare drops the handler the stock first wait registers under the shared
+// reference: every session's listener already delivers those updates, so it
+// would only duplicate them.
+func (pc *propertyCollector) unshare(version string) {
+	if version == "" {
+		simulator.Map.RemoveHandler(&pc.PropertyCollector)
+	}
+}
+
+// updateListener forwards inventory changes to one session's collector.
+type updateListener struct {
+	Self types.ManagedObjectReference
+	pc   *simulator.PropertyCollector
+}
+
+func (l *updateListener) Reference() types.ManagedObjectReference { return l.Self }
+func (l *updateListener) PutObject(o mo.Reference)                { l.pc.PutObject(o) }
+func (l *updateListener) RemoveObject(ref types.ManagedObjectReference) {
+	l.pc.RemoveObject(ref)
+}
+func (l *updateListener) UpdateObject(o mo.Reference, changes []types.PropertyChange) {
+	l.pc.UpdateObject(o, changes)
+}
+
 // setTask updates a task under its lock, since property collectors read it
 // under that lock from other goroutines.
 func setTask(task *simulator.Task, changes []types.PropertyChange) {
@@ -287,11 +439,7 @@ func finishTask(task *simulator.Task, res types.AnyType, fault types.BaseMethodF
 	var lf interface{}
 	if fault != nil {
 		state = types.TaskInfoStateError
-		msg := fmt.Sprintf("%T", fault)
-		if se, ok := fault.(*types.SystemError); ok && se.Reason != "" {
-			msg = se.Reason
-		}
-		lf = types.LocalizedMethodFault{Fault: fault, LocalizedMessage: msg}
+		lf = types.LocalizedMethodFault{Fault: fault, LocalizedMessage: faultMessage(fault)}
 	}
 	setTask(task, []types.PropertyChange{
 		{Name: "info.completeTime", Val: time.Now()},
@@ -299,6 +447,19 @@ func finishTask(task *simulator.Task, res types.AnyType, fault types.BaseMethodF
 		{Name: "info.result", Val: res},
 		{Name: "info.error", Val: lf},
 	})
+}
+
+// faultMessage words the faults a clone can end with roughly as vCenter does.
+func faultMessage(fault types.BaseMethodFault) string {
+	switch f := fault.(type) {
+	case *types.SystemError:
+		return f.Reason
+	case *types.InvalidArgument:
+		return "A specified parameter was not correct: " + f.InvalidProperty
+	case *types.DuplicateName:
+		return fmt.Sprintf("The name '%s' already exists.", f.Name)
+	}
+	return strings.TrimPrefix(fmt.Sprintf("%T", fault), "*types.")
 }
 
 func splitList(s string) []string {
@@ -492,13 +653,14 @@ func serveControl(l net.Listener, ctl *control) {
 			reply(w)
 		}
 	})
-	log.Fatal(http.Serve(l, mux))
+	logger.Printf("control endpoint: %v", http.Serve(l, mux))
 }
 
-func main() {
-	log.SetPrefix("vcsim: ")
-	log.SetFlags(log.Ltime | log.Lmicroseconds)
+// logger is for this program's own few lines; the simulator logs every
+// property collector round through the standard logger, which -verbose keeps.
+var logger = log.New(os.Stderr, "vcsim: ", log.Ltime|log.Lmicroseconds)
 
+func main() {
 	model := simulator.VPX()
 	model.Machine = 0 // vmpooler's tests clone templates; model VMs only add noise
 	model.Host = 0    // standalone hosts likewise
@@ -528,15 +690,37 @@ func main() {
 	methodDelay := flag.String("method-delay", "",
 		"comma list Method=ms for simulator.DelayConfig.MethodDelay: delays answering the SOAP call itself")
 	stdinEOF := flag.Bool("exit-on-stdin-eof", false, "exit when stdin closes (so a crashed parent leaves no server behind)")
+	verbose := flag.Bool("verbose", false, "keep the simulator's own (chatty) log on stderr")
 	trace := flag.Bool("trace", false, "write SOAP traffic to stderr")
 	flag.Parse()
 
 	if *failPercent < 0 || *failPercent > 100 {
-		log.Fatalf("-clone-fail-percent must be 0..100")
+		logger.Fatalf("-clone-fail-percent must be 0..100")
 	}
 	md, err := parseMethodDelay(*methodDelay)
 	if err != nil {
-		log.Fatal(err)
+		logger.Fatal(err)
+	}
+	if !*verbose {
+		log.SetOutput(io.Discard)
+	}
+
+	// The simulator keeps datastores (and the VM files on them) in temporary
+	// directories. Pointing TMPDIR at a private directory lets one RemoveAll
+	// clean up: Model.Remove would do it too, but it walks the registry
+	// without a lock, which can crash when requests are still running.
+	tmp, err := os.MkdirTemp("", "vcsim-")
+	if err != nil {
+		logger.Fatal(err)
+	}
+	_ = os.Setenv("TMPDIR", tmp)
+	// A parent that closes our stdout or stderr pipe would otherwise kill us
+	// with SIGPIPE on the next write, leaving that directory behind.
+	signal.Ignore(syscall.SIGPIPE)
+	fatal := func(format string, args ...interface{}) {
+		logger.Printf(format, args...)
+		_ = os.RemoveAll(tmp)
+		os.Exit(1)
 	}
 	if *seed == 0 {
 		*seed = time.Now().UnixNano()
@@ -553,11 +737,12 @@ func main() {
 	model.DelayConfig.MethodDelay = md
 
 	if err := model.Create(); err != nil {
-		log.Fatalf("create model: %v", err)
+		fatal("create model: %v", err)
 	}
-	// Model.Remove deletes the datastores' temp directories; run it on every
-	// exit path we control.
-	defer model.Remove()
+
+	root := &propertyCollector{}
+	root.Self = model.ServiceContent.PropertyCollector
+	simulator.Map.Put(root)
 
 	model.Service.TLS = new(tls.Config) // https with the simulator's built-in localhost cert
 	model.Service.Listen = &url.URL{Host: *listen, User: url.UserPassword(*username, *password)}
@@ -566,12 +751,10 @@ func main() {
 	ctx := context.Background()
 	client, err := govmomi.NewClient(ctx, server.URL, true)
 	if err != nil {
-		model.Remove()
-		log.Fatalf("connect to own server: %v", err)
+		fatal("connect to own server: %v", err)
 	}
 	if err := setup(ctx, client, ctl, *dcName, splitList(*templates), splitList(*pools), *markTemplate); err != nil {
-		model.Remove()
-		log.Fatal(err)
+		fatal("%v", err)
 	}
 	_ = client.Logout(ctx)
 
@@ -579,30 +762,30 @@ func main() {
 	if *controlAddr != "" {
 		l, err := net.Listen("tcp", *controlAddr)
 		if err != nil {
-			model.Remove()
-			log.Fatalf("control listener: %v", err)
+			fatal("control listener: %v", err)
 		}
 		go serveControl(l, ctl)
 		fmt.Fprintf(out, "VCSIM_CONTROL=http://%s\n", l.Addr())
 	}
 	fmt.Fprintf(out, "VCSIM_URL=%s\n", server.URL)
 	if err := out.Flush(); err != nil {
-		model.Remove()
-		log.Fatalf("stdout: %v", err)
+		fatal("stdout: %v", err)
 	}
 
 	stop := make(chan os.Signal, 2)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	if *stdinEOF {
+		// Only for a parent that gives us a pipe: /dev/null ends at once.
 		go func() {
 			_, _ = io.Copy(io.Discard, os.Stdin)
 			stop <- syscall.SIGTERM
 		}()
 	}
 	sig := <-stop
-	log.Printf("%v: exiting", sig)
 	// No server.Close(): it waits for in-flight requests, and clients may be
-	// parked in a long-polling WaitForUpdatesEx. The deferred Remove cleans up.
+	// parked in a long-polling WaitForUpdates.
+	_ = os.RemoveAll(tmp)
+	logger.Printf("%v: exiting", sig)
 }
 
 // setup creates the -folders and -template VMs and swaps each template's
@@ -627,7 +810,7 @@ func setup(ctx context.Context, c *govmomi.Client, ctl *control, dcName string, 
 		}
 		vm := simulator.Map.Get(ref).(*simulator.VirtualMachine)
 		simulator.Map.Put(&templateVM{VirtualMachine: *vm, ctl: ctl})
-		log.Printf("template %s (%s) on %s, pool %s", t, ref.Value, inv.ds.Name(), inv.pool.Reference().Value)
+		logger.Printf("template %s (%s) on %s, pool %s", t, ref.Value, inv.ds.Name(), inv.pool.Reference().Value)
 	}
 	return nil
 }
