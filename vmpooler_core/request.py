@@ -35,6 +35,8 @@ def _count(name: str, value: Any) -> int:
     if isinstance(value, int):
         number = value
     elif isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
+        if len(value.strip()) > 18:  # past any limit, and int() refuses strings over 4,300 digits
+            raise InvalidRequest(f"count for {name!r} is too large")
         number = int(value)
     else:
         raise InvalidRequest(f"count for {name!r} must be a whole number >= 0, not {value!r}")

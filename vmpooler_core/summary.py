@@ -35,8 +35,8 @@ def _parse(text: str) -> date:
 def date_range(start: str | None, end: str | None, today: str | None = None) -> tuple[date, date]:
     """`from`/`to` query values (default: today) -> validated dates."""
     now = date.fromisoformat(today or clock.today())
-    first = _parse(start) if start else now
-    last = _parse(end) if end else now
+    first = _parse(start) if start is not None else now  # present but empty is a bad date, not today
+    last = _parse(end) if end is not None else now
     if last < first:
         raise InvalidRequest("Date range is invalid, 'to' cannot come before 'from'.")
     if first > now:

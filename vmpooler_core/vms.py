@@ -110,6 +110,8 @@ def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, int):
         number = value
     elif isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
+        if len(value.strip()) > 18:  # past any limit, and int() refuses strings over 4,300 digits
+            raise InvalidRequest(f"{name} is too large")
         number = int(value)
     else:
         raise InvalidRequest(f"{name} must be a whole number > 0, not {value!r}")

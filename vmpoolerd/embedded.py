@@ -32,6 +32,7 @@ config:
 providers:
   dummy:
     boot_time: 2
+    clone_time: 1
 pools:
   - name: 'centos-6-x86_64'
     alias: ['centos-6-64', 'centos-6-amd64']

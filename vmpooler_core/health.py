@@ -1,0 +1,34 @@
+"""Is this pooler healthy? Redis answers, and a manager has beaten its heart recently.
+
+Used by the API's `/healthcheck` and by `vmpoolerd --check` (whose exit code a probe can use), so both
+give the same verdict.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from .config import Config
+from .inventory import Inventory
+
+
+async def check(config: Config, inventory: Inventory, now: float | None = None) -> dict[str, Any]:
+    """`{"ok": bool, "redis": bool, "managers": int, "heartbeat_age": seconds | None, "reason": str}`.
+    A heartbeat older than the lease length means no manager is keeping the pools filled."""
+    now = time.time() if now is None else now
+    try:
+        beats: list[tuple[str, float]] = await inventory.redis.zrevrange(  # type: ignore[assignment]
+            inventory.keys.heartbeats(), 0, -1, withscores=True)
+    except (RedisError, OSError) as err:
+        return {"ok": False, "redis": False, "managers": 0, "heartbeat_age": None,
+                "reason": f"redis unreachable: {type(err).__name__}"}
+    fresh_within = float(config.app.manager_lease_seconds)
+    live = [score for _, score in beats if now - score <= fresh_within]
+    age = round(now - beats[0][1], 1) if beats else None
+    if not live:
+        reason = "no manager heartbeat" if age is None else f"last manager heartbeat {age}s ago"
+        return {"ok": False, "redis": True, "managers": 0, "heartbeat_age": age, "reason": reason}
+    return {"ok": True, "redis": True, "managers": len(live), "heartbeat_age": age, "reason": "healthy"}

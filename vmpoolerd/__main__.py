@@ -1,0 +1,109 @@
+"""`vmpoolerd [all|api|manager] --config FILE [--bind ADDR] [--port N] [--log-level L] [--debug]`.
+
+main() is four steps, each replaceable on its own: parse the command line, find the configuration
+(and start what it needs), set up logging, run the roles. Expected failures are one line on stderr and
+a named exit code (exit_codes.py); a traceback is shown only with --debug.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+from vmpooler_core import config_loader, health
+from vmpooler_core.config import Config
+from vmpooler_core.errors import ConfigError
+from vmpooler_core.inventory import Inventory
+from vmpooler_core.keys import Keys
+from vmpooler_core.redis_client import connect
+
+from . import cli_args, daemon, embedded, logs
+from .exit_codes import ExitCode
+
+
+def _error(message: str) -> None:
+    print(f"vmpoolerd: error: {message}", file=sys.stderr)
+
+
+@contextmanager
+def configuration(args: cli_args.Arguments, env: Mapping[str, str]) -> Iterator[Config]:
+    """The configuration to run with, for as long as the daemon runs: --config, else
+    $VMPOOLER_CONFIG_FILE / $VMPOOLER_CONFIG, else the embedded defaults: the demo pools on the dummy
+    provider, with a Redis-compatible server of our own started here and stopped when we are done."""
+    if config_loader.resolve_source(args.config, env) is not None:
+        yield config_loader.load(args.config, env=env)
+        return
+    server = embedded.EmbeddedRedis(embedded.state_dir(env)).start()
+    try:
+        config = config_loader.load(text=embedded.demo_config_text(server.url), env=env,
+                                    source="<embedded demo configuration>")
+        print(f"vmpoolerd: no configuration given: running the demo pools on an embedded Redis "
+              f"(data in {server.dir}); pass --config FILE for a real deployment", file=sys.stderr)
+        yield config
+    finally:
+        server.stop()
+
+
+def serve(args: cli_args.Arguments, config: Config) -> ExitCode:
+    logs.configure(args.log_level or config.app.log_level, config.app.logfile)
+    where = daemon.Listen(args.bind or config.app.bind, config.app.port if args.port is None else args.port)
+    try:
+        daemon.run(args.role, config, where)
+    except daemon.RoleUnavailable as err:
+        _error(str(err))
+        return ExitCode.UNAVAILABLE
+    return ExitCode.OK
+
+
+def check(args: cli_args.Arguments, env: Mapping[str, str]) -> ExitCode:
+    """`vmpoolerd --check`: the /healthcheck verdict, read straight from Redis, as an exit code for a
+    probe. With no configuration it checks the embedded server of this user's demo pooler."""
+    if config_loader.resolve_source(args.config, env) is not None:
+        config = config_loader.load(args.config, env=env)
+    else:
+        socket_url = embedded.EmbeddedRedis(embedded.state_dir(env)).url
+        config = config_loader.load(text=embedded.demo_config_text(socket_url), env=env)
+
+    async def verdict() -> dict[str, object]:
+        client = connect(config.redis, max_connections=2)
+        try:
+            return await health.check(config, Inventory(client, Keys(), config.redis.data_ttl))
+        finally:
+            await client.aclose()
+
+    result = asyncio.run(verdict())
+    print(json.dumps(result))
+    return ExitCode.OK if result["ok"] else ExitCode.ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = cli_args.parse(argv)
+    if args.check:
+        try:
+            return check(args, os.environ)
+        except ConfigError as err:
+            _error(str(err))
+            return ExitCode.CONFIG
+    try:
+        with configuration(args, os.environ) as config:
+            return serve(args, config)
+    except ConfigError as err:
+        if args.debug:
+            raise
+        _error(str(err))
+        return ExitCode.CONFIG
+    except KeyboardInterrupt:
+        return ExitCode.INTERRUPTED
+    except Exception as err:
+        if args.debug:
+            raise
+        _error(f"{type(err).__name__}: {err} (run with --debug for the traceback)")
+        return ExitCode.ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

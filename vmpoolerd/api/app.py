@@ -1,0 +1,89 @@
+"""The application factory: `create_app(config)` -> a Starlette app serving API v1.
+
+Clients (Redis, metrics sink, authenticator) are built once in the lifespan, or passed in by the caller
+(which then owns and closes them), and handed to handlers through `app.state.services`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from redis import asyncio as aioredis
+from redis import exceptions as redis_errors
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+
+from vmpooler_core import auth
+from vmpooler_core.config import Config
+from vmpooler_core.metrics import Metrics, from_settings
+from vmpooler_core.redis_client import connect
+from vmpoolerd.prometheus import LatencyMiddleware, Registry
+
+from . import errors, routing
+from .guard import Guard
+from .services import Services
+
+log = logging.getLogger("vmpooler.api")
+
+
+def api_redis(config: Config) -> aioredis.Redis:
+    """The API's client, with its own policy:
+    - retries: redis-py's default backs off for seconds and retries timeouts, and a retried checkout
+      script whose first run did happen would take a second VM. Here: one immediate retry on a broken
+      connection (a pooled connection from before a Redis restart), none on a timeout;
+    - no per-read timeout and no health-check PING bookkeeping: each request has one deadline
+      (endpoint.py) that covers all its Redis calls. On Python 3.11 every timer of that kind asks
+      asyncio for the running loop, a getpid() system call each, several per request otherwise.
+    Connecting still times out after `socket_timeout`."""
+    return connect(config.redis, retry=Retry(NoBackoff(), 1, supported_errors=(redis_errors.ConnectionError,)),
+                   socket_timeout=None, health_check_interval=0)
+
+
+def default_deadline(config: Config) -> float:
+    # Room for one connect attempt (it times out after socket_timeout) and then the command itself.
+    return max(1.0, config.redis.socket_timeout) + 1.0
+
+
+async def _probe(client: aioredis.Redis, config: Config) -> None:
+    """Say at start-up when Redis is not there; requests answer 503 until it is, then recover."""
+    try:
+        async with asyncio.timeout(min(2.0, default_deadline(config))):
+            await client.ping()
+    except (redis_errors.RedisError, OSError, TimeoutError) as err:
+        log.warning("redis at %s is unreachable (%s); answering 503 until it is back",
+                    config.redis.describe(), type(err).__name__)
+
+
+def create_app(config: Config, redis: aioredis.Redis | None = None, metrics: Metrics | None = None, *,
+               authenticator: auth.Authenticator | None = None, deadline: float | None = None,
+               prometheus: Registry | None = None) -> Starlette:
+    """`prometheus`, when given, serves `/metrics` and times every request by route; the caller should
+    also pass `metrics=Tee(sink, prometheus)` so checkout outcomes are counted there too."""
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        client = redis if redis is not None else api_redis(config)
+        sink = metrics if metrics is not None else from_settings(config.metrics)
+        checker = authenticator if authenticator is not None else auth.from_settings(config.auth)
+        app.state.services = Services.build(config, client, sink, checker,
+                                            deadline if deadline is not None else default_deadline(config),
+                                            asyncio.get_running_loop(), prometheus)
+        await _probe(client, config)
+        try:
+            yield
+        finally:
+            if redis is None:
+                await client.aclose()
+            if metrics is None:
+                sink.close()
+
+    middleware = [Middleware(Guard)]
+    if prometheus is not None:
+        middleware.insert(0, Middleware(LatencyMiddleware, prom=prometheus))  # outermost: sees every answer
+    return Starlette(routes=routing.routes(), middleware=middleware,
+                     exception_handlers={HTTPException: errors.http_exception}, lifespan=lifespan)

@@ -1,0 +1,101 @@
+"""Every error the API answers, mapped to a status code and a JSON body in this one place.
+
+Bodies are always `{"ok": false, "reason": "..."}` (the original's `{"ok": false}` plus a reason), with
+`Content-Type: application/json`: for the core's errors, for routing's 404/405, for bodies that are too
+large, and for unexpected exceptions (500, with a request id that is also in the log).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from redis import exceptions as redis_errors
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from vmpooler_core.errors import (
+    BackendUnavailable,
+    Conflict,
+    InvalidRequest,
+    NoCapacity,
+    NotFound,
+    Unauthorized,
+)
+
+log = logging.getLogger("vmpooler.api")
+
+# The original's challenge, sent with every 401 so browsers and curl --anyauth know what to do.
+AUTH_CHALLENGE = {"WWW-Authenticate": 'Basic realm="Authentication required"'}
+MAX_BODY = 1 << 20  # 1 MiB
+
+
+class BodyTooLarge(Exception):
+    """The request body passed MAX_BODY while it was being read (no Content-Length up front)."""
+
+
+def error_response(status: int, reason: str, headers: dict[str, str] | None = None,
+                   **extra: Any) -> JSONResponse:
+    return JSONResponse({"ok": False, "reason": reason, **extra}, status_code=status, headers=headers)
+
+
+# Expected errors, most specific first: (exception type, status code).
+_STATUS: tuple[tuple[type[BaseException], int], ...] = (
+    (NotFound, 404),
+    (InvalidRequest, 400),
+    (NoCapacity, 503),
+    (Unauthorized, 401),
+    (Conflict, 409),
+    (BackendUnavailable, 503),
+    (BodyTooLarge, 413),
+)
+
+
+class OutageLog:
+    """While Redis fails, one warning per `every` seconds (with the count of failures in between)
+    rather than one per request: thousands a second would bury everything else in the log."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self.last = float("-inf")
+        self.unreported = 0
+
+    def note(self, what: str) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            self.unreported += 1
+            return
+        more = f" ({self.unreported} more failed requests since the last report)" if self.unreported else ""
+        log.warning("redis unavailable: %s%s", what, more)
+        self.last, self.unreported = now, 0
+
+
+def from_exception(exc: BaseException, outages: OutageLog) -> JSONResponse | None:
+    """The response for an expected error; None for anything else (a bug: the caller answers 500)."""
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            reason = str(exc) if not isinstance(exc, BodyTooLarge) else f"request body over {MAX_BODY} bytes"
+            return error_response(status, reason, AUTH_CHALLENGE if status == 401 else None)
+    if isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.ReadOnlyError)):
+        # Includes "too many connections", LOADING after a restart and a replica that was promoted away.
+        outages.note(f"{type(exc).__name__}: {exc}")
+        return error_response(503, f"redis is unavailable: {type(exc).__name__}")
+    if isinstance(exc, TimeoutError):
+        # The request's deadline passed: Redis (or, for Basic credentials, LDAP) did not answer in time.
+        outages.note("no answer before the request's deadline")
+        return error_response(503, "a backend (redis or authentication) did not answer in time")
+    return None
+
+
+def server_error(request_id: str) -> JSONResponse:
+    return error_response(500, "internal error; the server log has the details", request_id=request_id)
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    """Routing's own errors: 404 for unknown paths, 405 (with Allow) for a wrong method."""
+    assert isinstance(exc, HTTPException)
+    reason = {404: "no such route", 405: f"method {request.method} not allowed here"}.get(
+        exc.status_code, str(exc.detail))
+    return error_response(exc.status_code, reason, dict(exc.headers or {}))

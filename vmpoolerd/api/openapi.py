@@ -1,0 +1,227 @@
+"""The OpenAPI 3 document of the API, served at `/api/v1/openapi.json`.
+
+Every route is listed under `/api/v1`, and again without the prefix (the original's unversioned
+aliases), with its parameters, request body and every status code it can answer.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+import vmpooler_core
+
+from .openapi_schemas import SCHEMAS, ref
+from .services import Services
+
+Op = dict[str, Any]
+
+_ERRORS = {
+    "400": "Malformed request: bad JSON, a body that is not an object, bad counts or dates",
+    "401": "Missing or wrong credentials or token (with `WWW-Authenticate`)",
+    "404": "No such pool, VM, token, snapshot or route; or authentication is not configured",
+    "409": "Conflict",
+    "413": "Request body over 1 MiB",
+    "503": "Redis is unreachable (or, for a checkout, a pool has too few ready VMs); nothing was taken",
+}
+_CHALLENGE = {"WWW-Authenticate": {"schema": {"type": "string"},
+                                   "description": 'Basic realm="Authentication required"'}}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(code: str) -> dict[str, Any]:
+    response = _json(ref("Error"), _ERRORS[code])
+    if code == "401":
+        response["headers"] = _CHALLENGE
+    return response
+
+
+def _path(name: str, description: str, example: str | None = None) -> dict[str, Any]:
+    param = {"name": name, "in": "path", "required": True, "description": description,
+             "schema": {"type": "string"}}
+    if example is not None:
+        param["example"] = example
+    return param
+
+
+_TOKEN_HEADER = {"name": "X-AUTH-TOKEN", "in": "header", "required": False, "schema": {"type": "string"},
+                 "description": "An API token (from POST /token); needed when authentication is configured"}
+# Examples in the original's style (its README's host name and spec token).
+_HOST = _path("hostname", "VM host name, short or `<host>.<domain>`", "cuna2qeahwlzji7")
+_TOKEN = _path("token", "Token", "abcdefghijklmnopqrstuvwxyz012345")
+SNAPSHOT_EXAMPLE = "n1ehs2gf8oyxn5lpl8ql5c5f1m13bsb8"
+_DATES = [{"name": n, "in": "query", "required": False, "description": f"{d} day, YYYY-MM-DD (default: today)",
+           "schema": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}}
+          for n, d in (("from", "First"), ("to", "Last"))]
+_BASIC: list[dict[str, list[str]]] = [{"basicAuth": []}]
+
+
+def _op(op_id: str, summary: str, ok: tuple[str, str, str], errors: str, *, params: list[Any] | None = None,
+        body: str | None = None, example: Any = None, security: list[Any] | None = None) -> Op:
+    """`ok` = (status, schema name, description); `errors` = space-separated error status codes."""
+    status, schema, description = ok
+    responses: dict[str, Any] = {status: _json(ref(schema), description)}
+    codes = errors.split()
+    if body:
+        codes += ["400", "413"]
+    responses.update({code: _error(code) for code in sorted(set(codes))})
+    op: Op = {"operationId": op_id, "summary": summary, "responses": responses}
+    if params:
+        op["parameters"] = params
+    if body:
+        media: dict[str, Any] = {"schema": ref(body)}
+        if example is not None:
+            media["example"] = example
+        op["requestBody"] = {"required": True, "content": {"application/json": media}}
+    if security is not None:
+        op["security"] = security
+    return op
+
+
+def api_paths(pool: str) -> dict[str, dict[str, Op]]:
+    """Paths relative to `/api/v1`; `pool` (a configured pool) is used in examples."""
+    vm_token = [_HOST, _TOKEN_HEADER]
+    return {
+        "/status": {"get": _op("getStatus", "Pool capacity, queue and today's clone and boot times",
+                               ("200", "Status", "Status document"), "503")},
+        "/summary": {"get": _op("getSummary", "Clone, boot and tag statistics over a range of days",
+                                ("200", "Summary", "Summary"), "400 503", params=_DATES)},
+        "/summary/{route}": {"get": _op(
+            "getSummarySection", "One section of the summary", ("200", "Summary", "Summary section"),
+            "400 404 503", params=[_path("route", "boot, clone or tag", "boot"), *_DATES])},
+        "/summary/{route}/{key}": {"get": _op(
+            "getSummaryKey", "One key of a summary section", ("200", "Summary", "Summary section"),
+            "400 404 503", params=[_path("route", "boot, clone or tag", "boot"),
+                                   _path("key", "duration or count (boot, clone), or a tag name", "count"),
+                                   *_DATES])},
+        "/token": {
+            "get": _op("listTokens", "The caller's tokens", ("200", "TokenList", "Tokens"), "401 404 503",
+                       security=_BASIC),
+            "post": _op("createToken", "Create a token for the caller", ("200", "TokenCreated", "New token"),
+                        "401 404 503", security=_BASIC),
+        },
+        "/token/{token}": {
+            "get": _op("getToken", "One of the caller's tokens and its running VMs",
+                       ("200", "TokenDetails", "Token"), "401 404 503", params=[_TOKEN],
+                       security=_BASIC),
+            "delete": _op("deleteToken", "Revoke one of the caller's tokens", ("200", "Ok", "Revoked"),
+                          "401 404 503", params=[_TOKEN], security=_BASIC),
+        },
+        "/vm": {
+            "get": _op("listPools", "Pool names", ("200", "PoolNames", "Pool names (no aliases)"), ""),
+            "post": _op("checkout", "Check out VMs: all or nothing", ("200", "Allocation", "Checked out"),
+                        "401 404 503", params=[_TOKEN_HEADER], body="CheckoutRequest", example={pool: "1"}),
+        },
+        "/vm/{hostname}": {
+            "get": _op("getVm", "One VM's details", ("200", "VmDetails", "VM"), "404 503", params=[_HOST]),
+            "put": _op("modifyVm", "Change a VM's lifetime (hours since checkout) or tags",
+                       ("200", "Ok", "Changed"), "401 404 503", params=vm_token, body="Modification",
+                       example={"lifetime": 4, "tags": {"tested_by": "rspec"}}),
+            "delete": _op("returnVm", "Return a checked-out VM (it is then destroyed)",
+                          ("200", "Ok", "Returned"), "401 404 503", params=vm_token),
+            "post": _op("checkoutPath", "Check out VMs named in the path, `pool1+pool1+pool2`",
+                        ("200", "Allocation", "Checked out"), "400 401 404 503",
+                        params=[_path("hostname", "Pool or alias names joined by '+'", f"{pool}+{pool}"),
+                                _TOKEN_HEADER]),
+        },
+        "/vm/{hostname}/disk/{size}": {"post": _op(
+            "addDisk", "Queue an extra disk of `size` GB", ("202", "DiskQueued", "Queued"), "400 401 404 503",
+            params=[*vm_token, _path("size", "Disk size in GB (1 to 2048)", "8")])},
+        "/vm/{hostname}/snapshot": {"post": _op(
+            "takeSnapshot", "Queue a snapshot", ("202", "SnapshotQueued", "Queued"), "401 404 503",
+            params=vm_token)},
+        "/vm/{hostname}/snapshot/{snapshot}": {"post": _op(
+            "revertSnapshot", "Queue a revert to a snapshot the VM has", ("202", "Ok", "Queued"),
+            "401 404 503", params=[*vm_token, _path("snapshot", "Snapshot name", SNAPSHOT_EXAMPLE)])},
+    }
+
+
+def _unversioned(paths: dict[str, dict[str, Op]]) -> dict[str, dict[str, Op]]:
+    copies: dict[str, dict[str, Op]] = {}
+    for path, ops in paths.items():
+        copy = {method: {**op, "operationId": op["operationId"] + "Unversioned",
+                         "summary": op["summary"] + " (unversioned alias)"} for method, op in ops.items()}
+        if path == "/vm/{hostname}/disk/{size}":
+            copy["put"] = {**copy["post"], "operationId": "addDiskUnversionedPut"}
+        copies[path] = copy
+    return copies
+
+
+def _other_paths() -> dict[str, dict[str, Op]]:
+    history = [{"name": "history", "in": "query", "required": False, "schema": {"type": "string"},
+                "description": "Present: include history"}]
+    return {
+        "/api/v1/openapi.json": {"get": {"operationId": "getOpenapi", "summary": "This document", "responses": {
+            "200": {"description": "OpenAPI document", "content": {"application/json": {"schema": {
+                "type": "object"}}}}}}},
+        "/dashboard/stats/vmpooler/pool": {"get": _op(
+            "getPoolStats", "Ready and size per pool", ("200", "PoolStats", "Per pool"), "503", params=history)},
+        "/dashboard/stats/vmpooler/running": {"get": _op(
+            "getRunningStats", "Running VMs per pool family (name before the first '-')",
+            ("200", "RunningStats", "Per family"), "503", params=history)},
+        "/": {"get": {"operationId": "getRoot", "summary": "Redirect to the dashboard",
+                      "responses": {"302": {"description": "To /dashboard/"}}}},
+        "/dashboard/": {"get": {"operationId": "getDashboard", "summary": "Dashboard page",
+                                "responses": {"200": {"description": "HTML page",
+                                                      "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/dashboard/static/{name}": {"get": {
+            "operationId": "getDashboardAsset", "summary": "The dashboard's script and style sheet",
+            "parameters": [_path("name", "dashboard.js or dashboard.css", "dashboard.js")],
+            "responses": {"200": {"description": "The file", "content": {
+                "text/javascript": {"schema": {"type": "string"}}, "text/css": {"schema": {"type": "string"}}}},
+                "404": _error_response("No such file")}}},
+        "/healthcheck": {"get": {
+            "operationId": "getHealthcheck", "summary": "Redis reachable and a manager's heartbeat fresh",
+            "responses": {"200": _health("Healthy"), "503": _health("Unhealthy: the reason says why")}}},
+        "/metrics": {"get": {
+            "operationId": "getMetrics", "summary": "Prometheus metrics (text exposition format)",
+            "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          "404": _error_response("Prometheus is not enabled in this process"),
+                          "503": _error_response("Redis is unreachable")}}},
+    }
+
+
+def _health(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["ok", "redis", "managers", "heartbeat_age", "reason"],
+        "properties": {"ok": {"type": "boolean"}, "redis": {"type": "boolean"}, "managers": {"type": "integer"},
+                       "heartbeat_age": {"type": "number", "nullable": True}, "reason": {"type": "string"}}}}}}
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": ref("Error")}}}
+
+
+@cache
+def document(pool: str = "centos-6-x86_64") -> dict[str, Any]:
+    paths = api_paths(pool)
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "vmpooler API", "version": vmpooler_core.__version__,
+                 "description": "API v1 of vmpooler: pools of ready VMs, checked out in milliseconds. "
+                                "Error bodies are `{\"ok\": false, \"reason\": ...}`."},
+        "paths": {**{"/api/v1" + p: ops for p, ops in paths.items()}, **_unversioned(paths), **_other_paths()},
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"},
+                                "token": {"type": "apiKey", "in": "header", "name": "X-AUTH-TOKEN"}},
+        },
+    }
+
+
+@cache
+def _rendered(pool: str) -> bytes:
+    return json.dumps(document(pool)).encode()
+
+
+async def serve(request: Request, services: Services) -> Response:
+    """The document, its examples naming this server's first pool."""
+    pools = services.config.pools
+    return Response(_rendered(pools[0].name if pools else "centos-6-x86_64"), media_type="application/json")

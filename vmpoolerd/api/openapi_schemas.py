@@ -1,0 +1,90 @@
+"""JSON Schemas of every body the API sends or accepts, for the OpenAPI document (openapi.py).
+
+Kept exact enough for schemathesis to check each live response against them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Schema = dict[str, Any]
+
+INT: Schema = {"type": "integer", "minimum": 0}
+NUM: Schema = {"type": "number"}
+STR: Schema = {"type": "string"}
+STRINGS: Schema = {"type": "array", "items": STR}
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(required: tuple[str, ...] = (), extra: Schema | bool | None = None, **props: Schema) -> Schema:
+    schema: Schema = {"type": "object", "properties": props}
+    if required:
+        schema["required"] = list(required)
+    if extra is not None:
+        schema["additionalProperties"] = extra
+    return schema
+
+
+def ok_with(extra: Schema | bool | None = False, **props: Schema) -> Schema:
+    """`{"ok": true, ...}` bodies."""
+    return obj(("ok",), extra, ok={"type": "boolean", "enum": [True]}, **props)
+
+
+COUNT: Schema = {"oneOf": [{"type": "integer", "minimum": 0},
+                           {"type": "string", "pattern": r"^\s*[0-9]+\s*$"}]}
+DURATIONS: Schema = obj(("average", "min", "max", "total"), False, average=NUM, min=NUM, max=NUM, total=NUM)
+TASK_DAY: Schema = obj(("duration", "count"), False,
+                       duration=obj(("average", "min", "max", "total"), False, average=NUM, min=NUM, max=NUM,
+                                    total=NUM),
+                       count=obj(("total",), False, total=INT))
+TASK_RANGE: Schema = obj((), False,
+                         duration=obj((), False, average=NUM, min=NUM, max=NUM, total=NUM,
+                                      pool=obj((), DURATIONS)),
+                         count=obj((), False, total=INT, pool=obj((), obj(("total",), False, total=INT))))
+TAGS: Schema = obj((), obj((), INT))
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": obj(("ok", "reason"), True, ok={"type": "boolean", "enum": [False]}, reason=STR,
+                 request_id=STR),
+    "Ok": ok_with(),
+    "PoolNames": STRINGS,
+    "CheckoutRequest": {"type": "object", "additionalProperties": COUNT,
+                        "description": "Pool or alias name -> number of VMs (an integer or a digit string)."},
+    "Allocation": ok_with(obj(("hostname",), False, hostname={"oneOf": [STR, {**STRINGS, "minItems": 2}]}),
+                          domain=STR),
+    "Vm": obj(("template", "lifetime", "state", "ip"), False,
+              template=STR, lifetime=INT, running=NUM,
+              state={"type": "string", "enum": ["pending", "ready", "running", "completed", "discovered",
+                                                "destroyed", "unknown"]},
+              tags=obj((), STR), snapshots=STRINGS, disk=STRINGS, ip=STR, domain=STR),
+    "VmDetails": ok_with(ref("Vm")),
+    "Modification": obj((), False,
+                        lifetime={"oneOf": [{"type": "integer", "minimum": 1},
+                                            {"type": "string", "pattern": r"^\s*[0-9]+\s*$"}]},
+                        tags={"type": "object", "additionalProperties": {
+                            "oneOf": [STR, NUM, {"type": "boolean"}, {"type": "null"}]}}),
+    "DiskQueued": ok_with(obj(("disk",), False, disk=STR)),
+    "SnapshotQueued": ok_with(obj(("snapshot",), False, snapshot=STR)),
+    "Status": obj(("boot", "capacity", "clone", "pools", "queue", "status"), False,
+                  boot=TASK_DAY, clone=TASK_DAY,
+                  capacity=obj(("current", "total", "percent"), False, current=INT, total=INT, percent=NUM),
+                  pools=obj((), obj(("ready", "running", "pending", "max"), False, ready=INT, running=INT,
+                                    pending=INT, max=INT, alias=STRINGS)),
+                  queue=obj(("pending", "cloning", "booting", "ready", "running", "completed", "total"), False,
+                            pending=INT, cloning=INT, booting=INT, ready=INT, running=INT, completed=INT,
+                            total=INT),
+                  status=obj(("ok", "message", "uptime"), False, ok={"type": "boolean"}, message=STR,
+                             empty=STRINGS, uptime=NUM)),
+    "Summary": obj(("daily",), False, boot=TASK_RANGE, clone=TASK_RANGE, tag=TAGS,
+                   daily={"type": "array", "items": obj(("date",), False, date=STR, boot=TASK_RANGE,
+                                                        clone=TASK_RANGE, tag=TAGS)}),
+    "TokenList": ok_with(obj(("created", "last"), False, created=STR, last=STR)),
+    "TokenCreated": ok_with(False, token={"type": "string", "pattern": "^[a-z0-9]{32}$"}),
+    "TokenDetails": ok_with(obj(("vms",), STR, vms=obj(("running",), False, running=STRINGS))),
+    "PoolStats": obj((), obj(("size", "ready"), False, size=INT, ready=INT, history={"type": "array",
+                                                                                       "items": INT})),
+    "RunningStats": obj((), obj(("running",), False, running=INT)),
+}

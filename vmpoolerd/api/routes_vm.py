@@ -1,0 +1,125 @@
+"""`/vm` routes: pool names, checkout (JSON body or `a+a+b` path), one VM's details, changes, return,
+disk and snapshot requests. Each handler parses input, calls the core once and renders the result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from vmpooler_core import request as checkout_request
+from vmpooler_core import vms
+from vmpooler_core.checkout import Allocation
+from vmpooler_core.config import Config
+from vmpooler_core.errors import Conflict, InvalidRequest, NotFound
+
+from .access import require_owner, require_token
+from .endpoint import Handler, document, ok
+from .inputs import auth_token, hostname, json_body
+from .services import Services
+
+
+def allocation_document(allocation: Allocation, config: Config) -> dict[str, Any]:
+    """`{"ok": true, "<pool>": {"hostname": h | [h, ...]}, ..., "domain": d}`: keyed by the real
+    pool name even when an alias was asked for; one VM is a string, several a list; domain last."""
+    doc: dict[str, Any] = {"ok": True}
+    for pool, hosts in allocation.by_pool().items():
+        doc[pool] = {"hostname": hosts[0] if len(hosts) == 1 else hosts}
+    if config.app.domain:
+        doc["domain"] = config.app.domain
+    return doc
+
+
+async def list_pools(request: Request, services: Services) -> Response:
+    return document([pool.name for pool in services.config.pools])
+
+
+async def checkout_body(request: Request, services: Services) -> Response:
+    try:
+        wanted = checkout_request.from_mapping(await json_body(request))
+    except (InvalidRequest, NotFound):
+        # Malformed or odd names: counted as the original counts a null body, never as a metric name.
+        services.metrics.increment("checkout.invalid.unknown")
+        raise
+    allocation = await services.checkout.take(wanted, token=auth_token(request))
+    return JSONResponse(allocation_document(allocation, services.config))
+
+
+async def checkout_path(request: Request, services: Services) -> Response:
+    try:
+        wanted = checkout_request.from_path(request.path_params["hostname"])
+    except (InvalidRequest, NotFound):
+        services.metrics.increment("checkout.invalid.unknown")
+        raise
+    allocation = await services.checkout.take(wanted, token=auth_token(request))
+    return JSONResponse(allocation_document(allocation, services.config))
+
+
+async def get_vm(request: Request, services: Services) -> Response:
+    host = hostname(request, services.config)
+    return ok({host: await vms.describe(services.config, services.inventory, host)})
+
+
+async def modify_vm(request: Request, services: Services) -> Response:
+    host = hostname(request, services.config)
+    vm, _state = await vms.load(services.inventory, host)  # unknown VM: 404 before the body is read
+    body = await json_body(request)
+    token = auth_token(request)
+    changes_lifetime = isinstance(body, dict) and "lifetime" in body
+    has_token = False
+    if changes_lifetime and services.config.auth_enabled and token:
+        has_token = bool(await require_token(request, services))
+    change = vms.parse_modification(body, services.config, has_token)
+    if change.lifetime is not None:
+        require_owner(services, vm, token)
+    await vms.modify(services.inventory, host, change)
+    return ok()
+
+
+async def return_vm(request: Request, services: Services) -> Response:
+    host = hostname(request, services.config)
+    try:
+        await services.checkout.give_back(host, auth_token(request))
+    except Conflict as err:
+        # The original answers 404 for a VM that exists but is not checked out (ready, completed).
+        raise NotFound(str(err)) from err
+    return ok()
+
+
+async def _owned_vm(request: Request, services: Services) -> tuple[str, dict[str, str]]:
+    """Token first (401 before the VM's existence is revealed), then the VM (404), then ownership."""
+    token = await require_token(request, services)
+    host = hostname(request, services.config)
+    vm, _state = await vms.load(services.inventory, host)
+    require_owner(services, vm, token)
+    return host, vm
+
+
+async def add_disk(request: Request, services: Services) -> Response:
+    host, _vm = await _owned_vm(request, services)
+    disk = await vms.request_disk(services.inventory, host, request.path_params["size"])
+    return ok({host: {"disk": disk}}, status=202)
+
+
+async def take_snapshot(request: Request, services: Services) -> Response:
+    host, _vm = await _owned_vm(request, services)
+    name = await vms.request_snapshot(services.inventory, host)
+    return ok({host: {"snapshot": name}}, status=202)
+
+
+async def revert_snapshot(request: Request, services: Services) -> Response:
+    host, vm = await _owned_vm(request, services)
+    await vms.request_revert(services.inventory, host, vm, request.path_params["snapshot"])
+    return ok(status=202)
+
+
+# path -> method -> handler; mounted under /api/v1 and unversioned (routing.py).
+ROUTES: dict[str, dict[str, Handler]] = {
+    "/vm": {"GET": list_pools, "POST": checkout_body},
+    "/vm/{hostname}": {"GET": get_vm, "PUT": modify_vm, "DELETE": return_vm, "POST": checkout_path},
+    "/vm/{hostname}/disk/{size}": {"POST": add_disk},
+    "/vm/{hostname}/snapshot": {"POST": take_snapshot},
+    "/vm/{hostname}/snapshot/{snapshot}": {"POST": revert_snapshot},
+}

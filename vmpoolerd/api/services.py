@@ -1,0 +1,45 @@
+"""What every handler needs, built once in the app's lifespan and kept on `app.state.services`."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from redis import asyncio as aioredis
+
+from vmpooler_core.auth import Authenticator
+from vmpooler_core.checkout import Checkout
+from vmpooler_core.config import Config
+from vmpooler_core.inventory import Inventory
+from vmpooler_core.keys import Keys
+from vmpooler_core.metrics import Metrics
+
+from .errors import OutageLog
+
+if TYPE_CHECKING:
+    from vmpoolerd.prometheus import Registry
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    config: Config
+    redis: aioredis.Redis
+    inventory: Inventory
+    checkout: Checkout
+    metrics: Metrics
+    authenticator: Authenticator | None
+    # Seconds a request may spend waiting on Redis (or an auth backend) before it is answered 503,
+    # so that no client hangs whatever state Redis is in.
+    deadline: float
+    loop: asyncio.AbstractEventLoop  # the app's loop: its clock times the deadlines
+    outages: OutageLog
+    prometheus: Registry | None = None
+
+    @classmethod
+    def build(cls, config: Config, redis: aioredis.Redis, metrics: Metrics,
+              authenticator: Authenticator | None, deadline: float,
+              loop: asyncio.AbstractEventLoop, prometheus: Registry | None = None) -> Services:
+        inventory = Inventory(redis, Keys(), config.redis.data_ttl)
+        return cls(config, redis, inventory, Checkout(config, inventory, metrics), metrics, authenticator,
+                   deadline, loop, OutageLog(), prometheus)

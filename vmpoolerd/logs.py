@@ -1,0 +1,25 @@
+"""Logging set-up for the daemon: stdlib logging, one line per event, to stderr (and `logfile`)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure(level: str, logfile: str | None = None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if logfile:
+        handlers.append(logging.FileHandler(logfile))
+    logging.basicConfig(level=level, format=FORMAT, handlers=handlers, force=True)
+    # uvicorn's per-request access lines cost more than the request itself; its errors still show.
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+def reopen() -> None:
+    """SIGHUP: close the log file so the next line opens it again, at its path (after logrotate moved it).
+    A FileHandler in append mode reopens its file by itself on the next record once closed."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.close()  # takes the handler's lock itself
