@@ -1,0 +1,1 @@
+"""Tests of the `vmpooler` command (vmpooler_cli)."""

@@ -1,0 +1,97 @@
+"""pools, status and watch (piped), over both backends; and the two backends side by side."""
+
+from __future__ import annotations
+
+import json
+
+import redis
+
+from tests.cli.conftest import K, Vmp, ready
+from vmpooler_cli.exit_codes import ExitCode
+
+
+def _stock(r: redis.Redis) -> None:
+    ready(r, "pool1", "a1", "a2", "a3")
+    r.sadd(K.pending("pool1"), "p1")
+    r.sadd(K.running("pool2"), "r1", "r2")
+
+
+def test_pools_json(vmp: Vmp, sync_redis: redis.Redis) -> None:
+    _stock(sync_redis)
+    assert vmp.json("pools") == {"pools": [
+        {"name": "pool1", "aliases": ["poolone"], "ready": 3, "pending": 1, "running": 0, "size": 5},
+        {"name": "pool2", "aliases": [], "ready": 0, "pending": 0, "running": 2, "size": 10},
+    ]}
+
+
+def test_json_works_before_the_command_too(vmp: Vmp, sync_redis: redis.Redis) -> None:
+    _stock(sync_redis)
+    result = vmp.ok("--json", "pools")
+    assert json.loads(result.stdout) == vmp.json("pools")
+
+
+def test_pools_table_when_piped(vmp: Vmp, sync_redis: redis.Redis) -> None:
+    _stock(sync_redis)
+    assert vmp.ok("pools").stdout.splitlines() == [
+        "POOL   ALIASES  READY  PENDING  RUNNING  SIZE",
+        "pool1  poolone  3      1        0        5",
+        "pool2           0      0        2        10",
+    ]
+
+
+def test_status(vmp: Vmp, sync_redis: redis.Redis) -> None:
+    _stock(sync_redis)
+    doc = vmp.json("status")
+    assert doc["capacity"] == {"current": 3, "total": 15, "percent": 20.0}
+    assert doc["queue"]["ready"] == 3 and doc["queue"]["running"] == 2 and doc["queue"]["pending"] == 1
+    assert doc["status"]["ok"] is False and doc["status"]["empty"] == ["pool2"]
+    assert doc["pools"]["pool1"] == {"ready": 3, "running": 0, "pending": 1, "max": 5, "alias": ["poolone"]}
+    text = vmp.ok("status").stdout
+    assert text.startswith("Found 1 empty pools. Empty: pool2\n")
+    assert "capacity  3/15 ready (20.0%)" in text
+    assert "pending 1 (cloning 0, booting 1), ready 3, running 2" in text
+
+
+def test_watch_prints_one_json_line_per_refresh(vmp: Vmp, sync_redis: redis.Redis) -> None:
+    _stock(sync_redis)
+    lines = vmp.ok("watch", "--count", "2", "--interval", "0.1", "--json").stdout.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        doc = json.loads(line)
+        assert doc["time"].endswith("Z")
+        assert [(p["name"], p["ready"]) for p in doc["pools"]] == [("pool1", 3), ("pool2", 0)]
+
+
+def test_watch_piped_prints_tables(vmp: Vmp, sync_redis: redis.Redis) -> None:
+    _stock(sync_redis)
+    out = vmp.ok("watch", "--count", "2", "--interval", "0.1").stdout
+    assert out.count("POOL   ALIASES  READY") == 2 and out.count("pool1  poolone  3") == 2
+
+
+def test_watch_bad_interval_is_a_usage_error(vmp: Vmp) -> None:
+    assert vmp("watch", "--interval", "0").exit_code == ExitCode.USAGE
+
+
+def test_both_backends_give_the_same_answers(both: tuple[Vmp, Vmp], sync_redis: redis.Redis) -> None:
+    """The same data read through Redis and through the API: identical output, byte for byte, except
+    the figures that move with the clock (running time, uptime)."""
+    direct, api = both
+    _stock(sync_redis)
+    ready(sync_redis, "pool2", "b1")
+    direct.ok("checkout", "pool2")
+    sync_redis.hset(K.vm("b1"), mapping={"tag:owner": "jdoe", "disk": "+8gb"})
+    for args in (["pools"], ["pools", "--json"]):
+        assert direct.ok(*args).stdout == api.ok(*args).stdout
+    statuses = [d.json("status") for d in both]
+    for doc in statuses:
+        doc["status"].pop("uptime")
+    assert statuses[0] == statuses[1]
+    shows = [d.json("show", "b1.company.com") for d in both]
+    for doc in shows:
+        doc.pop("running"), doc.pop("remaining")
+    assert shows[0] == shows[1]
+    # Errors too: the same exit code for the same mistake.
+    for args, code in ((["checkout", "nosuch"], ExitCode.NOT_FOUND), (["checkout", "pool2"], ExitCode.NO_CAPACITY),
+                       (["show", "nosuch"], ExitCode.NOT_FOUND), (["return", "a1"], ExitCode.NOT_FOUND),
+                       (["tag", "b1", "a b=c"], ExitCode.USAGE)):
+        assert direct(*args).exit_code == api(*args).exit_code == code, args

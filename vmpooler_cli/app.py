@@ -1,0 +1,114 @@
+"""The `vmpooler` click group: shared options, the per-run state, and the one place errors become exit
+codes. Commands live in ./commands; each parses its arguments, makes one backend call and renders.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from . import __version__
+from .commands import pools, tokens, vms
+from .context import Run
+from .exit_codes import HELP as EXIT_HELP
+from .exit_codes import ExitCode
+
+EPILOG = f"""\b
+Settings: options > environment (VMPOOLER_URL, VMPOOLER_REDIS_URL, VMPOOLER_CONFIG,
+VMPOOLER_TOKEN, VMPOOLER_USER, VMPOOLER_TIMEOUT) > ~/.config/vmpooler/cli.yaml > defaults.
+
+\b
+Shell completion (pool names and aliases too):
+  bash: eval "$(_VMPOOLER_COMPLETE=bash_source vmpooler)"
+  zsh:  eval "$(_VMPOOLER_COMPLETE=zsh_source vmpooler)"
+  fish: _VMPOOLER_COMPLETE=fish_source vmpooler | source
+
+{EXIT_HELP}
+"""
+
+
+class VmpoolerGroup(click.Group):
+    """Maps every outcome to a named exit code and prints errors as one line on stderr."""
+
+    aliases = {"delete": "return"}
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, self.aliases.get(cmd_name, cmd_name))
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        run = Run(os.environ)
+        code = self._run(run, args, prog_name or "vmpooler", complete_var, extra)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def _run(self, run: Run, args: Sequence[str] | None, prog_name: str, complete_var: str | None,
+             extra: dict[str, Any]) -> int:
+        from .errors import classify
+        from .render import error_line
+
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, obj=run, **extra)
+            # Without standalone mode click returns ctx.exit()'s code, or the command's own value.
+            return result if isinstance(result, int) else ExitCode.OK
+        except click.ClickException as err:
+            err.show()
+            return err.exit_code
+        except click.Abort as err:
+            if isinstance(err.__context__, KeyboardInterrupt) or isinstance(err.__cause__, KeyboardInterrupt):
+                return ExitCode.INTERRUPTED
+            error_line("no input (a password prompt needs a terminal, or set VMPOOLER_PASSWORD)")
+            return ExitCode.ERROR
+        except KeyboardInterrupt:
+            click.echo(err=True)
+            return ExitCode.INTERRUPTED
+        except Exception as err:  # the one place every failure becomes an exit code
+            code, message = classify(err)
+            if run.debug:
+                traceback.print_exc()
+            error_line(message)
+            return code
+        finally:
+            run.close()
+
+
+@click.group(cls=VmpoolerGroup, name="vmpooler", epilog=EPILOG,
+             commands=[*vms.COMMANDS, *pools.COMMANDS, tokens.token],
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--api", "url", metavar="URL",
+              help="API server (vmpoolerd or the original vmpooler) [env VMPOOLER_URL; default "
+                   "http://127.0.0.1:4567].")
+@click.option("--redis", "redis_url", metavar="URL",
+              help="Work directly on Redis instead, e.g. redis://host:6379/0 [env VMPOOLER_REDIS_URL].")
+@click.option("--config", metavar="FILE",
+              help="vmpooler config with the pools and aliases; needed with --redis [env VMPOOLER_CONFIG].")
+@click.option("--token", metavar="TOKEN", help="Auth token, sent as X-AUTH-TOKEN [env VMPOOLER_TOKEN].")
+@click.option("--timeout", metavar="SECONDS", type=float,
+              help="Wait at most this long for an answer (connecting: at most 3 s) [env VMPOOLER_TIMEOUT; "
+                   "default 30].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for every command.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(__version__, "-V", "--version", prog_name="vmpooler")
+@click.pass_context
+def cli(ctx: click.Context, url: str | None, redis_url: str | None, config: str | None, token: str | None,
+        timeout: float | None, as_json: bool, debug: bool) -> None:
+    """Check out, return and inspect pooled VMs: over the vmpooler API or directly on Redis.
+
+    \b
+    Examples:
+      vmpooler checkout centos-6-64             # prints the VM's hostname
+      vmpooler pools                            # ready/pending/running per pool
+      vmpooler --redis redis://db/0 --config vmpooler.yaml checkout debian-7
+    """
+    if ctx.obj is None:  # invoked without VmpoolerGroup.main (click's own test helpers, say)
+        ctx.obj = Run(os.environ)
+    run: Run = ctx.obj
+    run.debug = debug
+    run.json = as_json
+    run.options = {"url": url, "redis_url": redis_url, "config": config, "token": token, "timeout": timeout}

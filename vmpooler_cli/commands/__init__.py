@@ -1,0 +1,1 @@
+"""The `vmpooler` subcommands, grouped by what they act on: VMs, pools, tokens."""

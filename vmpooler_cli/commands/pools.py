@@ -1,0 +1,171 @@
+"""Commands on the pools as a whole: pools, status, watch.
+
+Their `--json` shapes are documented in vmpooler_cli/shapes.py and shown by each `--help`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..backends.base import PoolRow
+from ..context import Run, json_option
+from ..shapes import epilog
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.live import Live
+
+    from ..render import Output
+
+
+@click.command(epilog=epilog("pools"), short_help="List the pools: ready, pending, running, size.")
+@json_option
+@click.pass_obj
+def pools(run: Run, as_json: bool) -> None:
+    """List the pools: aliases, ready, pending, running and size.
+
+    \b
+    Example:
+      vmpooler pools
+    """
+    out = run.output(as_json)
+    with out.waiting("Reading the pools…"):
+        rows = run.backend().pools()
+    out.pools(rows)
+
+
+def _duration(section: Any) -> str:
+    if not isinstance(section, Mapping):
+        return "-"
+    count = (section.get("count") or {}).get("total", 0)
+    d = section.get("duration") or {}
+    if not count:
+        return "none today"
+    return f"{count} today, average {d.get('average', 0)} s (min {d.get('min', 0)}, max {d.get('max', 0)})"
+
+
+def status_fields(doc: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    summary = doc.get("status") or {}
+    title = str(summary.get("message", ""))
+    if summary.get("empty"):
+        title += " Empty: " + ", ".join(summary["empty"])
+    cap = doc.get("capacity") or {}
+    q = doc.get("queue") or {}
+    fields = [
+        ("capacity", f"{cap.get('current', '-')}/{cap.get('total', '-')} ready ({cap.get('percent', '-')}%)"),
+        ("queue", f"pending {q.get('pending', '-')} (cloning {q.get('cloning', '-')}, booting "
+                  f"{q.get('booting', '-')}), ready {q.get('ready', '-')}, running {q.get('running', '-')}, "
+                  f"completed {q.get('completed', '-')}, total {q.get('total', '-')}"),
+        ("clones", _duration(doc.get("clone"))),
+        ("boots", _duration(doc.get("boot"))),
+        ("uptime", f"{summary.get('uptime', '-')} s"),
+    ]
+    return title, fields
+
+
+@click.command(epilog=epilog("status"), short_help="Show the service-wide status.")
+@json_option
+@click.pass_obj
+def status(run: Run, as_json: bool) -> None:
+    """Show the service-wide status: capacity, queue, clone and boot times, empty pools.
+
+    \b
+    Example:
+      vmpooler status
+    """
+    out = run.output(as_json)
+    with out.waiting("Reading the status…"):
+        doc = run.backend().status()
+    if out.json:
+        out.emit_json(doc)
+        return
+    title, fields = status_fields(doc)
+    out.fields(fields, title=title)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@click.command(epilog=epilog("watch"), short_help="Watch the pools table live until Ctrl-C.")
+@click.option("--interval", type=click.FloatRange(0.1, 3600), default=2.0, show_default=True,
+              help="Seconds between refreshes.")
+@click.option("--count", type=click.IntRange(min=0), default=0,
+              help="Stop after this many refreshes (default: run until Ctrl-C).")
+@json_option
+@click.pass_obj
+def watch(run: Run, interval: float, count: int, as_json: bool) -> None:
+    """Show the pools table, refreshed until Ctrl-C (exit 130).
+
+    On a terminal the table updates in place; piped, a table (or with --json, one JSON line) is
+    printed per refresh. A failure after the first refresh is shown and retried, not fatal.
+
+    \b
+    Example:
+      vmpooler watch --interval 5
+    """
+    from ..errors import classify
+
+    out = run.output(as_json)
+    backend = run.backend()
+    rows = backend.pools()  # a first failure is the command's error, with its exit code
+    live = out.terminal and not out.json
+    problem = ""
+    refreshes = 0
+    context = _live(out, rows, interval, backend.where) if live else None
+    try:
+        while True:
+            refreshes += 1
+            if context is not None:
+                context.update(_frame(out, rows, interval, backend.where, problem), refresh=True)
+            elif out.json:
+                out.line(json.dumps({"time": _now(), "pools": [row.as_json() for row in rows]}))
+            else:
+                out.line(f"{_now()}  {problem}".rstrip())
+                out.pools(rows)
+                out.line()
+            if count and refreshes >= count:
+                return
+            time.sleep(interval)
+            try:
+                rows, problem = backend.pools(), ""
+            except Exception as err:  # shown and retried: a blip must not end the watch
+                problem = classify(err)[1]
+                if not live:
+                    out.note(f"vmpooler: {problem}")
+    finally:
+        if context is not None:
+            context.stop()
+
+
+def _frame(out: Output, rows: Sequence[PoolRow], interval: float, where: str, problem: str) -> RenderableType:
+    """One screenful: a header line like watch(1)'s, the last error if the latest refresh failed, and
+    the table (the last good figures, when it did)."""
+    from rich.console import Group
+    from rich.markup import escape
+    from rich.text import Text
+
+    stamp = datetime.now().strftime("%H:%M:%S")
+    header = Text.from_markup(f"[bold]Every {interval:g}s:[/] {escape(where)}  {stamp}  [dim](Ctrl-C to stop)[/]")
+    parts: list[RenderableType] = [header]
+    if problem:
+        parts.append(Text.from_markup(f"[bold red]{escape(problem)}[/] (showing the last figures)"))
+    parts.append(out.pools_renderable(rows))
+    return Group(*parts)
+
+
+def _live(out: Output, rows: Sequence[PoolRow], interval: float, where: str) -> Live:
+    from rich.live import Live
+
+    live = Live(_frame(out, rows, interval, where, ""), console=out.console(), auto_refresh=False, transient=False)
+    live.start()
+    return live
+
+
+COMMANDS = (pools, status, watch)

@@ -1,0 +1,266 @@
+"""Commands on VMs: checkout, return (alias delete), show, lifetime, tag, snapshot, revert, disk.
+
+Their `--json` shapes are documented in vmpooler_cli/shapes.py and shown by each `--help`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from ..backends.base import as_int
+from ..completion import complete_pools
+from ..context import Run, json_option
+from ..errors import CliError
+from ..exit_codes import ExitCode
+from ..shapes import epilog
+
+
+@click.command(epilog=epilog("checkout"))
+@click.argument("names", nargs=-1, required=True, metavar="NAME[+NAME...]...", shell_complete=complete_pools)
+@click.option("-n", "--count", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="How many VMs of each named pool.")
+@json_option
+@click.pass_obj
+def checkout(run: Run, names: tuple[str, ...], count: int, as_json: bool) -> None:
+    """Check out VMs from pools or aliases, and print their hostnames.
+
+    All or nothing: when any pool is short of ready VMs, nothing is checked out (exit 4); an
+    unknown name checks nothing out (exit 3). Hostnames are printed as FQDNs when a domain is known.
+
+    \b
+    Examples:
+      vmpooler checkout centos-6-64
+      vmpooler checkout centos-6-64+centos-6-64 debian-7      # two centos, one debian
+      vmpooler checkout debian-7 -n 3 --json
+    """
+    from vmpooler_core.request import from_path
+
+    request = from_path("+".join(names))
+    counts = [(name, n * count) for name, n in request.counts]
+    out = run.output(as_json)
+    with out.waiting(f"Checking out {request.total * count} VM(s)…"):
+        got = run.backend().checkout(counts)
+    if out.json:
+        out.emit_json({"ok": True, "domain": got.domain,
+                       "vms": [{"pool": pool, "hostname": host, "fqdn": got.fqdn(host)} for pool, host in got.vms]})
+        return
+    for _, host in got.vms:
+        out.line(got.fqdn(host))
+
+
+@click.command("return", epilog=epilog("return"), short_help="Return checked-out VMs (alias: delete).")
+@click.argument("hosts", nargs=-1, required=True, metavar="HOST...")
+@json_option
+@click.pass_context
+def return_(ctx: click.Context, hosts: tuple[str, ...], as_json: bool) -> None:
+    """Return checked-out VMs (they are destroyed and replaced). Alias: delete.
+
+    Every host is tried; the exit code is the first failure's.
+
+    \b
+    Examples:
+      vmpooler return abcdefghijklmno
+      vmpooler delete vm1.example.com vm2.example.com
+    """
+    from ..errors import classify
+    from ..render import error_line
+
+    run: Run = ctx.obj
+    out = run.output(as_json)
+    backend = run.backend()
+    results: list[dict[str, Any]] = []
+    failure: ExitCode | None = None
+    for host in hosts:
+        try:
+            with out.waiting(f"Returning {host}…"):
+                backend.give_back(host)
+        except Exception as err:
+            code, message = classify(err)
+            if code in (ExitCode.UNREACHABLE, ExitCode.ERROR):
+                raise  # the server is gone or confused: the other hosts would only fail the same way
+            error_line(f"{host}: {message}")
+            results.append({"hostname": host, "ok": False, "error": message})
+            failure = failure or code
+            continue
+        results.append({"hostname": host, "ok": True})
+        if not out.json:
+            out.line(f"{host} returned")
+    if out.json:
+        out.emit_json({"ok": failure is None, "vms": results})
+    if failure is not None:
+        ctx.exit(failure)
+
+
+def _hours(value: Any) -> float | None:
+    try:
+        return round(float(value), 2)
+    except (TypeError, ValueError):
+        return None
+
+
+def vm_json(short: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The server's VM document in the CLI's stable shape: every key always present."""
+    found_domain, found_tags = doc.get("domain"), doc.get("tags")
+    domain = found_domain if isinstance(found_domain, str) else None
+    tags: dict[str, Any] = found_tags if isinstance(found_tags, dict) else {}
+    running = _hours(doc.get("running"))
+    life = as_int(doc.get("lifetime"))
+    return {
+        "hostname": short,
+        "fqdn": f"{short}.{domain}" if domain else short,
+        "domain": domain,
+        "template": str(doc.get("template", "")),
+        "state": str(doc.get("state", "")),
+        "lifetime": life,
+        "running": running,
+        "remaining": round(max(0.0, life - running), 2) if life is not None and running is not None else None,
+        "tags": {str(k): str(v) for k, v in tags.items()},
+        "snapshots": [str(s) for s in doc.get("snapshots") or []],
+        "disk": [str(d) for d in doc.get("disk") or []],
+        "ip": str(doc.get("ip") or ""),
+    }
+
+
+@click.command(epilog=epilog("show"), short_help="Show one VM's details.")
+@click.argument("host")
+@json_option
+@click.pass_obj
+def show(run: Run, host: str, as_json: bool) -> None:
+    """Show one VM: template, state, lifetime, running time, tags, snapshots, disks.
+
+    \b
+    Example:
+      vmpooler show abcdefghijklmno
+    """
+    out = run.output(as_json)
+    with out.waiting(f"Looking up {host}…"):
+        short, doc = run.backend().show(host)
+    vm = vm_json(short, doc)
+    if out.json:
+        out.emit_json(vm)
+        return
+    running = "-" if vm["running"] is None else f"{vm['running']} h"
+    if vm["remaining"] is not None:
+        running += f" ({vm['remaining']} h left)"
+    out.fields([
+        ("template", vm["template"]),
+        ("state", vm["state"]),
+        ("lifetime", "-" if vm["lifetime"] is None else f"{vm['lifetime']} h"),
+        ("running", running),
+        ("tags", ", ".join(f"{k}={v}" for k, v in vm["tags"].items()) or "-"),
+        ("snapshots", ", ".join(vm["snapshots"]) or "-"),
+        ("disks", ", ".join(vm["disk"]) or "-"),
+        ("ip", vm["ip"] or "-"),
+    ], title=vm["fqdn"])
+
+
+def _done(run: Run, as_json: bool, text: str, doc: dict[str, Any]) -> None:
+    out = run.output(as_json)
+    if out.json:
+        out.emit_json({"ok": True, **doc})
+    else:
+        out.line(text)
+
+
+@click.command(epilog=epilog("lifetime"), short_help="Set a VM's lifetime in hours.")
+@click.argument("host")
+@click.argument("hours", type=click.IntRange(min=1))
+@json_option
+@click.pass_obj
+def lifetime(run: Run, host: str, hours: int, as_json: bool) -> None:
+    """Set how many hours a VM lives after its checkout (absolute, not an extension).
+
+    \b
+    Example:
+      vmpooler lifetime abcdefghijklmno 48
+    """
+    with run.output(as_json).waiting(f"Setting the lifetime of {host}…"):
+        run.backend().modify(host, {"lifetime": hours})
+    _done(run, as_json, f"{host}: lifetime {hours} h", {"hostname": host, "lifetime": hours})
+
+
+def _pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for item in values:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", ctx=ctx, param=param)
+        tags[key] = value
+    return tags
+
+
+@click.command(epilog=epilog("tag"), short_help="Tag a VM with KEY=VALUE pairs.")
+@click.argument("host")
+@click.argument("tags", nargs=-1, required=True, metavar="KEY=VALUE...", callback=_pairs)
+@json_option
+@click.pass_obj
+def tag(run: Run, host: str, tags: dict[str, str], as_json: bool) -> None:
+    """Tag a VM (tags show in `show` and in the server's tag statistics).
+
+    \b
+    Example:
+      vmpooler tag abcdefghijklmno jenkins_build_url=https://ci/job/42 user=jdoe
+    """
+    with run.output(as_json).waiting(f"Tagging {host}…"):
+        run.backend().modify(host, {"tags": tags})
+    text = f"{host}: tagged " + ", ".join(f"{k}={v}" for k, v in tags.items())
+    _done(run, as_json, text, {"hostname": host, "tags": tags})
+
+
+@click.command(epilog=epilog("snapshot"), short_help="Snapshot a VM; prints the snapshot's name.")
+@click.argument("host")
+@json_option
+@click.pass_obj
+def snapshot(run: Run, host: str, as_json: bool) -> None:
+    """Ask for a snapshot of a VM; prints the snapshot's name (taken shortly after, by the manager).
+
+    \b
+    Example:
+      vmpooler snapshot abcdefghijklmno
+    """
+    with run.output(as_json).waiting(f"Requesting a snapshot of {host}…"):
+        name = run.backend().snapshot(host)
+    if not name:
+        raise CliError(f"{host}: the server queued a snapshot but did not say its name")
+    _done(run, as_json, name, {"hostname": host, "snapshot": name})
+
+
+@click.command(epilog=epilog("revert"), short_help="Revert a VM to one of its snapshots.")
+@click.argument("host")
+@click.argument("snapshot_name", metavar="SNAPSHOT")
+@json_option
+@click.pass_obj
+def revert(run: Run, host: str, snapshot_name: str, as_json: bool) -> None:
+    """Revert a VM to one of its snapshots (see `show` for the names).
+
+    \b
+    Example:
+      vmpooler revert abcdefghijklmno n5nkbr84r1xxmnqkbycdc7v5wtmd23dp
+    """
+    with run.output(as_json).waiting(f"Requesting a revert of {host}…"):
+        run.backend().revert(host, snapshot_name)
+    _done(run, as_json, f"{host}: revert to {snapshot_name} queued",
+          {"hostname": host, "snapshot": snapshot_name})
+
+
+@click.command(epilog=epilog("disk"))
+@click.argument("host")
+@click.argument("size", type=click.IntRange(1, 2048), metavar="SIZE")
+@json_option
+@click.pass_obj
+def disk(run: Run, host: str, size: int, as_json: bool) -> None:
+    """Add a disk of SIZE GB (1 to 2048) to a VM.
+
+    \b
+    Example:
+      vmpooler disk abcdefghijklmno 8
+    """
+    with run.output(as_json).waiting(f"Requesting a disk for {host}…"):
+        added = run.backend().disk(host, size)
+    _done(run, as_json, f"{host}: {added} disk queued", {"hostname": host, "disk": added})
+
+
+COMMANDS = (checkout, return_, show, lifetime, tag, snapshot, revert, disk)

@@ -1,0 +1,56 @@
+"""One invocation's state, shared by the group and its commands through click's `ctx.obj`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:  # the real imports happen on first use, to keep `vmpooler --help` fast
+    from .backends.base import Backend
+    from .render import Output
+    from .settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Run:
+    """One invocation's state (click's ctx.obj): the options, and the backend, built on first use."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.debug = False
+        self.json = False
+        self.options: dict[str, Any] = {}
+        self._settings: Settings | None = None
+        self._backend: Backend | None = None
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from .settings import load
+
+            self._settings = load(self.options, self.env)
+        return self._settings
+
+    def backend(self) -> Backend:
+        if self._backend is None:
+            from .backends import open_backend
+
+            self._backend = open_backend(self.settings(), self.env)
+        return self._backend
+
+    def output(self, as_json: bool = False) -> Output:
+        from .render import Output
+
+        return Output(as_json=as_json or self.json, env=self.env)
+
+    def close(self) -> None:
+        if self._backend is not None:
+            backend, self._backend = self._backend, None
+            backend.close()
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print JSON, in the stable shape documented for this command.")(f)

@@ -1,0 +1,157 @@
+"""Layered settings: command-line options > environment > the settings file > defaults.
+
+The settings file is `$XDG_CONFIG_HOME/vmpooler/cli.yaml` (default `~/.config/vmpooler/cli.yaml`), a
+YAML mapping with any of these keys:
+
+    url: http://vmpooler.example.com:4567     # API server (VMPOOLER_URL)
+    redis_url: redis://redis.example.com/0     # work directly on Redis (VMPOOLER_REDIS_URL)
+    config: /etc/vmpooler/vmpooler.yaml        # pools and aliases, for the Redis backend (VMPOOLER_CONFIG)
+    token: abcdefghijklmnopqrstuvwxyz012345    # sent as X-AUTH-TOKEN (VMPOOLER_TOKEN)
+    user: jdoe                                 # for `token` commands (VMPOOLER_USER)
+    timeout: 30                                # seconds to wait for an answer (VMPOOLER_TIMEOUT)
+
+The backend is chosen by the highest layer that names a server: `--api` or `--redis` on the command
+line (not both), else VMPOOLER_URL or VMPOOLER_REDIS_URL, else the file's `url` or `redis_url`, else
+the default API at http://127.0.0.1:4567. When one layer names both, the API wins: it is the shared,
+checked path, and Redis access is the special case an admin opts into explicitly.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import CliError
+from .exit_codes import ExitCode
+
+DEFAULT_URL = "http://127.0.0.1:4567"
+DEFAULT_TIMEOUT = 30.0
+# Connecting is quick or it is not going to happen: "unreachable" within a few seconds, even when an
+# answer (a big token list, a slow server) is allowed to take longer.
+CONNECT_TIMEOUT = 3.0
+
+ENV = {
+    "url": "VMPOOLER_URL",
+    "redis_url": "VMPOOLER_REDIS_URL",
+    "config": "VMPOOLER_CONFIG",
+    "token": "VMPOOLER_TOKEN",
+    "user": "VMPOOLER_USER",
+    "timeout": "VMPOOLER_TIMEOUT",
+}
+KEYS = tuple(ENV)
+
+Backend = Literal["api", "redis"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: Backend
+    url: str
+    redis_url: str | None = None
+    config: str | None = None  # a path, or (as VMPOOLER_CONFIG may be) a whole YAML document
+    token: str | None = None
+    user: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    origin: Mapping[str, str] = field(default_factory=dict)  # key -> "option", "env VAR", file path
+
+    @property
+    def connect_timeout(self) -> float:
+        return min(CONNECT_TIMEOUT, self.timeout)
+
+    def user_or_login(self) -> str:
+        if self.user:
+            return self.user
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER: a container, usually
+            raise CliError("cannot tell who you are: pass --user or set VMPOOLER_USER", ExitCode.USAGE) from None
+
+
+def settings_path(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home()) / ".config")
+    return Path(base) / "vmpooler" / "cli.yaml"
+
+
+def read_file(path: Path) -> dict[str, str]:
+    """The settings file's values as strings; {} when there is no file. Unknown keys are errors, so
+    that a typo (`redis-url:`) is reported instead of silently doing nothing."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as err:
+        raise CliError(f"{path}: cannot read settings: {err.strerror}") from None
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        data: Any = YAML(typ="safe").load(text)
+    except YAMLError as err:
+        raise CliError(f"{path}: invalid YAML: {str(err).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CliError(f"{path}: expected a mapping of settings ({', '.join(KEYS)})")
+    values: dict[str, str] = {}
+    for key, value in data.items():
+        if key not in KEYS:
+            raise CliError(f"{path}: unknown setting {key!r} (known: {', '.join(KEYS)})")
+        if value is not None:
+            values[key] = str(value)
+    if "config" in values and "\n" not in values["config"]:
+        # A relative config path in the settings file means relative to the settings file.
+        values["config"] = str(path.parent / Path(values["config"]).expanduser())
+    return values
+
+
+def _timeout(value: str, origin: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 3600:
+        raise CliError(f"{origin}: timeout must be a number of seconds from 0 to 3600, not {value!r}",
+                       ExitCode.USAGE)
+    return seconds
+
+
+def resolve(options: Mapping[str, Any], env: Mapping[str, str], file_values: Mapping[str, str],
+            file_name: str = "settings file") -> Settings:
+    """Merge the layers. `options` holds only what was given on the command line (None = not given)."""
+    given = {k: str(v) for k, v in options.items() if v is not None and k in KEYS}
+    if "url" in given and "redis_url" in given:
+        raise CliError("--api and --redis are mutually exclusive: pick one backend", ExitCode.USAGE)
+    layers: list[tuple[str, Mapping[str, str]]] = [
+        ("option", given),
+        ("env", {k: env[var] for k, var in ENV.items() if env.get(var)}),
+        (file_name, file_values),
+    ]
+    values: dict[str, str] = {}
+    origin: dict[str, str] = {}
+    backend: Backend | None = None
+    for name, layer in layers:
+        if backend is None and ("url" in layer or "redis_url" in layer):
+            backend = "api" if "url" in layer else "redis"
+        for key, value in layer.items():
+            if key not in values:
+                values[key] = value
+                origin[key] = f"env {ENV[key]}" if name == "env" else name
+    timeout = _timeout(values["timeout"], origin["timeout"]) if "timeout" in values else DEFAULT_TIMEOUT
+    return Settings(
+        backend=backend or "api",
+        url=values.get("url", DEFAULT_URL),
+        redis_url=values.get("redis_url"),
+        config=values.get("config"),
+        token=values.get("token") or None,
+        user=values.get("user"),
+        timeout=timeout,
+        origin=origin,
+    )
+
+
+def load(options: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
+    path = settings_path(env)
+    return resolve(options, env, read_file(path), str(path))
