@@ -133,6 +133,19 @@ class Inventory:
         popped = await self.redis.spop(queue_key, count)
         return [str(task) for task in popped] if isinstance(popped, (list, set)) else []
 
+    async def set_field_many(self, hosts: Sequence[str], field: str, value: str) -> None:
+        """One field on many VM hashes (e.g. the `check` stamp of every VM a pass re-checked)."""
+        if not hosts:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for host in hosts:
+            pipe.hset(self.keys.vm(host), field, value)
+        await pipe.execute()
+
+    async def start_lifetime(self, pool: str, host: str, stamp: str) -> None:
+        """Give a running VM with no checkout time one (HSETNX: a real one is never overwritten)."""
+        await self.redis.hsetnx(self.keys.active(pool), host, stamp)
+
     async def register_pools(self, pools: Iterable[str]) -> None:
         names = list(pools)
         if names:

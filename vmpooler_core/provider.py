@@ -40,8 +40,9 @@ class CloneSpec:
     folder: str
     datastore: str | None = None
     target: str | None = None  # a cluster (least-loaded host chosen) or host
-    annotation: str = ""
-    linked: bool = True
+    annotation: str = ""  # JSON notes on the VM (the vSphere provider adds `created_by`)
+    linked: bool = True  # a linked clone when the template allows it (it has a snapshot)
+    timeout: float = 900.0  # seconds the clone may take before it counts as failed
 
 
 @runtime_checkable

@@ -1,0 +1,165 @@
+"""Cloning: at most `task_limit` clones at once across all pools, each recorded before it starts.
+
+A clone is first reserved in Redis (add_pending.lua: the hostname, the pending entry, and the checks that
+this manager still holds the pool's lease and that ready + pending is below the size, all in one atomic
+step), and only then asked of the provider. A crash at any point therefore leaves a pending entry that the
+reconciliation can match against the provider's inventory, never a VM that Redis has not heard of.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+
+from vmpooler_core import clock
+from vmpooler_core.config import PoolConfig
+from vmpooler_core.provider import CloneSpec, Provider, ProviderError
+
+from .context import REDIS_ERRORS, Context
+from .hostnames import new_hostname
+
+log = logging.getLogger("vmpooler.manager")
+_NAME_ATTEMPTS = 3
+
+
+class Cloner:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._slots = asyncio.Semaphore(ctx.config.app.task_limit)
+        self.queued: Counter[str] = Counter()  # pool -> clones waiting for a slot
+        self.inflight: dict[str, str] = {}  # host -> pool, from just before its reservation to the end
+        self._waiting: set[asyncio.Task[None]] = set()
+        self._running: set[asyncio.Task[None]] = set()
+        self._count_changed = asyncio.Event()
+        self._publisher: asyncio.Task[None] | None = None
+        self.stopping = False
+
+    def hosts(self, pool: str) -> set[str]:
+        return {host for host, owner in self.inflight.items() if owner == pool}
+
+    def start(self, pool: PoolConfig, provider: Provider) -> None:
+        """Queue one clone for `pool`; it starts when a slot is free (FIFO across pools)."""
+        self.queued[pool.name] += 1
+        task = asyncio.create_task(self._clone(pool, provider), name=f"clone {pool.name}")
+        self._waiting.add(task)
+        task.add_done_callback(self._waiting.discard)
+        task.add_done_callback(self._running.discard)
+
+    async def _clone(self, pool: PoolConfig, provider: Provider) -> None:
+        try:
+            await self._slots.acquire()
+        finally:
+            self.queued[pool.name] -= 1
+        slot = _Slot(self._slots)
+        try:
+            task = asyncio.current_task()
+            if task is not None:
+                self._waiting.discard(task)
+                self._running.add(task)
+            if not self.stopping and self.ctx.leases.holds(pool.name):
+                await self._reserve_and_clone(pool, provider, slot)
+        except REDIS_ERRORS as err:
+            log.debug("clone skipped pool=%s: redis: %s", pool.name, err)
+        except Exception:  # a bug must not end the manager; the next pass clones again
+            log.exception("clone crashed pool=%s", pool.name)
+        finally:
+            slot.release()
+
+    async def _reserve_and_clone(self, pool: PoolConfig, provider: Provider, slot: _Slot) -> None:
+        template = pool.template or pool.name
+        for _ in range(_NAME_ATTEMPTS):
+            host = new_hostname(self.ctx.config.app.prefix)
+            # In flight before the reservation exists, so that no pass can ever see the pending entry
+            # without knowing it is this process's own clone.
+            self.inflight[host] = pool.name
+            try:
+                outcome = await self.ctx.inventory.reserve_clone(
+                    pool.name, host, template, size=pool.size, owner=self.ctx.owner,
+                    now=clock.stamp(self.ctx.clock()))
+                if outcome == "ok":
+                    self._publish()
+                    await self._run(pool, provider, host, template, slot)
+                    return
+            finally:
+                self.inflight.pop(host, None)
+            if outcome != "taken":
+                return  # "full" or "lease": another manager has the pool, or it is full
+        log.error("clone skipped pool=%s: %d hostnames in a row already in use", pool.name, _NAME_ATTEMPTS)
+
+    async def _run(self, pool: PoolConfig, provider: Provider, host: str, template: str, slot: _Slot) -> None:
+        target = pool.clone_target or self.ctx.config.app.clone_target
+        spec = CloneSpec(name=host, template=template, folder=pool.folder or pool.name,
+                         datastore=pool.datastore, target=target,
+                         annotation=json.dumps({"pool": pool.name, "manager": self.ctx.owner}),
+                         timeout=self.ctx.timeout_seconds(pool))
+        started = time.monotonic()
+        log.info("clone started pool=%s vm=%s template=%s", pool.name, host, template)
+        try:
+            await self.ctx.runner.clone(provider.clone, pool.name, spec)
+        except ProviderError as err:
+            log.warning("clone failed pool=%s vm=%s: %s", pool.name, host, err)
+            slot.release()
+            # Out of pending at once, hash kept only for data_ttl (the original kept it forever). If a
+            # half-made VM is left behind, the next pass finds it in the folder and destroys it.
+            await self.ctx.inventory.forget(pool.name, host, destroyed=False)
+            return
+        finally:
+            self.inflight.pop(host, None)
+            self._publish()
+        # The provider's part is over: the next clone may start while this one is written down.
+        slot.release()
+        seconds = time.monotonic() - started
+        await self.ctx.inventory.record_clone(pool.name, host, seconds, clock.today(self.ctx.clock()))
+        self.ctx.metrics.timing(f"clone.{pool.name}", seconds)
+        log.info("clone done pool=%s vm=%s seconds=%.1f", pool.name, host, seconds)
+        self.ctx.poke(pool.name)
+
+    def _publish(self) -> None:
+        """Publish this manager's clones in flight (the /status `cloning` figure), off the clone's path:
+        one writer, always sending the latest count, so a burst of clones costs no extra round trips."""
+        self._count_changed.set()
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.create_task(self._publish_loop(), name="clone counter")
+
+    async def _publish_loop(self) -> None:
+        while self._count_changed.is_set():
+            self._count_changed.clear()
+            try:
+                await self.ctx.presence.beat(time.time(), len(self.inflight))
+            except REDIS_ERRORS:
+                return  # the next pass's heartbeat publishes it again
+
+    async def drain(self) -> None:
+        """Wait until every queued and running clone has ended (tests, and a bounded stop)."""
+        while self._waiting or self._running:
+            await asyncio.gather(*(self._waiting | self._running), return_exceptions=True)
+        if self._publisher is not None:
+            await self._publisher
+
+    async def stop(self, grace: float) -> None:
+        """Drop the clones still waiting for a slot; give the running ones `grace` seconds to finish and
+        be recorded. A clone still running after that is left to the provider: its pending entry stays,
+        and the reconciliation of the next manager matches it to whatever the provider ends up with."""
+        self.stopping = True
+        for task in list(self._waiting):
+            task.cancel()
+        running = list(self._running | self._waiting)
+        if running:
+            await asyncio.wait(running, timeout=grace)
+
+
+class _Slot:
+    """One of the `task_limit` clone slots, released once: as soon as the provider's part of the clone is
+    over, or at the very end if it never started."""
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self._slots = slots
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()

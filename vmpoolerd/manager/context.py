@@ -1,0 +1,45 @@
+"""What every part of the manager shares for one manager process: built once by `Manager`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import redis.exceptions
+
+from vmpooler_core.config import Config, PoolConfig
+from vmpooler_core.inventory import Inventory
+from vmpooler_core.metrics import Metrics
+from vmpooler_core.provider import Provider
+
+from .lease import Leases, Presence
+from .runner import ProviderRunner
+
+# Redis failures that mean "Redis is not there right now" (down, unreachable, loading, or a replica during
+# a Sentinel failover): the manager backs off and retries. Anything else is a bug, and is logged as one.
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                redis.exceptions.ReadOnlyError)
+
+
+@dataclass
+class Context:
+    config: Config
+    inventory: Inventory
+    providers: Mapping[str, Provider]
+    metrics: Metrics
+    runner: ProviderRunner
+    leases: Leases
+    presence: Presence
+    owner: str  # this manager's id
+    clock: Callable[[], float]  # epoch seconds; tests move it to age VMs
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # set when a pool deserves a pass soon
+    woken: set[str] = field(default_factory=set)  # which pools
+
+    def poke(self, pool: str) -> None:
+        self.woken.add(pool)
+        self.wake.set()
+
+    def timeout_seconds(self, pool: PoolConfig) -> float:
+        """How long a VM may stay pending (pool `timeout`, else the global one; minutes)."""
+        return 60.0 * (pool.timeout or self.config.app.timeout)

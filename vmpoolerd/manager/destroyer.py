@@ -1,0 +1,77 @@
+"""Destroying completed VMs: the VM stays in `completed` until the provider has destroyed it.
+
+The original took it out of `completed` first, so a destroy that failed or was cut short left a VM that
+the next pass re-discovered (A7.7). Here Redis forgets the VM only once the provider confirms, and a
+destroy that fails is simply tried again on the next pass. One destroy per VM at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from vmpooler_core.provider import Provider, ProviderError
+
+from .context import REDIS_ERRORS, Context
+
+log = logging.getLogger("vmpooler.manager")
+_DESTROY_TIMEOUT = 900.0
+_REMEMBER = 300.0  # seconds a finished destroy is remembered (see `gone_since`)
+
+
+class Destroyer:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.inflight: dict[str, str] = {}  # host -> pool
+        self._finished: dict[str, float] = {}  # host -> monotonic time its destroy ended
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def busy(self, host: str) -> bool:
+        return host in self.inflight
+
+    def gone_since(self, moment: float) -> set[str]:
+        """Hosts whose destroy ended after `moment` (monotonic): an inventory read before that may still
+        list them, and they must not be taken for strangers and re-discovered."""
+        horizon = time.monotonic() - _REMEMBER
+        for host in [h for h, at in self._finished.items() if at < horizon]:
+            del self._finished[host]
+        return {host for host, at in self._finished.items() if at >= moment}
+
+    def start(self, pool: str, provider: Provider, host: str) -> None:
+        if host in self.inflight:
+            return
+        self.inflight[host] = pool
+        task = asyncio.create_task(self._destroy(pool, provider, host), name=f"destroy {host}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _destroy(self, pool: str, provider: Provider, host: str) -> None:
+        started = time.monotonic()
+        try:
+            await self.ctx.runner.call(provider.destroy, pool, host, timeout=_DESTROY_TIMEOUT)
+            self._finished[host] = time.monotonic()
+            await self.ctx.inventory.forget(pool, host, destroyed=True)
+        except ProviderError as err:
+            log.warning("destroy failed pool=%s vm=%s: %s (will retry)", pool, host, err)
+            return
+        except REDIS_ERRORS as err:
+            # Destroyed but still in `completed`: the next pass finds it gone and forgets it.
+            log.debug("destroy of %s not recorded: redis: %s", host, err)
+            return
+        except Exception:
+            log.exception("destroy crashed pool=%s vm=%s", pool, host)
+            return
+        finally:
+            self.inflight.pop(host, None)
+        seconds = time.monotonic() - started
+        self.ctx.metrics.timing(f"destroy.{pool}", seconds)
+        log.info("destroyed pool=%s vm=%s seconds=%.1f", pool, host, seconds)
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def stop(self, grace: float) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)

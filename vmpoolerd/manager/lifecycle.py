@@ -1,0 +1,91 @@
+"""The per-state rules of a pass: running VMs past their lifetime, ready VMs re-checked and expired,
+pending VMs promoted or timed out, completed VMs destroyed. Only VMs the provider reported are judged
+here; those it lacks were dealt with by reconcile.py."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from vmpooler_core import clock
+
+from .pool_pass import PoolPass
+
+log = logging.getLogger("vmpooler.manager")
+_PROBE_LIMIT = 64  # readiness probes of one pass running at once
+
+
+async def expire_running(p: PoolPass) -> None:
+    for host in sorted(p.sets["running"] & p.facts.keys()):
+        since = clock.parse(p.active.get(host)) or clock.parse(p.field(host, "checkout"))
+        if since is None:
+            # No checkout time at all (data from elsewhere): start the clock now rather than let the VM
+            # live forever (B7.10) or destroy a VM that someone may be using.
+            await p.ctx.inventory.start_lifetime(p.name, host, clock.stamp(p.now))
+            continue
+        hours = p.ctx.config.lifetime_hours(p.field(host, "lifetime"))
+        if hours > 0 and p.now - since >= hours * 3600:
+            await p.move(host, "running", "completed", f"lifetime of {hours}h reached")
+
+
+async def _probe_all(p: PoolPass, hosts: list[str], recheck: bool) -> dict[str, str | None]:
+    limit = asyncio.Semaphore(_PROBE_LIMIT)
+
+    async def one(host: str) -> str | None:
+        async with limit:
+            if recheck:
+                return await p.probe.still_ready(host, p.facts[host])
+            return await p.probe.booted(host, p.facts[host])
+
+    results = await asyncio.gather(*(one(host) for host in hosts))
+    return dict(zip(hosts, results, strict=True))
+
+
+async def check_ready(p: PoolPass) -> None:
+    ttl = p.pool.ready_ttl if p.pool.ready_ttl is not None else p.ctx.config.app.ready_ttl
+    every = p.ctx.config.app.vm_checktime * 60
+    due: list[str] = []
+    for host in sorted(p.sets["ready"] & p.facts.keys()):
+        ready_for = p.age(host, "ready")
+        if ready_for is None:
+            ready_for = p.age(host, "clone")
+        # ready_ttl 0 or unset means no expiry, as in the original's first era (B7.22).
+        if ttl and ready_for is not None and ready_for > ttl * 60:
+            await p.move(host, "ready", "completed", f"ready for over {ttl} minutes (ready_ttl)")
+            continue
+        checked = p.age(host, "check")
+        if checked is None or checked >= every:
+            due.append(host)
+    failures = await _probe_all(p, due, recheck=True)
+    passed = [host for host, reason in failures.items() if reason is None]
+    for host, reason in failures.items():
+        if reason is not None:
+            await p.move(host, "ready", "completed", f"failed its check: {reason}", level=logging.WARNING)
+    await p.ctx.inventory.set_field_many(passed, "check", clock.stamp(p.now))
+
+
+async def check_pending(p: PoolPass) -> None:
+    hosts = sorted(p.sets["pending"] & p.facts.keys())
+    timeout = p.ctx.timeout_seconds(p.pool)
+    for host, reason in (await _probe_all(p, hosts, recheck=False)).items():
+        age = p.age(host, "clone")
+        if reason is None:
+            stamp = clock.stamp(p.now)  # it has just passed its check, too
+            if await p.move(host, "pending", "ready", "ready", {"ready": stamp, "check": stamp}):
+                if age is not None:
+                    await p.ctx.inventory.record_boot(p.name, host, age, clock.today(p.now))
+        elif host not in p.protected and (age is None or age > timeout):
+            why = f"not ready after {timeout / 60:.0f} minutes: {reason}"
+            await p.move(host, "pending", "completed", why, level=logging.WARNING)
+
+
+def destroy_completed(p: PoolPass) -> None:
+    for host in sorted((p.sets["completed"] & p.facts.keys()) - p.protected):
+        p.destroyer.start(p.name, p.provider, host)
+
+
+async def remove_surplus(p: PoolPass) -> None:
+    """Ready VMs beyond the pool's size (it was made smaller) go to completed."""
+    surplus = len(p.sets["ready"]) - p.pool.size
+    for host in sorted(p.sets["ready"])[:max(surplus, 0)]:
+        await p.move(host, "ready", "completed", f"pool size is {p.pool.size}")

@@ -1,0 +1,74 @@
+"""What one pass knows about one pool: the provider's inventory and Redis's view, read once at its start.
+
+The parts of the pass (reconcile.py, lifecycle.py) act on it and keep its sets in step with the moves
+they make, so the counts at the end of the pass (gauges, fill) are right without reading Redis again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from vmpooler_core import clock
+from vmpooler_core.config import PoolConfig
+from vmpooler_core.provider import Provider, VmFacts
+
+from .cloner import Cloner
+from .context import Context
+from .destroyer import Destroyer
+from .readiness import Probe
+
+log = logging.getLogger("vmpooler.manager")
+
+# The VM hash fields a pass reads for pending, ready and running VMs.
+FIELDS = ("clone", "cloned_by", "ready", "check", "lifetime", "checkout")
+
+
+@dataclass
+class PoolPass:
+    ctx: Context
+    cloner: Cloner
+    destroyer: Destroyer
+    pool: PoolConfig
+    provider: Provider
+    probe: Probe
+    facts: dict[str, VmFacts]  # the provider's inventory of the pool's folder
+    sets: dict[str, set[str]]  # Redis: state -> hosts
+    active: dict[str, str]  # Redis: host -> checkout stamp
+    fields: dict[str, dict[str, str | None]]  # Redis: host -> FIELDS
+    now: float  # epoch seconds
+    # Hosts with a clone or destroy of this process in flight, or destroyed since the inventory was read:
+    # the inventory may not show them as they are now, so the pass leaves them alone.
+    protected: set[str] = field(default_factory=set)
+
+    @property
+    def name(self) -> str:
+        return self.pool.name
+
+    def field(self, host: str, name: str) -> str | None:
+        return self.fields.get(host, {}).get(name)
+
+    def age(self, host: str, name: str) -> float | None:
+        """Seconds since the time stamp in field `name` of the VM; None when there is none."""
+        moment = clock.parse(self.field(host, name))
+        return None if moment is None else self.now - moment
+
+    def known(self) -> set[str]:
+        return set().union(*self.sets.values())
+
+    async def move(self, host: str, source: str, target: str, reason: str,
+                   stamps: dict[str, object] | None = None, level: int = logging.INFO) -> bool:
+        """One atomic move (move.lua); False when something else moved the VM first."""
+        moved = await self.ctx.inventory.move(self.name, host, source, target, stamps)
+        if moved:
+            self.sets[source].discard(host)
+            self.sets[target].add(host)
+            log.log(level, "%s -> %s pool=%s vm=%s: %s", source, target, self.name, host, reason)
+        return moved
+
+    async def forget(self, host: str, destroyed: bool, reason: str) -> None:
+        """Out of every set (forget.lua); the hash is kept for data_ttl."""
+        await self.ctx.inventory.forget(self.name, host, destroyed=destroyed)
+        for members in self.sets.values():
+            members.discard(host)
+        log.warning("forgotten pool=%s vm=%s: %s", self.name, host, reason)

@@ -1,0 +1,78 @@
+"""One pool's pass, in the original's order (A4): inventory, running, ready, pending, completed,
+discovered, then the fill, which the manager hands out across pools (see `Manager`)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from vmpooler_core.config import PoolConfig
+from vmpooler_core.provider import Provider
+
+from . import lifecycle, reconcile
+from .cloner import Cloner
+from .context import Context
+from .destroyer import Destroyer
+from .pool_pass import FIELDS, PoolPass
+from .readiness import Probe
+
+log = logging.getLogger("vmpooler.manager")
+_LIST_TIMEOUT = 300.0
+
+
+class PoolWorker:
+    def __init__(self, ctx: Context, pool: PoolConfig, provider: Provider, cloner: Cloner,
+                 destroyer: Destroyer) -> None:
+        self.ctx = ctx
+        self.pool = pool
+        self.provider = provider
+        self.cloner = cloner
+        self.destroyer = destroyer
+        self.probe = Probe(pool.ready_check or provider.ready_check, pool.ready_check_port,
+                           ctx.config.app.domain)
+        self._empty: bool | None = None  # the empty marker as last written (None: not yet)
+
+    async def _read(self) -> PoolPass:
+        name = self.pool.name
+        # In flight before the inventory is read: a clone ending between the two reads is still covered.
+        in_flight = self.cloner.hosts(name)
+        read_at = time.monotonic()
+        facts = await self.ctx.runner.call(self.provider.list_vms, name, self.pool.folder,
+                                           timeout=_LIST_TIMEOUT)
+        sets, active = await self.ctx.inventory.pool_state(name)
+        hosts = sorted(sets["pending"] | sets["ready"] | sets["running"])
+        raw = await self.ctx.inventory.vms(hosts, FIELDS)
+        protected = (in_flight | self.cloner.hosts(name) | set(self.destroyer.inflight)
+                     | self.destroyer.gone_since(read_at))
+        fields = {host: dict(zip(FIELDS, values, strict=True)) for host, values in raw.items()}
+        return PoolPass(self.ctx, self.cloner, self.destroyer, self.pool, self.provider, self.probe, facts,
+                        sets, active, fields, self.ctx.clock(), protected)
+
+    async def check(self) -> int:
+        """One pass over the pool; returns how many clones it is short of its size."""
+        p = await self._read()
+        await reconcile.forget_vanished(p)
+        await reconcile.forget_dead_pending(p)
+        await lifecycle.expire_running(p)
+        await lifecycle.check_ready(p)
+        await lifecycle.check_pending(p)
+        lifecycle.destroy_completed(p)
+        await reconcile.discover(p)
+        await lifecycle.remove_surplus(p)
+        await self._report(p)
+        name = self.pool.name
+        pending = p.sets["pending"] | self.cloner.hosts(name)
+        return max(0, self.pool.size - len(p.sets["ready"]) - len(pending) - self.cloner.queued[name])
+
+    async def _report(self, p: PoolPass) -> None:
+        ready = len(p.sets["ready"])
+        self.ctx.metrics.gauge(f"ready.{p.name}", ready)
+        self.ctx.metrics.gauge(f"running.{p.name}", len(p.sets["running"]))
+        empty = ready == 0 and self.pool.size > 0
+        if empty != self._empty:
+            changed = await self.ctx.inventory.mark_empty(p.name, empty)
+            if changed and empty:
+                log.warning("pool empty pool=%s: no ready VMs", p.name)
+            elif changed:
+                log.info("pool refilled pool=%s ready=%d", p.name, ready)
+            self._empty = empty

@@ -1,0 +1,269 @@
+"""The vSphere provider (pyvmomi): pools are folders of a datacenter, VMs are clones of a template.
+
+Options, under `providers: <name>:` (or the era-A top-level `vsphere:` section): see `Session` for the
+connection (server, port, username, password, insecure, timeout, datacenter), plus
+
+    ready_check      the ready check of pools that name none: tcp (default), hostname or none
+    clone_timeout    seconds a clone task may run before it is cancelled (default: the pool's timeout)
+
+Pool `template` and `folder` are paths under the datacenter's VM folder ("templates/centos-6-x86_64",
+"vmpooler/centos-6-x86_64"); `datastore` a datastore name; `clone_target` a cluster under the host
+folder, where the clone goes to the least-loaded host.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, cast
+
+from pyVmomi import vim as _vim
+
+from vmpooler_core import clock
+from vmpooler_core.config import PoolConfig, ProviderConfig
+from vmpooler_core.provider import CloneSpec, ProviderError, ReadyCheck, VmFacts
+
+from .vsphere_session import Session, properties, retrieve
+
+log = logging.getLogger("vmpooler.providers.vsphere")
+vim: Any = _vim  # built at run time: untyped to a type checker
+
+_VM_PROPS = ["name", "config.template", "runtime.powerState", "runtime.host", "guest.hostName",
+             "guest.ipAddress"]
+_HOST_PROPS = ["name", "runtime.connectionState", "runtime.inMaintenanceMode",
+               "summary.quickStats.overallCpuUsage", "summary.quickStats.overallMemoryUsage",
+               "summary.hardware.cpuMhz", "summary.hardware.numCpuCores", "summary.hardware.memorySize"]
+_HOST_LOAD_SECONDS = 60.0  # how long a cluster's host loads are trusted before they are read again
+_PLACEMENT_WEIGHT = 0.02  # load a clone placed since then is assumed to add, so a burst spreads out
+# How long a template's placement and current snapshot are reused: a clone would otherwise spend three
+# round trips on them (and an update of the template is picked up within this time).
+_TEMPLATE_SECONDS = 60.0
+
+
+def _host_load(props: Mapping[str, Any]) -> float | None:
+    """A host's load, 0..1: the busier of CPU and memory; None when it cannot take a VM."""
+    if props.get("runtime.connectionState") != "connected" or props.get("runtime.inMaintenanceMode"):
+        return None
+    cpu_total = (props.get("summary.hardware.cpuMhz") or 0) * (props.get("summary.hardware.numCpuCores") or 0)
+    mem_total = (props.get("summary.hardware.memorySize") or 0) / (1024 * 1024)
+    cpu = (props.get("summary.quickStats.overallCpuUsage") or 0) / cpu_total if cpu_total else 1.0
+    mem = (props.get("summary.quickStats.overallMemoryUsage") or 0) / mem_total if mem_total else 1.0
+    return max(cpu, mem)
+
+
+class VsphereProvider:
+    def __init__(self, config: ProviderConfig, pools: Mapping[str, PoolConfig]) -> None:
+        self.name = config.name
+        options = config.options
+        self.ready_check: ReadyCheck = cast(ReadyCheck, options.get("ready_check") or "tcp")
+        timeout = options.get("clone_timeout")
+        self.clone_timeout: float | None = None if timeout is None else float(timeout)
+        self.session = Session(config.name, options)
+        self._pools = dict(pools)
+        # cluster -> (read at, [(load, host name, host)], placements since): see choose_host
+        self._loads: dict[str, tuple[float, list[tuple[float, str, Any]], dict[str, int]]] = {}
+        self._loads_lock = threading.Lock()
+
+    def _folder(self, pool: str) -> str:
+        config = self._pools.get(pool)
+        if config is None or not config.folder:
+            raise ProviderError(f"vsphere {self.name}: pool {pool} has no folder")
+        return config.folder
+
+    def _vm(self, content: Any, pool: str, name: str) -> Any:
+        folder = self.session.find(content, self._folder(pool))
+        return content.searchIndex.FindChild(folder, name)
+
+    # Inventory -----------------------------------------------------------------------------------
+
+    def list_vms(self, pool: str, folder: str | None) -> dict[str, VmFacts]:
+        path = folder or self._folder(pool)
+
+        def read(content: Any) -> dict[str, VmFacts]:
+            root = self.session.find(content, path)
+            found: dict[str, VmFacts] = {}
+            children = (vim.Folder, "childEntity")
+            for _, props in retrieve(content, root, children, vim.VirtualMachine, _VM_PROPS):
+                if "name" not in props:
+                    # Never return a partial inventory: a VM missing from it counts as gone.
+                    raise ProviderError(f"vsphere {self.name}: a VM in {path} could not be read")
+                if props.get("config.template"):
+                    continue  # a template is never a pool VM, whatever folder it sits in
+                host = props.get("runtime.host")
+                found[props["name"]] = VmFacts(
+                    name=props["name"], powered_on=props.get("runtime.powerState") == "poweredOn",
+                    guest_hostname=props.get("guest.hostName") or None,
+                    guest_ip=props.get("guest.ipAddress") or None,
+                    host=host._moId if host is not None else None)
+            return found
+
+        return self.session.run(read)
+
+    # Clone ---------------------------------------------------------------------------------------
+
+    def clone(self, pool: str, spec: CloneSpec) -> None:
+        def run(content: Any) -> None:
+            template = self.session.find(content, spec.template)
+            folder = self.session.find(content, spec.folder)
+            own_pool, snapshot = self.session.cached(
+                f"template:{spec.template}", lambda: _placement(content, template), _TEMPLATE_SECONDS)
+            relocate = vim.vm.RelocateSpec(pool=own_pool)
+            if spec.target:
+                cluster = self.session.find(content, spec.target, kind="host")
+                relocate.pool = self.session.cached(f"pool:{spec.target}", lambda: cluster.resourcePool)
+                relocate.host = self._pick_host(content, spec.target, cluster)[1]
+            if spec.datastore:
+                relocate.datastore = self.session.datastore(content, spec.datastore)
+            clone_spec = vim.vm.CloneSpec(location=relocate, powerOn=True, template=False)
+            if spec.linked and snapshot is not None:
+                # A linked clone: a delta disk on the template's current snapshot, seconds instead of a copy.
+                relocate.diskMoveType = "createNewChildDiskBacking"
+                clone_spec.snapshot = snapshot
+            clone_spec.config = vim.vm.ConfigSpec(
+                annotation=self._annotation(spec),
+                extraConfig=[vim.option.OptionValue(key="guestinfo.hostname", value=spec.name)])
+            task = template.CloneVM_Task(folder=folder, name=spec.name, spec=clone_spec)
+            self.session.wait(content, task, self.clone_timeout or spec.timeout)
+
+        self.session.run(run)
+
+    def _annotation(self, spec: CloneSpec) -> str:
+        try:
+            note = json.loads(spec.annotation) if spec.annotation else {}
+        except ValueError:
+            return spec.annotation
+        note.setdefault("created_by", self.session.user)
+        note.setdefault("base_template", spec.template)
+        note.setdefault("creation_timestamp", clock.stamp())
+        return json.dumps(note, indent=2)
+
+    # Host choice ---------------------------------------------------------------------------------
+
+    def choose_host(self, target: str) -> str | None:
+        def run(content: Any) -> str | None:
+            cluster = self.session.find(content, target, kind="host")
+            return self._pick_host(content, target, cluster)[0]
+
+        try:
+            return self.session.run(run)
+        except ProviderError:
+            return None
+
+    def _pick_host(self, content: Any, target: str, cluster: Any) -> tuple[str, Any]:
+        with self._loads_lock:
+            cached = self._loads.get(target)
+        if cached is None or time.monotonic() - cached[0] > _HOST_LOAD_SECONDS:
+            hosts = []
+            for host, props in retrieve(content, cluster, (vim.ComputeResource, "host"), vim.HostSystem,
+                                        _HOST_PROPS):
+                load = _host_load(props)
+                if load is not None:
+                    hosts.append((load, str(props.get("name")), host))
+            if not hosts:
+                raise ProviderError(f"vsphere {self.name}: no usable host in {target}")
+            cached = (time.monotonic(), hosts, {})
+        with self._loads_lock:
+            self._loads[target] = cached
+            _, hosts, placed = cached
+            load, name, host = min(hosts, key=lambda h: h[0] + _PLACEMENT_WEIGHT * placed.get(h[1], 0))
+            placed[name] = placed.get(name, 0) + 1
+        return name, host
+
+    # VM operations -------------------------------------------------------------------------------
+
+    def _power_off(self, content: Any, vm: Any) -> None:
+        if vm.runtime.powerState == "poweredOn":
+            self.session.wait(content, vm.PowerOffVM_Task(), self.session.timeout)
+
+    def power_off(self, pool: str, name: str) -> None:
+        def run(content: Any) -> None:
+            vm = self._vm(content, pool, name)
+            if vm is None:
+                raise ProviderError(f"vsphere {self.name}: no VM {name}")
+            self._power_off(content, vm)
+
+        self.session.run(run)
+
+    def destroy(self, pool: str, name: str) -> None:
+        def run(content: Any) -> None:
+            vm = self._vm(content, pool, name)
+            if vm is None:
+                return  # already gone: the goal is reached
+            self._power_off(content, vm)
+            self.session.wait(content, vm.Destroy_Task(), self.session.timeout * 5)
+
+        self.session.run(run)
+
+    def snapshot(self, pool: str, name: str, snapshot: str) -> None:
+        def run(content: Any) -> None:
+            vm = self._require_vm(content, pool, name)
+            task = vm.CreateSnapshot_Task(name=snapshot, description="vmpooler", memory=True, quiesce=False)
+            self.session.wait(content, task, self.session.timeout * 5)
+
+        self.session.run(run)
+
+    def revert(self, pool: str, name: str, snapshot: str) -> None:
+        def run(content: Any) -> None:
+            vm = self._require_vm(content, pool, name)
+            tree = properties(content, vm, ["snapshot"]).get("snapshot")
+            found = _find_snapshot(tree.rootSnapshotList if tree else [], snapshot)
+            if found is None:
+                raise ProviderError(f"vsphere {self.name}: {name} has no snapshot {snapshot}")
+            self.session.wait(content, found.RevertToSnapshot_Task(), self.session.timeout * 5)
+
+        self.session.run(run)
+
+    def add_disk(self, pool: str, name: str, size_gb: int, datastore: str | None) -> None:
+        def run(content: Any) -> None:
+            vm = self._require_vm(content, pool, name)
+            change = _new_disk(vm, size_gb, datastore or self._pools[pool].datastore)
+            task = vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(deviceChange=[change]))
+            self.session.wait(content, task, self.session.timeout * 5)
+
+        self.session.run(run)
+
+    def _require_vm(self, content: Any, pool: str, name: str) -> Any:
+        vm = self._vm(content, pool, name)
+        if vm is None:
+            raise ProviderError(f"vsphere {self.name}: no VM {name}")
+        return vm
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _placement(content: Any, template: Any) -> tuple[Any, Any]:
+    """Where a clone of `template` goes without a clone_target, and its current snapshot (None without
+    one). A template has no resource pool of its own: its host's cluster (or host) root pool it is."""
+    facts = properties(content, template, ["runtime.host", "snapshot"])
+    snapshot = facts["snapshot"].currentSnapshot if facts.get("snapshot") else None
+    return facts["runtime.host"].parent.resourcePool, snapshot
+
+
+def _find_snapshot(trees: Any, name: str) -> Any:
+    for tree in trees or []:
+        if tree.name == name:
+            return tree.snapshot
+        found = _find_snapshot(tree.childSnapshotList, name)
+        if found is not None:
+            return found
+    return None
+
+
+def _new_disk(vm: Any, size_gb: int, datastore: str | None) -> Any:
+    """A thin disk of `size_gb` on the VM's first SCSI controller, at its next free unit (7 is the
+    controller's own), in `datastore` or next to the VM's files."""
+    devices = vm.config.hardware.device
+    controller = next((d for d in devices if isinstance(d, vim.vm.device.VirtualSCSIController)), None)
+    if controller is None:
+        raise ProviderError(f"{vm.name} has no SCSI controller for a new disk")
+    used = {d.unitNumber for d in devices if getattr(d, "controllerKey", None) == controller.key}
+    unit = next(u for u in range(16) if u != 7 and u not in used)
+    backing = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(diskMode="persistent", thinProvisioned=True,
+                                                             fileName=f"[{datastore}]" if datastore else "")
+    disk = vim.vm.device.VirtualDisk(backing=backing, controllerKey=controller.key, unitNumber=unit,
+                                     capacityInKB=size_gb * 1024 * 1024)
+    return vim.vm.device.VirtualDeviceSpec(operation="add", fileOperation="create", device=disk)

@@ -1,0 +1,225 @@
+"""One vCenter session, shared by the provider's threads, re-established when it expires or breaks.
+
+Every call goes through `Session.run(fn)`, which maps pyvmomi's failures to the two errors the manager
+acts on: `ProviderUnavailable` (vCenter unreachable, or the login refused: back off and retry) and
+`ProviderError` (this one operation failed). An expired session (NotAuthenticated) is logged in again and
+the call retried once, so a long-idle daemon never needs a restart.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
+
+from pyVim import connect as _connect
+from pyVmomi import vim as _vim
+from pyVmomi import vmodl as _vmodl
+
+from vmpooler_core.config import Secret
+from vmpooler_core.provider import ProviderError, ProviderUnavailable
+
+T = TypeVar("T")
+# pyVmomi builds its types at run time: to a type checker they are untyped.
+vim: Any = _vim
+vmodl: Any = _vmodl
+connect: Any = _connect
+log = logging.getLogger("vmpooler.providers.vsphere")
+
+_PC = vmodl.query.PropertyCollector
+# Failures of the connection itself, as opposed to a fault vCenter answered with.
+_NETWORK_ERRORS = (OSError, http.client.HTTPException, EOFError)
+
+
+class Session:
+    """Options read: server, port (443), username (or user), password, insecure (false: verify the
+    certificate), timeout (60 s per HTTP request), datacenter (default: the first one), connections
+    (32: idle HTTPS connections kept for reuse)."""
+
+    def __init__(self, name: str, options: Mapping[str, Any]) -> None:
+        self.name = name
+        self.server = str(options["server"])
+        self.port = int(options.get("port") or 443)
+        self.user = str(options.get("username") or options.get("user") or "")
+        password = options.get("password")
+        self._password = password if isinstance(password, Secret) else Secret(str(password or ""))
+        self.insecure = bool(options.get("insecure", False))
+        self.timeout = float(options.get("timeout") or 60)
+        self.connections = int(options.get("connections") or 32)
+        self._datacenter_name: str | None = options.get("datacenter")
+        self._si: Any = None
+        self._lock = threading.Lock()
+        # Managed object references found by inventory path, and other slow-changing lookups; they
+        # change when vCenter is rebuilt (or the simulator restarted), so the cache goes with the session.
+        self._cache: dict[str, tuple[float, Any]] = {}
+        self.datacenter = ""
+
+    # Connection ----------------------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        with self._lock:
+            if self._si is None:
+                si = connect.SmartConnect(host=self.server, port=self.port, user=self.user,
+                                          pwd=self._password.reveal(), disableSslCertValidation=self.insecure,
+                                          httpConnectionTimeout=self.timeout)
+                # pyvmomi keeps 5 idle HTTPS connections and opens (TLS handshake and all) and closes one
+                # per call beyond that: with a dozen clones waiting on tasks at once, most calls would.
+                si._stub.poolSize = self.connections
+                self._cache = {}
+                self.datacenter = self._datacenter_name or self._first_datacenter(si.content)
+                self._si = si
+                log.info("vsphere %s: logged in to %s as %s", self.name, self.server, self.user)
+            return self._si
+
+    @staticmethod
+    def _first_datacenter(content: Any) -> str:
+        for entity in content.rootFolder.childEntity:
+            if isinstance(entity, vim.Datacenter):
+                return str(entity.name)
+        raise ProviderError("no datacenter in vCenter (set the provider's `datacenter`)")
+
+    def reset(self, si: Any = None) -> None:
+        """Forget the session (and every cached reference); the next call logs in again. With `si`, only
+        if that is still the current session: another thread may have logged in again already."""
+        with self._lock:
+            if si is None or si is self._si:
+                self._si, self._cache = None, {}
+
+    def close(self) -> None:
+        with self._lock:
+            si, self._si = self._si, None
+        if si is not None:
+            try:
+                connect.Disconnect(si)
+            except (*_NETWORK_ERRORS, vmodl.MethodFault):
+                pass  # vCenter gone or session expired: nothing to log out of
+
+    def run(self, fn: Callable[[Any], T]) -> T:
+        """fn(content) with errors mapped; one retry after logging in again when the session expired."""
+        for attempt in (1, 2):
+            si = None
+            try:
+                si = self._connect()
+                return fn(si.content)
+            except vim.fault.NotAuthenticated:
+                self.reset(si)
+                if attempt == 2:
+                    raise ProviderUnavailable(f"vsphere {self.name}: session refused twice") from None
+            except vim.fault.InvalidLogin:
+                self.reset(si)
+                raise ProviderUnavailable(f"vsphere {self.name}: login refused for {self.user}") from None
+            except vmodl.fault.ManagedObjectNotFound as err:
+                self._cache = {}  # a cached reference went stale: look everything up again
+                raise ProviderError(f"vsphere {self.name}: {err.msg or 'object not found'}") from None
+            except vmodl.MethodFault as err:
+                raise ProviderError(f"vsphere {self.name}: {err.msg or type(err).__name__}") from None
+            except _NETWORK_ERRORS as err:
+                self.reset(si)
+                raise ProviderUnavailable(f"vsphere {self.name}: {self.server}:{self.port}: {err}") from None
+        raise AssertionError("unreachable")
+
+    # Lookups -------------------------------------------------------------------------------------
+
+    def cached(self, key: str, compute: Callable[[], T], ttl: float = float("inf")) -> T:
+        """`compute()`, remembered for `ttl` seconds (and at most as long as the session)."""
+        entry = self._cache.get(key)
+        if entry is not None and time.monotonic() - entry[0] < ttl:
+            return cast(T, entry[1])
+        value = compute()
+        self._cache[key] = (time.monotonic(), value)
+        return value
+
+    def find(self, content: Any, path: str, kind: str = "vm") -> Any:
+        """An object by its path under the datacenter's `vm` (or `host`) folder; ProviderError if none."""
+        full = f"{self.datacenter}/{kind}/{path.strip('/')}"
+
+        def lookup() -> Any:
+            found = content.searchIndex.FindByInventoryPath(full)
+            if found is None:
+                raise ProviderError(f"vsphere {self.name}: {full} not found")
+            return found
+
+        return self.cached(f"path:{full}", lookup)
+
+    def datastore(self, content: Any, name: str) -> Any:
+        def lookup() -> Any:
+            datacenter = content.searchIndex.FindByInventoryPath(self.datacenter)
+            matches = [ds for ds in datacenter.datastore if ds.name == name]
+            if not matches:
+                raise ProviderError(f"vsphere {self.name}: datastore {name} not found")
+            return matches[0]
+
+        return self.cached(f"datastore:{name}", lookup)
+
+    # Tasks ---------------------------------------------------------------------------------------
+
+    def wait(self, content: Any, task: Any, timeout: float) -> None:
+        """Wait for a task through a private property collector: vCenter pushes the state change, so
+        there is no polling delay and no load from polling; a private collector because several threads
+        wait at once and the session's shared one would hand each thread the others' updates. Only the
+        state and error are read (all of `info` may not even parse: the simulator puts a snapshot where
+        pyvmomi wants a managed entity)."""
+        collector = content.propertyCollector.CreatePropertyCollector()
+        try:
+            watched = _PC.PropertySpec(type=vim.Task, pathSet=["info.state", "info.error"])
+            spec = _PC.FilterSpec(objectSet=[_PC.ObjectSpec(obj=task, skip=False)], propSet=[watched])
+            collector.CreateFilter(spec, partialUpdates=True)
+            deadline = time.monotonic() + timeout
+            version, seen = "", dict[str, Any]()
+            while seen.get("info.state") not in ("success", "error"):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    _cancel(task)
+                    raise ProviderError(f"vsphere {self.name}: task timed out after {timeout:.0f}s")
+                wait = _PC.WaitOptions(maxWaitSeconds=max(1, int(min(remaining, self.timeout / 2))))
+                update = collector.WaitForUpdatesEx(version, wait)
+                if update is not None:
+                    version = update.version
+                    seen.update((c.name, c.val) for f in update.filterSet for o in f.objectSet
+                                for c in o.changeSet)
+        finally:
+            collector.DestroyPropertyCollector()
+        if seen["info.state"] == "error":
+            error = seen.get("info.error")
+            raise ProviderError(f"vsphere {self.name}: {getattr(error, 'msg', '') or type(error).__name__}")
+
+
+def _cancel(task: Any) -> None:
+    try:
+        task.CancelTask()
+    except vmodl.MethodFault:
+        pass  # not cancellable or already done: the reconciliation deals with whatever it left
+
+
+def retrieve(content: Any, root: Any, traverse: tuple[Any, str] | None, kind: Any,
+             props: list[str]) -> list[tuple[Any, dict[str, Any]]]:
+    """Properties of the objects of type `kind` reached from `root` (through `traverse` = (type, path)),
+    in one RetrievePropertiesEx round trip per 1,000 objects."""
+    select = [_PC.TraversalSpec(type=traverse[0], path=traverse[1], skip=False)] if traverse else []
+    spec = _PC.FilterSpec(objectSet=[_PC.ObjectSpec(obj=root, skip=bool(traverse), selectSet=select)],
+                          propSet=[_PC.PropertySpec(type=kind, pathSet=props)])
+    collector = content.propertyCollector
+    result = collector.RetrievePropertiesEx([spec], _PC.RetrieveOptions(maxObjects=1000))
+    found: list[tuple[Any, dict[str, Any]]] = []
+    while result is not None:
+        for content_ in result.objects:
+            for missing in content_.missingSet or []:
+                # A session that ended is reported here, per property, instead of as a fault (by vCenter
+                # for some calls, and by the simulator): raise it, so that the caller logs in again
+                # rather than taking an inventory of nameless objects for an empty folder.
+                fault = missing.fault
+                if isinstance(fault, vim.fault.NotAuthenticated):
+                    raise fault
+            found.append((content_.obj, {p.name: p.val for p in (content_.propSet or [])}))
+        result = collector.ContinueRetrievePropertiesEx(result.token) if result.token else None
+    return found
+
+
+def properties(content: Any, obj: Any, props: list[str]) -> dict[str, Any]:
+    """Several properties of one object in one round trip; an unset property is simply absent. (Reading
+    a maybe-unset property as an attribute costs a call each, and crashes govmomi's simulator.)"""
+    found = retrieve(content, obj, None, type(obj), props)
+    return found[0][1] if found else {}
