@@ -74,6 +74,7 @@ async def check_pending(p: PoolPass) -> None:
             if await p.move(host, "pending", "ready", "ready", {"ready": stamp, "check": stamp}):
                 if age is not None:
                     await p.ctx.inventory.record_boot(p.name, host, age, clock.today(p.now))
+                    p.ctx.metrics.timing(f"boot.{p.name}", age)  # clone start to ready
         elif host not in p.protected and (age is None or age > timeout):
             why = f"not ready after {timeout / 60:.0f} minutes: {reason}"
             await p.move(host, "pending", "completed", why, level=logging.WARNING)
