@@ -28,20 +28,18 @@ class CheckoutRequest:
         return tuple(name for name, _ in self.counts)
 
 
-def _count(name: str, value: Any) -> int:
-    # Digit strings are accepted because the original's clients send {"pool": "1"}.
-    if isinstance(value, bool):
-        raise InvalidRequest(f"count for {name!r} must be a whole number, not {value!r}")
-    if isinstance(value, int):
+def whole_number(what: str, value: Any, minimum: int) -> int:
+    """An int, or a digit string (the original's clients send {"pool": "1"}), of at least `minimum`."""
+    if isinstance(value, int) and not isinstance(value, bool):
         number = value
     elif isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
         if len(value.strip()) > 18:  # past any limit, and int() refuses strings over 4,300 digits
-            raise InvalidRequest(f"count for {name!r} is too large")
+            raise InvalidRequest(f"{what} is too large")
         number = int(value)
     else:
-        raise InvalidRequest(f"count for {name!r} must be a whole number >= 0, not {value!r}")
-    if number < 0:
-        raise InvalidRequest(f"count for {name!r} must be >= 0, not {number}")
+        raise InvalidRequest(f"{what} must be a whole number >= {minimum}, not {str(value)[:50]!r}")
+    if number < minimum:
+        raise InvalidRequest(f"{what} must be >= {minimum}, not {number}")
     return number
 
 
@@ -53,7 +51,7 @@ def from_mapping(body: Any) -> CheckoutRequest:
     for name, value in body.items():
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise NotFound(f"unknown pool {str(name)[:100]!r}", (str(name)[:100],))
-        counts.append((name, _count(name, value)))
+        counts.append((name, whole_number(f"count for {name!r}", value, 0)))
     return CheckoutRequest(tuple(counts))
 
 

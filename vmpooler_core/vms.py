@@ -20,6 +20,7 @@ from .config import Config
 from .errors import InvalidRequest, NotFound, Unauthorized
 from .inventory import Inventory
 from .keys import STATES
+from .request import whole_number
 
 HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 MAX_DISK_GB = 2048
@@ -104,22 +105,6 @@ class Modification:
     tags: Mapping[str, str] | None = None
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise InvalidRequest(f"{name} must be a whole number > 0")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
-        if len(value.strip()) > 18:  # past any limit, and int() refuses strings over 4,300 digits
-            raise InvalidRequest(f"{name} is too large")
-        number = int(value)
-    else:
-        raise InvalidRequest(f"{name} must be a whole number > 0, not {value!r}")
-    if number <= 0:
-        raise InvalidRequest(f"{name} must be > 0, not {number}")
-    return number
-
-
 def parse_modification(body: Any, config: Config, has_token: bool) -> Modification:
     """Validate a PUT body completely before anything is written (the original's two phases)."""
     if not isinstance(body, Mapping):
@@ -131,7 +116,7 @@ def parse_modification(body: Any, config: Config, has_token: bool) -> Modificati
     if "lifetime" in body:
         if config.auth_enabled and not has_token:
             raise Unauthorized("changing a lifetime needs a token")
-        lifetime = _positive_int("lifetime", body["lifetime"])
+        lifetime = whole_number("lifetime", body["lifetime"], 1)
         limit = config.app.max_lifetime_upper_limit
         if limit is not None and lifetime > limit:
             raise InvalidRequest(f"lifetime {lifetime} is over the limit of {limit} hours")
