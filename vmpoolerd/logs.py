@@ -1,4 +1,5 @@
-"""Logging set-up for the daemon: stdlib logging, one line per event, to stderr (and `logfile`)."""
+"""Logging set-up for the daemon: stdlib logging, one line per event, to stderr, or to `logfile` alone when
+the config names one (under systemd or supervisord stderr is kept too, and a line belongs in one place)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def configure(level: str, logfile: str | None = None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if logfile:
-        handlers.append(logging.FileHandler(logfile))
+    handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler(sys.stderr)
+    handlers: list[logging.Handler] = [handler]
     logging.basicConfig(level=level, format=FORMAT, handlers=handlers, force=True)
     # uvicorn's per-request access lines cost more than the request itself; its errors still show.
     logging.getLogger("uvicorn.access").disabled = True
