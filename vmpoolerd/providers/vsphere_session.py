@@ -8,11 +8,14 @@ the call retried once, so a long-idle daemon never needs a restart.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar, cast
 
 from pyVim import connect as _connect
@@ -51,6 +54,8 @@ class Session:
         self.connections = int(options.get("connections") or 32)
         self._datacenter_name: str | None = options.get("datacenter")
         self._si: Any = None
+        self._login: Future[Any] | None = None  # the login under way, if any (see `_connect`)
+        self._closed = False
         self._lock = threading.Lock()
         # Managed object references found by inventory path, and other slow-changing lookups; they
         # change when vCenter is rebuilt (or the simulator restarted), so the cache goes with the session.
@@ -60,19 +65,49 @@ class Session:
     # Connection ----------------------------------------------------------------------------------
 
     def _connect(self) -> Any:
+        """The session, logging in first when there is none. The login runs in a thread of its own and is
+        waited for at most `timeout` seconds: pyvmomi's SmartConnect first fetches the server's version
+        list over a connection with no timeout at all, so a vCenter that accepts connections but does not
+        answer (hung, overloaded, behind a dead proxy) would block the caller, and every other caller
+        behind the lock, for as long as it stays that way (and SIGTERM could not stop the daemon). One
+        login at a time: callers arriving meanwhile wait for the same one."""
         with self._lock:
-            if self._si is None:
-                si = connect.SmartConnect(host=self.server, port=self.port, user=self.user,
-                                          pwd=self._password.reveal(), disableSslCertValidation=self.insecure,
-                                          httpConnectionTimeout=self.timeout)
-                # pyvmomi keeps 5 idle HTTPS connections and opens (TLS handshake and all) and closes one
-                # per call beyond that: with a dozen clones waiting on tasks at once, most calls would.
-                si._stub.poolSize = self.connections
-                self._cache = {}
-                self.datacenter = self._datacenter_name or self._first_datacenter(si.content)
-                self._si = si
-                log.info("vsphere %s: logged in to %s as %s", self.name, self.server, self.user)
-            return self._si
+            if self._si is not None:
+                return self._si
+            login = self._login
+            if login is None or login.done():
+                login = self._login = Future()
+                threading.Thread(target=self._log_in, args=(login,), name=f"vsphere {self.name} login",
+                                 daemon=True).start()  # daemon: a login that never ends must not block exit
+        try:
+            return login.result(timeout=self.timeout)
+        except FutureTimeout:
+            raise ProviderUnavailable(f"vsphere {self.name}: {self.server}:{self.port}: no answer to the login "
+                                      f"within {self.timeout:.0f}s") from None
+
+    def _log_in(self, login: Future[Any]) -> None:
+        try:
+            si = connect.SmartConnect(host=self.server, port=self.port, user=self.user,
+                                      pwd=self._password.reveal(), disableSslCertValidation=self.insecure,
+                                      httpConnectionTimeout=self.timeout)
+            # pyvmomi keeps 5 idle HTTPS connections and opens (TLS handshake and all) and closes one
+            # per call beyond that: with a dozen clones waiting on tasks at once, most calls would.
+            si._stub.poolSize = self.connections
+            datacenter = self._datacenter_name or self._first_datacenter(si.content)
+        except BaseException as err:  # handed to the waiting callers, which map it (see `run`)
+            login.set_exception(err)
+            return
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._si, self._cache, self.datacenter = si, {}, datacenter
+        if closed:  # the provider was closed while this login was still on its way
+            with contextlib.suppress(*_NETWORK_ERRORS, vmodl.MethodFault):
+                connect.Disconnect(si)
+            login.set_exception(ProviderUnavailable(f"vsphere {self.name}: closed"))
+            return
+        log.info("vsphere %s: logged in to %s as %s", self.name, self.server, self.user)
+        login.set_result(si)
 
     @staticmethod
     def _first_datacenter(content: Any) -> str:
@@ -90,7 +125,7 @@ class Session:
 
     def close(self) -> None:
         with self._lock:
-            si, self._si = self._si, None
+            si, self._si, self._closed = self._si, None, True
         if si is not None:
             try:
                 connect.Disconnect(si)

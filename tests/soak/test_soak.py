@@ -1,0 +1,39 @@
+"""The soak run of bench/soak.py, bounded to about a minute: three daemons, 32 clients, daemon kills, a
+Redis restart and a stopped vCenter, then the audit. `python bench/soak.py --seconds 120` is the same run,
+longer; its docstring says what is checked."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bench.soak import SoakSettings, run_soak
+
+pytestmark = [pytest.mark.slow, pytest.mark.vcsim]
+
+
+@pytest.mark.timeout(300)  # set-up ~10 s, clients 65 s, their last returns and the settling ~10-60 s
+def test_soak_loses_nothing_and_hands_nothing_out_twice(tmp_path: Path) -> None:
+    if os.environ.get("VMPOOLER_SKIP_VCSIM") == "1":
+        pytest.skip("VMPOOLER_SKIP_VCSIM=1")
+    result = run_soak(SoakSettings(seconds=65, workdir=tmp_path, settle_seconds=60, quiet=True))
+    report = result.report()
+    print(report)  # the figures, shown with -s or on failure
+
+    assert result.double_handed == 0, report
+    assert result.lost == 0, report
+    assert result.audit.ok and result.settle_seconds is not None, report
+    assert not result.overfilled, report
+    assert not result.ledger.anomalies, report  # no 500s, no odd 4xx
+    # The run did what it claims: load, every kind of fault, and recovery from each within a bound.
+    assert result.ledger.checkouts >= 100 and result.ledger.returns >= 100, report
+    kills = result.of_kind("daemon")
+    assert len(kills) >= 8 and all(k.serving_at is not None for k in kills), report
+    assert len(result.of_kind("redis")) == 1 and len(result.of_kind("vcenter")) == 1, report
+    for fault in result.of_kind("redis") + result.of_kind("vcenter"):
+        recovery = result.recovery(fault)
+        assert recovery is not None and recovery < 20, report
+    assert result.refill_seconds is not None and result.refill_seconds < 30, report
+    assert result.daemon_exits == [0, 0, 0], report
