@@ -29,10 +29,12 @@ def server_binary() -> str:
 
 
 class RedisServer:
-    def __init__(self, port: int | None = None, appendonly: bool = False, directory: str | None = None) -> None:
+    def __init__(self, port: int | None = None, appendonly: bool = False, directory: str | None = None,
+                 password: str | None = None) -> None:
         self.port = port or free_port()
         self.dir = directory or tempfile.mkdtemp(prefix="vmpooler-redis-")
         self.appendonly = appendonly
+        self.password = password  # --requirepass; `url` never carries it
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -42,13 +44,22 @@ class RedisServer:
     def start(self) -> RedisServer:
         args = [server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
                 "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--daemonize", "no"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        ping = (f"AUTH {self.password}\r\n" if self.password else "").encode() + b"PING\r\n"
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
+                    sock.sendall(ping)
+                    reply = b""
+                    while len(reply) < 64 and reply.count(b"\r\n") < (2 if self.password else 1):
+                        chunk = sock.recv(64)
+                        if not chunk:
+                            break
+                        reply += chunk
+                    if reply.endswith(b"+PONG\r\n"):
                         return self
             except OSError:
                 time.sleep(0.02)

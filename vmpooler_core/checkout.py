@@ -3,6 +3,9 @@
 - any unknown pool or alias in the request -> NotFound, nothing taken;
 - any pool short of VMs -> NoCapacity, everything taken for the request goes back (atomically, so no
   other client ever sees it gone);
+- a token over its cap (`config: max_vms_per_token`), counting what it already holds -> TooManyVms,
+  nothing taken (the check is in the same script, so concurrent checkouts cannot pass it together);
+- over its rate limit (when the caller passes a bucket) -> RateLimited, nothing taken;
 - otherwise every VM moves ready -> running with its checkout stamp, keyed by the real pool name.
 """
 
@@ -11,9 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import Config
-from .errors import Conflict, InvalidRequest, NoCapacity, NotFound, Unauthorized
+from .errors import Conflict, InvalidRequest, NoCapacity, NotFound, TooManyVms, Unauthorized
 from .inventory import Inventory
 from .metrics import Metrics
+from .ratelimit import Bucket, exceeded
 from .request import CheckoutRequest, validate
 
 
@@ -40,7 +44,7 @@ class Checkout:
         self.inventory = inventory
         self.metrics = metrics
 
-    async def take(self, request: CheckoutRequest, token: str | None = None) -> Allocation:
+    async def take(self, request: CheckoutRequest, token: str | None = None, rate: Bucket | None = None) -> Allocation:
         try:
             validate(request, self.config)
         except NotFound as err:
@@ -58,9 +62,16 @@ class Checkout:
         use_token = token if (token and self.config.auth_enabled) else ""
         lifetime = self.config.app.vm_lifetime_auth if use_token else None
         raw = await self.inventory.checkout(entries, token=use_token,
-                                            lifetime=lifetime if lifetime and lifetime > 0 else None)
+                                            lifetime=lifetime if lifetime and lifetime > 0 else None,
+                                            cap=self.config.app.max_vms_per_token, rate=rate)
         if raw[0] == "unauthorized":
             raise Unauthorized("invalid token")
+        if raw[0] == "ratelimited":
+            self.metrics.increment("checkout.ratelimited")
+            raise exceeded(raw)
+        if raw[0] == "toomany":
+            self.metrics.increment("checkout.toomany")
+            raise TooManyVms(int(raw[1]), int(raw[2]))
         if raw[0] == "empty":
             self.metrics.increment(f"checkout.empty.{raw[1]}")
             raise NoCapacity(f"not enough ready VMs for {raw[1]!r}", raw[1])
@@ -72,9 +83,11 @@ class Checkout:
             self.metrics.increment(f"checkout.success.{pool}")
         return Allocation(vms)
 
-    async def give_back(self, host: str, token: str | None = None) -> str:
+    async def give_back(self, host: str, token: str | None = None, rate: Bucket | None = None) -> str:
         """running -> completed; returns the pool. The VM is destroyed by the manager."""
-        raw = await self.inventory.return_vm(host, token or "")
+        raw = await self.inventory.return_vm(host, token or "", rate)
+        if raw[0] == "ratelimited":
+            raise exceeded(raw)
         if raw[0] == "notfound":
             raise NotFound(f"no VM named {host!r}")
         if raw[0] == "unauthorized":

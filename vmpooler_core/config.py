@@ -44,13 +44,21 @@ class RedisSettings:
     master: str | None = None
     socket_timeout: float = 5.0
 
+    def __repr__(self) -> str:
+        # A `url` may carry the password (redis://:secret@host); repr(config) must not show it.
+        return (f"RedisSettings({self.describe()!r}, password={self.password!r}, data_ttl={self.data_ttl}, "
+                f"socket_timeout={self.socket_timeout})")
+
     def describe(self) -> str:
         """Where Redis is, for messages: never includes the password."""
         if self.sentinels:
             hosts = ",".join(f"{h}:{p}" for h, p in self.sentinels)
             return f"sentinel {hosts} master {self.master}"
         if self.url:
-            return re.sub(r"//[^@/]*@", "//***@", self.url)
+            # The password may be in the user part (up to the last "@": an unescaped password may hold
+            # "@" or "/") or, as redis-py reads it there too, in the query.
+            masked = re.sub(r"^([a-z]+://).*@", r"\1***@", self.url, flags=re.DOTALL)
+            return re.sub(r"(password=)[^&]*", r"\1***", masked)
         return f"redis://{self.server}:{self.port}/{self.db}"
 
 
@@ -78,6 +86,48 @@ class AppSettings:
     manager_lease_seconds: int = 30  # a dead manager's pools are taken over within about this time
     manager_loop_seconds: float = 5.0  # seconds between the manager's passes over all pools
     manager_backoff_max: float = 60.0  # longest wait (seconds) between retries of a Redis or provider outage
+    max_vms_per_token: int | None = None  # VMs one token may hold checked out at once; None = no cap
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most `limit` requests per `period` seconds (GCRA: spread evenly, bursts up to `limit`);
+    `limit` 0 means no limit."""
+
+    limit: int
+    period: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClassLimits:
+    """One request class's limits: for a request with a known token, counted against the token; for
+    any other, against the client's address."""
+
+    per_token: Rate
+    per_address: Rate
+
+
+# Request classes (vmpoolerd/api/limits.py sorts requests into them), each with the original's default
+# limits (its vm_creation, vm_deletion, authenticated and global_per_ip).
+RATE_CLASSES = ("checkout", "return", "other")
+DEFAULT_RATE_LIMITS: Mapping[str, ClassLimits] = MappingProxyType({
+    "checkout": ClassLimits(Rate(20, 60), Rate(20, 60)),
+    "return": ClassLimits(Rate(50, 60), Rate(50, 60)),
+    "other": ClassLimits(Rate(500, 60), Rate(100, 60)),
+})
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    """The `rate_limits:` section. Off by default, as in the original (opt-in there too): vmpooler
+    serves CI fleets, often many jobs behind one NAT address or one shared token, and a limit tight
+    enough to stop abuse would throttle them until an admin has sized it for the site."""
+
+    enabled: bool = False
+    classes: Mapping[str, ClassLimits] = field(default_factory=lambda: DEFAULT_RATE_LIMITS)
+    # Behind a reverse proxy every request comes from the proxy's address: name the header in which the
+    # proxy puts the client's (its last entry is used: the one the proxy itself added).
+    address_header: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +196,7 @@ class Config:
     auth: AuthSettings | None = None
     tagfilter: Mapping[str, re.Pattern[str]] = field(default_factory=lambda: _EMPTY)
     graphs: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     source: str = "<defaults>"
     loaded_at: float = field(default_factory=time.time)
     # Derived at load, never edited afterwards.

@@ -28,6 +28,7 @@ from .config import (
     Secret,
     SinkSettings,
 )
+from .config_limits import rate_limits
 from .config_node import Node, item_line
 from .errors import ConfigError
 
@@ -58,6 +59,8 @@ ENV_OVERRIDES: tuple[tuple[str, str, str], ...] = (
     ("VMPOOLER_BIND", "config", "bind"),
     ("VMPOOLER_PORT", "config", "port"),
     ("VMPOOLER_MAX_CHECKOUT_PER_REQUEST", "config", "max_checkout_per_request"),
+    ("VMPOOLER_MAX_VMS_PER_TOKEN", "config", "max_vms_per_token"),
+    ("VMPOOLER_RATE_LIMITING_ENABLED", "config", "rate_limiting_enabled"),
     ("VMPOOLER_STATSD_SERVER", "statsd", "server"),
     ("VMPOOLER_STATSD_PORT", "statsd", "port"),
     ("VMPOOLER_STATSD_PREFIX", "statsd", "prefix"),
@@ -141,6 +144,7 @@ def _app(node: Node) -> AppSettings:
         manager_lease_seconds=req_int("manager_lease_seconds", 30, minimum=2),
         manager_loop_seconds=node.number("manager_loop_seconds", 5.0),
         manager_backoff_max=node.number("manager_backoff_max", 60.0),
+        max_vms_per_token=opt_int("max_vms_per_token", minimum=1),
     )
 
 
@@ -395,6 +399,7 @@ def load(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
         auth=_auth(top.child("auth"), base_dir),
         tagfilter=MappingProxyType(_tagfilter(top.child("tagfilter"))),
         graphs=MappingProxyType(top.child("graphs").plain()),
+        rate_limits=rate_limits(top.child("rate_limits"), sections["config"]),
         source=source,
         pool_names=frozenset({p.name for p in pools} | set(aliases)),
         aliases=MappingProxyType({a: tuple(ps) for a, ps in aliases.items()}),

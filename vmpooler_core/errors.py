@@ -56,3 +56,24 @@ class Conflict(VmpoolerError):
 
 class BackendUnavailable(VmpoolerError):
     """Redis (or another backing service) cannot be reached."""
+
+
+class RateLimited(VmpoolerError):
+    """The client (its token, else its address) is over its request rate; nothing was done."""
+
+    def __init__(self, limit: int, period: int, retry_after: int, reset: int) -> None:
+        self.limit = limit
+        self.period = period  # seconds
+        self.retry_after = retry_after  # whole seconds until one more request is allowed
+        self.reset = reset  # epoch seconds when the client's whole allowance is back
+        super().__init__("rate limit exceeded")
+
+
+class TooManyVms(VmpoolerError):
+    """A checkout would take a token over its cap on VMs held at once; nothing was taken."""
+
+    def __init__(self, held: int, cap: int) -> None:
+        self.held = held
+        self.cap = cap
+        super().__init__(f"this token holds {held} VMs and may hold at most {cap} at once; "
+                         "return some before checking out more")

@@ -16,6 +16,7 @@ from redis import asyncio as aioredis
 
 from . import clock, scripts
 from .keys import STATES, Keys
+from .ratelimit import Bucket
 
 CheckoutEntry = tuple[str, int, Sequence[str]]  # requested name, count, candidate pools
 
@@ -40,17 +41,32 @@ class Inventory:
     # Transitions ---------------------------------------------------------------------------------
 
     async def checkout(self, entries: Sequence[CheckoutEntry], *, token: str = "",
-                       lifetime: int | None = None, now: str | None = None) -> list[str]:
-        """Raw result of checkout.lua: ["ok", req, pool, host, ...] | ["empty", name] | ["unauthorized"]."""
+                       lifetime: int | None = None, now: str | None = None, cap: int | None = None,
+                       rate: Bucket | None = None) -> list[str]:
+        """Raw result of checkout.lua: ["ok", req, pool, host, ...] | ["empty", name] | ["unauthorized"]
+        | ["toomany", held, cap] (the token is at its `cap`) | ["ratelimited", ...] (over `rate`)."""
         hours = "" if lifetime is None else lifetime
         args: list[str | int | float] = [now or clock.stamp(), token, hours, len(entries)]
         for requested, count, candidates in entries:
             args += [requested, count, len(candidates), *candidates]
+        if cap is not None or rate is not None:
+            args.append("" if cap is None else cap)
+        if rate is not None:
+            args += rate.args()
         return list(await self._run("checkout", *args))
 
-    async def return_vm(self, host: str, token: str = "") -> list[str]:
-        """Raw result of return.lua: ["ok", pool] | ["notfound"] | ["unauthorized", pool] | ["notrunning", pool]."""
-        return list(await self._run("return", host, token))
+    async def return_vm(self, host: str, token: str = "", rate: Bucket | None = None) -> list[str]:
+        """Raw result of return.lua: ["ok", pool] | ["notfound"] | ["unauthorized", pool] | ["notrunning", pool]
+        | ["ratelimited", ...] (over `rate`)."""
+        return list(await self._run("return", host, token, *(rate.args() if rate else ())))
+
+    async def rate_limit(self, rate: Bucket) -> list[str]:
+        """Count one request against its bucket (ratelimit.lua): ["ok"] | ["ratelimited", ...]."""
+        return list(await self._run("ratelimit", *rate.args()))
+
+    async def held(self, token: str) -> set[str]:
+        """The hosts checked out with `token` and still running, as the per-token cap counts them."""
+        return cast(set[str], await self.redis.smembers(self.keys.held(token)))
 
     async def move(self, pool: str, host: str, source: str, target: str,
                    fields: Mapping[str, object] | None = None) -> bool:

@@ -109,4 +109,17 @@ class Keys:
         return self._k("dummy", provider)
 
     def ratelimit(self, bucket: str) -> str:
+        """String: a rate-limit bucket's theoretical arrival time (epoch ms, lua/gcra.lua), expiring
+        when the bucket is full again."""
         return self._k("ratelimit", bucket)
+
+    def rate_bucket(self, request_class: str, kind: str, client: str) -> str:
+        """`<prefix>__ratelimit__<class>__<token|address>__<token or address>`. (The original's counters
+        were `<prefix>__ratelimit__<its class>__<token:t|ip:a>`: different names, so the two never
+        read each other's values.)"""
+        return self.ratelimit(f"{request_class}__{kind}__{client}")
+
+    def held(self, token: str) -> str:
+        """Set of the hosts checked out with `token` and still running: the per-token cap counts it.
+        Kept by the scripts (checkout, return, move, forget); built in Lua as `<prefix>__held__<token>`."""
+        return self._k("held", token)

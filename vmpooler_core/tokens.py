@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from . import vms
 from .config import Config
 from .errors import NotFound, Unauthorized
 from .inventory import Inventory
@@ -61,7 +62,7 @@ async def running_vms(config: Config, inventory: Inventory, token: str) -> list[
     if not hosts:
         return []
     owners = await inventory.vms(hosts, ["token:token"])
-    return [host for host in hosts if owners[host][0] == token]
+    return [host for host in hosts if (owner := owners[host][0]) is not None and vms.same_token(owner, token)]
 
 
 async def describe(config: Config, inventory: Inventory, token: str, user: str) -> dict[str, Any]:

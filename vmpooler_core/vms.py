@@ -6,6 +6,7 @@ Shared by the API's `/vm/<hostname>` routes and the CLI's Redis backend, so both
 from __future__ import annotations
 
 import asyncio
+import hmac
 import re
 import secrets
 import socket
@@ -152,10 +153,15 @@ def _tags(raw: Any, config: Config) -> dict[str, str]:
     return tags
 
 
+def same_token(owner: str, token: str | None) -> bool:
+    """Constant-time: how long the comparison takes says nothing about how much of a guess was right."""
+    return token is not None and hmac.compare_digest(owner.encode(), token.encode())
+
+
 def require_owner(data: Mapping[str, str], token: str | None) -> None:
     """A VM checked out with a token may be changed or returned only with that token."""
     owner = data.get("token:token")
-    if owner and owner != token:
+    if owner and not same_token(owner, token):
         raise Unauthorized("this VM was checked out with another token")
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -23,6 +25,8 @@ from vmpooler_core.redis_client import connect
 
 from . import cli_args, daemon, embedded, logs
 from .exit_codes import ExitCode
+
+PROVIDER_THREADS = "vmpooler-provider"  # the name prefix of the manager's provider threads (manager/runner.py)
 
 
 def _error(message: str) -> None:
@@ -80,6 +84,22 @@ def check(args: cli_args.Arguments, env: Mapping[str, str]) -> ExitCode:
     return ExitCode.OK if result["ok"] else ExitCode.ERROR
 
 
+def exit_past_provider_calls(code: int) -> int:
+    """`code`, or an exit right now when provider calls are still running after the stop (a clone that
+    takes minutes outlived the manager's grace). The manager has left them to the provider, but Python
+    joins every worker thread before it exits, which would hold the daemon past any supervisor's stop
+    timeout, to be killed there: so leave now, with the logs flushed, and exit `code`."""
+    stuck = [t for t in threading.enumerate() if t.name.startswith(PROVIDER_THREADS) and t.is_alive()]
+    if not stuck:
+        return code
+    logging.getLogger("vmpooler.daemon").warning("exiting with %d provider call(s) still running, left to "
+                                                 "the provider", len(stuck))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = cli_args.parse(argv)
     if args.check:
@@ -90,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ExitCode.CONFIG
     try:
         with configuration(args, os.environ) as config:
-            return serve(args, config)
+            code = serve(args, config)
+        return exit_past_provider_calls(code)
     except ConfigError as err:
         if args.debug:
             raise

@@ -23,12 +23,21 @@ from vmpooler_core.config import Config
 from vmpooler_core.metrics import Metrics, from_settings
 from vmpooler_core.redis_client import connect
 
-from . import logs
+from . import http_limits, logs
 from .api import create_app
 from .prometheus import Registry, Tee
 
 log = logging.getLogger("vmpooler.daemon")
 RoleRunner = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+# How long a stop may take. The API finishes its requests in flight (each has a deadline of a few
+# seconds; uvicorn gives up on them after API_STOP_GRACE), then the manager gives running clones, destroys
+# and tasks MANAGER_STOP_GRACE to finish and be recorded (clones are what runs long: a vSphere clone takes
+# minutes); what still runs after that is left to the provider, its pending entry kept for the next
+# manager's reconciliation. Together they stay below the stop timeouts of examples/ (supervisord's
+# stopwaitsecs, systemd's TimeoutStopSec: 30 s), so that a stop is an exit 0, not a SIGKILL.
+API_STOP_GRACE = 10
+MANAGER_STOP_GRACE = 15.0
 
 
 class RoleUnavailable(Exception):
@@ -70,7 +79,7 @@ def manager_runner(config: Config, metrics: Metrics) -> RoleRunner:
         redis = connect(config.redis)
         providers = build_providers(config, redis)
         try:
-            await Manager(config, redis, providers, metrics).run_forever(stop)
+            await Manager(config, redis, providers, metrics, stop_grace=MANAGER_STOP_GRACE).run_forever(stop)
         finally:
             await asyncio.to_thread(close_providers, providers)  # a vCenter logout may block
             await redis.aclose()
@@ -82,9 +91,10 @@ def api_runner(config: Config, where: Listen, metrics: Metrics, prometheus: Regi
     sock = listen_socket(where)
     server = uvicorn.Server(uvicorn.Config(
         create_app(config, metrics=metrics, prometheus=prometheus), loop="none", lifespan="on", log_config=None,
-        http="httptools" if _has("httptools") else "h11", access_log=False,
-        # No proxy-header rewriting: one less middleware per request (client addresses are unused).
-        proxy_headers=False, server_header=False, timeout_graceful_shutdown=10))
+        http=http_limits.LimitedHttpToolsProtocol, access_log=False,  # httptools, with request head limits
+        # No proxy-header rewriting: one less middleware per request (the rate limiter, the one user of
+        # client addresses, reads a proxy's header itself when told to: rate_limits.address_header).
+        proxy_headers=False, server_header=False, timeout_graceful_shutdown=API_STOP_GRACE))
 
     async def run(stop: asyncio.Event) -> None:
         watcher = asyncio.create_task(_exit_when(stop, server))

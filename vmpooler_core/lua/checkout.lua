@@ -9,12 +9,31 @@
 -- ARGV[5]  number of entries, then per entry:
 --          requested name, count, number of candidate pools, candidate pools...
 --          (the requested pool itself first when it is one, then its alias targets)
+-- then, each optional (absent or "" = none):
+--          the most VMs a token may hold at once; the rate-limit arguments of gcra.lua (7 of them)
+--
+-- A VM checked out with a token is added to the token's held set (<prefix>__held__<token>), which
+-- return.lua, move.lua and forget.lua take it out of when it stops running: the cap counts that set.
 --
 -- Returns {"ok", requested, pool, host, requested, pool, host, ...}
 --      or {"empty", requested}    nothing taken: a pool was short
 --      or {"unauthorized"}        nothing taken: the token does not exist
+--      or {"toomany", held, cap}  nothing taken: the token would hold more than its cap
+--      or {"ratelimited", ...}    nothing taken or counted: see gcra.lua
 local prefix, now, token, lifetime = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local function key(kind, name) return prefix .. '__' .. kind .. '__' .. name end
+
+local entries = tonumber(ARGV[5])
+local wanted, extra = 0, 6  -- VMs asked for; where the optional arguments start
+for _ = 1, entries do
+  wanted = wanted + tonumber(ARGV[extra + 1])
+  extra = extra + 3 + tonumber(ARGV[extra + 2])
+end
+local cap = tonumber(ARGV[extra] or '')
+
+-- First, so that every attempt counts, including those with a made-up token.
+local limited = rate_limit(prefix, extra + 1)
+if limited then return limited end
 
 local user = nil
 if token ~= '' then
@@ -24,8 +43,25 @@ if token ~= '' then
   redis.call('HSET', tkey, 'last', now)
 end
 
+local held_key = key('held', token)
+if cap and user then
+  local held = redis.call('SCARD', held_key)
+  if held + wanted > cap then
+    -- Before refusing, drop what the token no longer holds (a VM taken out of `running` by hand, or by
+    -- a program that does not keep the held set): O(held), and only on this path.
+    for _, host in ipairs(redis.call('SMEMBERS', held_key)) do
+      local f = redis.call('HMGET', key('vm', host), 'pool', 'template', 'token:token')
+      local pool = f[1] or f[2]
+      if f[3] ~= token or not pool or redis.call('SISMEMBER', key('running', pool), host) == 0 then
+        redis.call('SREM', held_key, host)
+      end
+    end
+    held = redis.call('SCARD', held_key)
+    if held + wanted > cap then return {'toomany', held, cap} end
+  end
+end
+
 local taken = {}          -- flat list: requested, pool, host
-local entries = tonumber(ARGV[5])
 local i = 6
 local short = nil
 for _ = 1, entries do
@@ -67,6 +103,7 @@ for t = 1, #taken, 3 do
   redis.call('HSET', vm, 'checkout', now)
   if user then
     redis.call('HSET', vm, 'token:token', token, 'token:user', user)
+    redis.call('SADD', held_key, host)
     if lifetime ~= '' then redis.call('HSET', vm, 'lifetime', lifetime) end
   end
 end

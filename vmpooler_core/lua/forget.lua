@@ -1,5 +1,5 @@
--- A VM is gone from the provider (destroyed, or vanished): take it out of every set of its pool and
--- keep its hash for data_ttl seconds as history.
+-- A VM is gone from the provider (destroyed, or vanished): take it out of every set of its pool (and of
+-- its token's held set, see checkout.lua) and keep its hash for data_ttl seconds as history.
 --
 -- ARGV[1] prefix  ARGV[2] pool  ARGV[3] host  ARGV[4] destroy stamp ("" = leave unset)  ARGV[5] ttl secs
 --
@@ -13,6 +13,8 @@ end
 redis.call('HDEL', key('active', pool), host)
 local vm = key('vm', host)
 if redis.call('EXISTS', vm) == 1 then
+  local owner = redis.call('HGET', vm, 'token:token')
+  if owner and owner ~= '' then redis.call('SREM', key('held', owner), host) end
   if stamp ~= '' then redis.call('HSET', vm, 'destroy', stamp) end
   redis.call('EXPIRE', vm, ttl)
 end

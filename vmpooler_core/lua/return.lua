@@ -1,10 +1,15 @@
 -- Return a checked-out VM: running -> completed, in one atomic step.
 --
 -- ARGV[1] prefix   ARGV[2] host   ARGV[3] caller's token ("" = none)
+-- ARGV[4..10] optional: the rate-limit arguments of gcra.lua (put in front of this file)
 --
 -- Returns {"ok", pool} | {"notfound"} | {"unauthorized", pool} | {"notrunning", pool}
+--       | {"ratelimited", ...} (nothing done: see gcra.lua)
 local prefix, host, token = ARGV[1], ARGV[2], ARGV[3]
 local function key(kind, name) return prefix .. '__' .. kind .. '__' .. name end
+
+local limited = rate_limit(prefix, 4)
+if limited then return limited end
 
 local vm = key('vm', host)
 if redis.call('EXISTS', vm) == 0 then return {'notfound'} end
@@ -18,4 +23,5 @@ if redis.call('SMOVE', key('running', pool), key('completed', pool), host) == 0 
   return {'notrunning', pool}
 end
 redis.call('HDEL', key('active', pool), host)
+if owner and owner ~= '' then redis.call('SREM', key('held', owner), host) end
 return {'ok', pool}

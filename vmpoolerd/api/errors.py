@@ -22,6 +22,8 @@ from vmpooler_core.errors import (
     InvalidRequest,
     NoCapacity,
     NotFound,
+    RateLimited,
+    TooManyVms,
     Unauthorized,
 )
 
@@ -30,6 +32,11 @@ log = logging.getLogger("vmpooler.api")
 # The original's challenge, sent with every 401 so browsers and curl --anyauth know what to do.
 AUTH_CHALLENGE = {"WWW-Authenticate": 'Basic realm="Authentication required"'}
 MAX_BODY = 1 << 20  # 1 MiB
+# The request head. Larger ones are answered before the app runs (guard.py; for uvicorn, already while
+# the head is read: vmpoolerd/http_limits.py). Far above what any client of this API sends.
+MAX_URL = 8 << 10  # path and query, bytes: 414 above
+MAX_HEADERS = 100  # 431 above
+MAX_HEADER_BYTES = 16 << 10  # names and values together: 431 above
 
 
 class BodyTooLarge(Exception):
@@ -72,8 +79,21 @@ class OutageLog:
         self.last, self.unreported = now, 0
 
 
+def rate_limited(exc: RateLimited) -> JSONResponse:
+    """429 in the original's shape (its headers, its body fields, with our `reason`)."""
+    headers = {"Retry-After": str(exc.retry_after), "X-RateLimit-Limit": str(exc.limit),
+               "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(exc.reset)}
+    return error_response(429, str(exc), headers, limit=exc.limit, period=exc.period, retry_after=exc.retry_after)
+
+
 def from_exception(exc: BaseException, outages: OutageLog) -> JSONResponse | None:
     """The response for an expected error; None for anything else (a bug: the caller answers 500)."""
+    if isinstance(exc, RateLimited):
+        return rate_limited(exc)
+    if isinstance(exc, TooManyVms):
+        # 403, not 429: waiting does not help, returning VMs does; and a client that retries every 429
+        # by itself must not loop on this.
+        return error_response(403, str(exc), held=exc.held, limit=exc.cap)
     for kind, status in _STATUS:
         if isinstance(exc, kind):
             reason = str(exc) if not isinstance(exc, BodyTooLarge) else f"request body over {MAX_BODY} bytes"

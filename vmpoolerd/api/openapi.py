@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 import vmpooler_core
 
+from .errors import MAX_HEADER_BYTES, MAX_HEADERS, MAX_URL
 from .openapi_schemas import SCHEMAS, ref
 from .services import Services
 
@@ -23,13 +24,28 @@ Op = dict[str, Any]
 _ERRORS = {
     "400": "Malformed request: bad JSON, a body that is not an object, bad counts or dates",
     "401": "Missing or wrong credentials or token (with `WWW-Authenticate`)",
+    "403": "The token already holds VMs up to `max_vms_per_token` (`held` and `limit` say how many); "
+           "nothing was taken",
     "404": "No such pool, VM, token, snapshot or route; or authentication is not configured",
     "409": "Conflict",
     "413": "Request body over 1 MiB",
+    "414": f"Request URL (path and query) over {MAX_URL} bytes",
+    "429": "Over the client's rate limit (when `rate_limits` are enabled: per token, else per address); "
+           "nothing was done",
+    "431": f"More than {MAX_HEADERS} request headers, or over {MAX_HEADER_BYTES} bytes of them",
     "503": "Redis is unreachable (or, for a checkout, a pool has too few ready VMs); nothing was taken",
 }
 _CHALLENGE = {"WWW-Authenticate": {"schema": {"type": "string"},
                                    "description": 'Basic realm="Authentication required"'}}
+_INT_HEADER = {"schema": {"type": "integer"}}
+_RATE_HEADERS = {
+    "Retry-After": {**_INT_HEADER, "description": "Seconds until the client may send another request"},
+    "X-RateLimit-Limit": {**_INT_HEADER, "description": "Requests allowed per period"},
+    "X-RateLimit-Remaining": {**_INT_HEADER, "description": "Always 0 on a 429"},
+    "X-RateLimit-Reset": {**_INT_HEADER, "description": "Epoch seconds when the whole allowance is back"},
+}
+# Every route of the table can answer these: the request head is checked before routing.
+_HEAD_ERRORS = ("414", "431")
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -37,9 +53,11 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _error(code: str) -> dict[str, Any]:
-    response = _json(ref("Error"), _ERRORS[code])
+    response = _json(ref({"403": "TooManyVms", "429": "RateLimited"}.get(code, "Error")), _ERRORS[code])
     if code == "401":
         response["headers"] = _CHALLENGE
+    if code == "429":
+        response["headers"] = _RATE_HEADERS
     return response
 
 
@@ -65,10 +83,11 @@ _BASIC: list[dict[str, list[str]]] = [{"basicAuth": []}]
 
 def _op(op_id: str, summary: str, ok: tuple[str, str, str], errors: str, *, params: list[Any] | None = None,
         body: str | None = None, example: Any = None, security: list[Any] | None = None) -> Op:
-    """`ok` = (status, schema name, description); `errors` = space-separated error status codes."""
+    """`ok` = (status, schema name, description); `errors` = space-separated error status codes. Every
+    operation built here is rate limited (limits.py), so each can answer 429."""
     status, schema, description = ok
     responses: dict[str, Any] = {status: _json(ref(schema), description)}
-    codes = errors.split()
+    codes = [*errors.split(), "429"]
     if body:
         codes += ["400", "413"]
     responses.update({code: _error(code) for code in sorted(set(codes))})
@@ -117,7 +136,7 @@ def api_paths(pool: str) -> dict[str, dict[str, Op]]:
         "/vm": {
             "get": _op("listPools", "Pool names", ("200", "PoolNames", "Pool names (no aliases)"), ""),
             "post": _op("checkout", "Check out VMs: all or nothing", ("200", "Allocation", "Checked out"),
-                        "401 404 503", params=[_TOKEN_HEADER], body="CheckoutRequest", example={pool: "1"}),
+                        "401 403 404 503", params=[_TOKEN_HEADER], body="CheckoutRequest", example={pool: "1"}),
         },
         "/vm/{hostname}": {
             "get": _op("getVm", "One VM's details", ("200", "VmDetails", "VM"), "404 503", params=[_HOST]),
@@ -127,7 +146,7 @@ def api_paths(pool: str) -> dict[str, dict[str, Op]]:
             "delete": _op("returnVm", "Return a checked-out VM (it is then destroyed)",
                           ("200", "Ok", "Returned"), "401 404 503", params=vm_token),
             "post": _op("checkoutPath", "Check out VMs named in the path, `pool1+pool1+pool2`",
-                        ("200", "Allocation", "Checked out"), "400 401 404 503",
+                        ("200", "Allocation", "Checked out"), "400 401 403 404 503",
                         params=[_path("hostname", "Pool or alias names joined by '+'", f"{pool}+{pool}"),
                                 _TOKEN_HEADER]),
         },
@@ -199,6 +218,14 @@ def _error_response(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": ref("Error")}}}
 
 
+def _with_head_errors(paths: dict[str, dict[str, Op]]) -> dict[str, dict[str, Op]]:
+    for ops in paths.values():
+        for op in ops.values():
+            for code in _HEAD_ERRORS:
+                op["responses"].setdefault(code, _error(code))
+    return paths
+
+
 @cache
 def document(pool: str = "centos-6-x86_64") -> dict[str, Any]:
     paths = api_paths(pool)
@@ -207,7 +234,8 @@ def document(pool: str = "centos-6-x86_64") -> dict[str, Any]:
         "info": {"title": "vmpooler API", "version": vmpooler_core.__version__,
                  "description": "API v1 of vmpooler: pools of ready VMs, checked out in milliseconds. "
                                 "Error bodies are `{\"ok\": false, \"reason\": ...}`."},
-        "paths": {**{"/api/v1" + p: ops for p, ops in paths.items()}, **_unversioned(paths), **_other_paths()},
+        "paths": _with_head_errors({**{"/api/v1" + p: ops for p, ops in paths.items()}, **_unversioned(paths),
+                                    **_other_paths()}),
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"},

@@ -49,6 +49,11 @@ TAGS: Schema = obj((), obj((), INT))
 SCHEMAS: dict[str, Schema] = {
     "Error": obj(("ok", "reason"), True, ok={"type": "boolean", "enum": [False]}, reason=STR,
                  request_id=STR),
+    "RateLimited": obj(("ok", "reason", "limit", "period", "retry_after"), False,
+                       ok={"type": "boolean", "enum": [False]}, reason=STR, limit=INT, period=INT,
+                       retry_after={"type": "integer", "minimum": 1}),
+    "TooManyVms": obj(("ok", "reason", "held", "limit"), False, ok={"type": "boolean", "enum": [False]},
+                      reason=STR, held=INT, limit=INT),
     "Ok": ok_with(),
     "PoolNames": STRINGS,
     "CheckoutRequest": {"type": "object", "additionalProperties": COUNT,

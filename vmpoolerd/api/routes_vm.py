@@ -14,9 +14,10 @@ from vmpooler_core import vms
 from vmpooler_core.checkout import Allocation
 from vmpooler_core.config import Config
 from vmpooler_core.errors import Conflict, InvalidRequest, NotFound
+from vmpooler_core.ratelimit import Bucket
 
 from .access import require_owner, require_token
-from .endpoint import Handler, document, ok
+from .endpoint import Handler, counts_own_rate, document, ok
 from .inputs import auth_token, hostname, json_body
 from .services import Services
 
@@ -36,6 +37,11 @@ async def list_pools(request: Request, services: Services) -> Response:
     return document([pool.name for pool in services.config.pools])
 
 
+def _rate(request: Request, services: Services, request_class: str) -> Bucket | None:
+    return services.limiter.bucket(request, request_class) if services.limiter is not None else None
+
+
+@counts_own_rate
 async def checkout_body(request: Request, services: Services) -> Response:
     try:
         wanted = checkout_request.from_mapping(await json_body(request))
@@ -43,17 +49,20 @@ async def checkout_body(request: Request, services: Services) -> Response:
         # Malformed or odd names: counted as the original counts a null body, never as a metric name.
         services.metrics.increment("checkout.invalid.unknown")
         raise
-    allocation = await services.checkout.take(wanted, token=auth_token(request))
+    allocation = await services.checkout.take(wanted, token=auth_token(request),
+                                              rate=_rate(request, services, "checkout"))
     return JSONResponse(allocation_document(allocation, services.config))
 
 
+@counts_own_rate
 async def checkout_path(request: Request, services: Services) -> Response:
     try:
         wanted = checkout_request.from_path(request.path_params["hostname"])
     except (InvalidRequest, NotFound):
         services.metrics.increment("checkout.invalid.unknown")
         raise
-    allocation = await services.checkout.take(wanted, token=auth_token(request))
+    allocation = await services.checkout.take(wanted, token=auth_token(request),
+                                              rate=_rate(request, services, "checkout"))
     return JSONResponse(allocation_document(allocation, services.config))
 
 
@@ -78,10 +87,11 @@ async def modify_vm(request: Request, services: Services) -> Response:
     return ok()
 
 
+@counts_own_rate
 async def return_vm(request: Request, services: Services) -> Response:
     host = hostname(request, services.config)
     try:
-        await services.checkout.give_back(host, auth_token(request))
+        await services.checkout.give_back(host, auth_token(request), _rate(request, services, "return"))
     except Conflict as err:
         # The original answers 404 for a VM that exists but is not checked out (ready, completed).
         raise NotFound(str(err)) from err

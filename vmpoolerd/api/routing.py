@@ -25,6 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from . import dashboard, openapi, routes_health, routes_status, routes_token, routes_vm
 from .endpoint import Endpoint, Handler, endpoint
+from .limits import rate_class
 
 PREFIX = "/api/v1"
 Methods = dict[str, Endpoint]
@@ -54,7 +55,7 @@ class Table:
         self.fixed: dict[str, tuple[Methods, str]] = {}
         self.patterns: list[tuple[re.Pattern[str], Methods, str]] = []
         for template, handlers in paths.items():
-            methods = {method: endpoint(handler) for method, handler in handlers.items()}
+            methods = {method: endpoint(handler, rate_class(method, template)) for method, handler in handlers.items()}
             if "GET" in methods:
                 methods.setdefault("HEAD", methods["GET"])
             if "{" in template:

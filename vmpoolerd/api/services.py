@@ -16,6 +16,7 @@ from vmpooler_core.keys import Keys
 from vmpooler_core.metrics import Metrics
 
 from .errors import OutageLog
+from .limits import Limiter
 
 if TYPE_CHECKING:
     from vmpoolerd.prometheus import Registry
@@ -35,11 +36,13 @@ class Services:
     loop: asyncio.AbstractEventLoop  # the app's loop: its clock times the deadlines
     outages: OutageLog
     prometheus: Registry | None = None
+    limiter: Limiter | None = None  # None: rate limiting is off
 
     @classmethod
     def build(cls, config: Config, redis: aioredis.Redis, metrics: Metrics,
               authenticator: Authenticator | None, deadline: float,
               loop: asyncio.AbstractEventLoop, prometheus: Registry | None = None) -> Services:
         inventory = Inventory(redis, Keys(), config.redis.data_ttl)
+        limiter = Limiter(config.rate_limits, inventory, config.auth_enabled) if config.rate_limits.enabled else None
         return cls(config, redis, inventory, Checkout(config, inventory, metrics), metrics, authenticator,
-                   deadline, loop, OutageLog(), prometheus)
+                   deadline, loop, OutageLog(), prometheus, limiter)
