@@ -4,6 +4,7 @@ disk and snapshot requests. Each handler parses input, calls the core once and r
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -15,6 +16,7 @@ from vmpooler_core.checkout import Allocation
 from vmpooler_core.config import Config
 from vmpooler_core.errors import Conflict, InvalidRequest, NotFound
 from vmpooler_core.ratelimit import Bucket
+from vmpooler_core.request import CheckoutRequest
 
 from .access import require_owner, require_token
 from .endpoint import Handler, counts_own_rate, document, ok
@@ -41,10 +43,10 @@ def _rate(request: Request, services: Services, request_class: str) -> Bucket | 
     return services.limiter.bucket(request, request_class) if services.limiter is not None else None
 
 
-@counts_own_rate
-async def checkout_body(request: Request, services: Services) -> Response:
+async def _checkout(request: Request, services: Services,
+                    parse: Callable[[], Awaitable[CheckoutRequest]]) -> Response:
     try:
-        wanted = checkout_request.from_mapping(await json_body(request))
+        wanted = await parse()
     except (InvalidRequest, NotFound):
         # Malformed or odd names: counted as the original counts a null body, never as a metric name.
         services.metrics.increment("checkout.invalid.unknown")
@@ -55,15 +57,19 @@ async def checkout_body(request: Request, services: Services) -> Response:
 
 
 @counts_own_rate
+async def checkout_body(request: Request, services: Services) -> Response:
+    async def parse() -> CheckoutRequest:
+        return checkout_request.from_mapping(await json_body(request))
+
+    return await _checkout(request, services, parse)
+
+
+@counts_own_rate
 async def checkout_path(request: Request, services: Services) -> Response:
-    try:
-        wanted = checkout_request.from_path(request.path_params["hostname"])
-    except (InvalidRequest, NotFound):
-        services.metrics.increment("checkout.invalid.unknown")
-        raise
-    allocation = await services.checkout.take(wanted, token=auth_token(request),
-                                              rate=_rate(request, services, "checkout"))
-    return JSONResponse(allocation_document(allocation, services.config))
+    async def parse() -> CheckoutRequest:
+        return checkout_request.from_path(request.path_params["hostname"])
+
+    return await _checkout(request, services, parse)
 
 
 async def get_vm(request: Request, services: Services) -> Response:

@@ -7,12 +7,12 @@ destroy that fails is simply tried again on the next pass. One destroy per VM at
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
 from vmpooler_core.provider import Provider, ProviderError
 
+from .background import Background
 from .context import REDIS_ERRORS, Context
 
 log = logging.getLogger("vmpooler.manager")
@@ -25,7 +25,7 @@ class Destroyer:
         self.ctx = ctx
         self.inflight: dict[str, str] = {}  # host -> pool
         self._finished: dict[str, float] = {}  # host -> monotonic time its destroy ended
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._work = Background()
 
     def busy(self, host: str) -> bool:
         return host in self.inflight
@@ -42,9 +42,7 @@ class Destroyer:
         if host in self.inflight:
             return
         self.inflight[host] = pool
-        task = asyncio.create_task(self._destroy(pool, provider, host), name=f"destroy {host}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._work.spawn(self._destroy(pool, provider, host), name=f"destroy {host}")
 
     async def _destroy(self, pool: str, provider: Provider, host: str) -> None:
         started = time.monotonic()
@@ -69,9 +67,7 @@ class Destroyer:
         log.info("destroyed pool=%s vm=%s seconds=%.1f", pool, host, seconds)
 
     async def drain(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._work.drain()
 
     async def stop(self, grace: float) -> None:
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=grace)
+        await self._work.stop(grace)

@@ -8,13 +8,13 @@ writes them: `disk` = "+8gb:+16gb", `snapshot:<name>` = time taken.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import defaultdict
 
 from vmpooler_core import clock
 from vmpooler_core.provider import ProviderError, ProviderUnavailable
 
+from .background import Background
 from .context import REDIS_ERRORS, Context
 
 log = logging.getLogger("vmpooler.manager")
@@ -26,7 +26,7 @@ class TaskQueues:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._busy: set[str] = set()  # hosts with a task running
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._work = Background()
 
     async def run(self) -> int:
         """Take and start the queued tasks; returns how many started."""
@@ -44,9 +44,7 @@ class TaskQueues:
                     by_host[host].append((kind, queue, argument))
         for host, work in by_host.items():
             self._busy.add(host)
-            task = asyncio.create_task(self._run_host(host, work), name=f"tasks {host}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._work.spawn(self._run_host(host, work), name=f"tasks {host}")
         return sum(len(work) for work in by_host.values())
 
     async def _run_host(self, host: str, work: list[tuple[str, str, str]]) -> None:
@@ -97,9 +95,7 @@ class TaskQueues:
         log.info("%s done pool=%s vm=%s argument=%s", kind, pool.name, host, argument)
 
     async def drain(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._work.drain()
 
     async def stop(self, grace: float) -> None:
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=grace)
+        await self._work.stop(grace)
