@@ -34,6 +34,8 @@ def classify(err: BaseException) -> tuple[ExitCode, str]:
         (core.NotFound, ExitCode.NOT_FOUND),
         (core.Conflict, ExitCode.NOT_FOUND),
         (core.NoCapacity, ExitCode.NO_CAPACITY),
+        (core.RateLimited, ExitCode.LIMITED),
+        (core.TooManyVms, ExitCode.LIMITED),
         (core.Unauthorized, ExitCode.UNAUTHORIZED),
         (core.InvalidRequest, ExitCode.USAGE),
         (core.BackendUnavailable, ExitCode.UNREACHABLE),

@@ -1,6 +1,7 @@
 """The `vmpooler` command's exit codes: one name per outcome, so scripts can branch on them.
 
-0 ok, 1 error, 2 usage, 3 not found, 4 no capacity, 5 unauthorized, 6 unreachable, 130 interrupted;
+0 ok, 1 error, 2 usage, 3 not found, 4 no capacity, 5 unauthorized, 6 unreachable, 7 limited,
+130 interrupted;
 MEANING below says what each covers, and `vmpooler --help` shows that table. The mapping from
 exceptions to these codes is in one place: vmpooler_cli.errors.classify.
 """
@@ -18,6 +19,7 @@ class ExitCode(IntEnum):
     NO_CAPACITY = 4
     UNAUTHORIZED = 5
     UNREACHABLE = 6
+    LIMITED = 7
     INTERRUPTED = 130
 
 
@@ -29,6 +31,7 @@ MEANING = {
     ExitCode.NO_CAPACITY: "too few ready VMs: nothing was checked out",
     ExitCode.UNAUTHORIZED: "token or credentials missing or wrong",
     ExitCode.UNREACHABLE: "the server or Redis did not connect or answer in time",
+    ExitCode.LIMITED: "over a rate limit (try again later) or the token's cap on VMs held (return some)",
     ExitCode.INTERRUPTED: "stopped with Ctrl-C",
 }
 

@@ -149,6 +149,6 @@ def test_json_errors_leave_stdout_empty(vmp: Vmp) -> None:
 def test_exit_codes_are_named_and_documented() -> None:
     assert {c.name: c.value for c in ExitCode} == {
         "OK": 0, "ERROR": 1, "USAGE": 2, "NOT_FOUND": 3, "NO_CAPACITY": 4, "UNAUTHORIZED": 5,
-        "UNREACHABLE": 6, "INTERRUPTED": 130}
+        "UNREACHABLE": 6, "LIMITED": 7, "INTERRUPTED": 130}
     for code in ExitCode:
         assert f"{code.value:<4} {code.name.lower().replace('_', ' ')}: {MEANING[code]}" in HELP

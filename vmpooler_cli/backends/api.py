@@ -18,6 +18,7 @@ from vmpooler_core.errors import Conflict, InvalidRequest, NoCapacity, NotFound,
 
 from .. import __version__
 from ..errors import CliError, Unreachable
+from ..exit_codes import ExitCode
 from .base import Allocated, PoolRow, as_int, names_from_rows, rows_from_status
 
 Auth = tuple[str, str] | None
@@ -44,6 +45,14 @@ def _message(response: httpx.Response) -> str | None:
             if isinstance(body.get(key), str) and body[key]:
                 return str(body[key])
     return None
+
+
+def _field(response: httpx.Response, key: str) -> Any:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get(key) if isinstance(body, dict) else None
 
 
 def _one_object(body: Mapping[str, Any], host: str) -> tuple[str, dict[str, Any]]:
@@ -106,6 +115,12 @@ class ApiBackend:
         text = _message(response)
         if status == 404:
             raise NotFound(text or missing)
+        if status == 429:
+            wait = response.headers.get("Retry-After")
+            raise CliError((text or "rate limit exceeded") + (f"; retry after {wait}s" if wait else ""),
+                           ExitCode.LIMITED)
+        if status == 403 and _field(response, "held") is not None:  # the token's cap on VMs held
+            raise CliError(text or "this token holds as many VMs as it may", ExitCode.LIMITED)
         if status == 401 or status == 403:
             raise Unauthorized(text or ("wrong user or password" if auth else
                                         "this needs a valid token: pass --token or set VMPOOLER_TOKEN"))
