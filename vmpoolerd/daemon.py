@@ -21,7 +21,6 @@ import uvicorn
 
 from vmpooler_core.config import Config
 from vmpooler_core.metrics import Metrics, from_settings
-from vmpooler_core.redis_client import connect
 
 from . import http_limits, logs
 from .api import create_app
@@ -72,11 +71,11 @@ def manager_runner(config: Config, metrics: Metrics) -> RoleRunner:
     """The pool manager as a role, with its own Redis client so its work never queues behind API
     requests (and the API's client keeps its own retry policy). Imported here, not at the top, so
     `vmpoolerd api` does not load the manager and its providers."""
-    from vmpoolerd.manager import Manager
+    from vmpoolerd.manager.manager import Manager, manager_redis
     from vmpoolerd.providers import build_providers, close_providers
 
     async def run(stop: asyncio.Event) -> None:
-        redis = connect(config.redis)
+        redis = manager_redis(config)
         providers = build_providers(config, redis)
         try:
             await Manager(config, redis, providers, metrics, stop_grace=MANAGER_STOP_GRACE).run_forever(stop)

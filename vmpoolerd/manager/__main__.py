@@ -12,16 +12,16 @@ import logging
 import signal
 import sys
 
-from vmpooler_core import config_loader, metrics, redis_client
+from vmpooler_core import config_loader, metrics
 from vmpooler_core.errors import ConfigError
 
 from ..providers import build_providers, close_providers
-from .manager import Manager
+from .manager import Manager, manager_redis
 
 
 async def _run(config_path: str, manager_id: str | None) -> None:
     config = config_loader.load(config_path)
-    client = redis_client.connect(config.redis)
+    client = manager_redis(config)
     sink = metrics.from_settings(config.metrics)
     providers = build_providers(config, client)
     stop = asyncio.Event()

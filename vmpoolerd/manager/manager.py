@@ -23,12 +23,16 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from redis import asyncio as aioredis
+from redis import exceptions as redis_errors
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from vmpooler_core.config import Config
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.keys import Keys
 from vmpooler_core.metrics import Metrics
 from vmpooler_core.provider import Provider, ProviderError, ProviderUnavailable
+from vmpooler_core.redis_client import connect
 
 from .backoff import Outage
 from .cloner import Cloner
@@ -41,6 +45,16 @@ from .tasks import TaskQueues
 
 log = logging.getLogger("vmpooler.manager")
 _WAKE_GAP = 0.2  # seconds: a finished clone brings its pool's next pass forward, at most this often
+
+
+def manager_redis(config: Config) -> aioredis.Redis:
+    """The manager's Redis client. redis-py's default retries up to ten times with backoff, on timeouts
+    too, so a short Redis restart held the manager for seconds after Redis was back; the manager has
+    its own outage backoff (backoff.py), so the client retries twice, quickly, on broken connections
+    only. A script retried after its first run did happen is harmless here: every manager script
+    checks the state it moves from (a second move.lua returns 0, a second add_pending.lua refuses)."""
+    return connect(config.redis, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2,
+                                             supported_errors=(redis_errors.ConnectionError,)))
 
 
 def default_id() -> str:
