@@ -23,7 +23,7 @@ import httpx
 import pytest
 import redis
 
-from bench.soak import Daemon
+from bench.soak_setup import Daemon
 from tests.redis_server import RedisServer, free_port
 from vmpooler_core.keys import Keys
 
