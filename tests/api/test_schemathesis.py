@@ -8,10 +8,7 @@ requests reach success paths as well as every kind of refusal.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +20,7 @@ from hypothesis import HealthCheck, settings
 
 from tests.api.conftest import HASHES, PASSWORDS, TOKEN
 from tests.api.helpers import K, basic, make_token, ready, running
-from tests.api.test_daemon import ROOT, wait_until_serving
+from tests.api.test_daemon import start, wait_until_serving
 from tests.redis_server import RedisServer, free_port
 from vmpoolerd.api.openapi import SNAPSHOT_EXAMPLE
 
@@ -47,9 +44,7 @@ def live_url(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
                       f"  vm_lifetime_auth: 2\nauth:\n  provider: users\n  users:{users}\n"
                       "pools:\n  - {name: pool1, alias: [poolone], size: 5}\n  - {name: pool2, size: 10}\n")
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "vmpoolerd", "api", "--config", str(config), "--port", str(port),
-                             "--log-level", "error"], cwd=ROOT, env=os.environ.copy(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = start(["api", "--config", str(config), "--port", str(port), "--log-level", "error"])
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(proc, url)
