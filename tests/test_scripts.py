@@ -1,0 +1,97 @@
+"""`Scripts`: the Lua scripts' own call path (EVALSHA on connections it keeps), against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis
+from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from vmpooler_core import scripts
+from vmpooler_core.keys import Keys
+
+K = Keys()
+
+
+async def test_runs_a_script_and_loads_it_again_after_a_script_flush(aredis: aioredis.Redis,
+                                                                     sync_redis: redis.Redis) -> None:
+    runner = scripts.Scripts(aredis)
+    sync_redis.sadd(K.ready("p"), "vm1")
+    assert await runner.run("status", [K.prefix, "p"]) is not None
+    sync_redis.script_flush()  # what a Redis restart does to the script cache
+    assert not sync_redis.script_exists(scripts.digest("status"))[0]
+    assert await runner.run("status", [K.prefix, "p"]) is not None
+    assert sync_redis.script_exists(scripts.digest("status"))[0], "EVAL cached it again"
+
+
+async def test_a_script_error_is_raised_and_the_connection_stays_usable(aredis: aioredis.Redis) -> None:
+    runner = scripts.Scripts(aredis, lanes=1)
+    with pytest.raises(ResponseError):
+        await runner.run("move", [])  # no arguments: the script fails inside Redis
+    assert await runner.run("forget", [K.prefix, "p", "nosuchvm", "", 60]) == 0
+
+
+async def test_a_call_cancelled_mid_command_leaves_no_reply_behind(aredis: aioredis.Redis,
+                                                                    sync_redis: redis.Redis) -> None:
+    """A call cancelled while its command is with Redis must not leave the reply on the connection for
+    the next call to read as its own."""
+    runner = scripts.Scripts(aredis, lanes=1)
+    assert await runner.run("forget", [K.prefix, "p", "a", "", 60]) == 0  # its one connection is open
+    sync_redis.sadd(K.ready("p"), "a")
+    # Redis holds scripts (they may write) until unpaused; reads such as CLIENT UNPAUSE still run.
+    sync_redis.client_pause(10_000, all=False)
+    call = asyncio.create_task(runner.run("forget", [K.prefix, "p", "a", "", 60]))
+    await asyncio.sleep(0.1)  # only event-loop turns stand between the task and its command being sent
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    sync_redis.client_unpause()
+    # Were the cancelled call's reply (1: "a" left the ready set) still on the connection, the next call
+    # would read it; "b" is in no set, so this call's own reply is 0.
+    assert await runner.run("forget", [K.prefix, "p", "b", "", 60]) == 0
+
+
+async def test_at_most_lanes_connections_and_waiting_calls_get_one(aredis: aioredis.Redis,
+                                                                    sync_redis: redis.Redis) -> None:
+    runner = scripts.Scripts(aredis, lanes=2)
+    before = _clients(sync_redis)
+    results = await asyncio.gather(*(runner.run("forget", [K.prefix, "p", f"vm{n}", "", 60]) for n in range(40)))
+    assert results == [0] * 40
+    assert _clients(sync_redis) - before <= 2
+
+
+async def test_a_dropped_connection_is_retried_by_the_clients_policy(redis_url: str,
+                                                                      sync_redis: redis.Redis) -> None:
+    client = aioredis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 1,
+                                                            supported_errors=(RedisConnectionError,)))
+    runner = scripts.Scripts(client, lanes=1)
+    try:
+        assert await runner.run("forget", [K.prefix, "p", "x", "", 60]) == 0
+        sync_redis.client_kill_filter(_type="normal", skipme=True)  # as a Redis restart would
+        assert await runner.run("forget", [K.prefix, "p", "x", "", 60]) == 0
+    finally:
+        await client.aclose()
+
+
+async def test_closing_the_client_closes_the_scripts_connections(redis_url: str, sync_redis: redis.Redis) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    runner = scripts.Scripts(client, lanes=3)
+    before = _clients(sync_redis)
+    await asyncio.gather(*(runner.run("forget", [K.prefix, "p", "x", "", 60]) for _ in range(3)))
+    assert _clients(sync_redis) > before
+    await client.aclose()
+    for _ in range(100):  # the server sees the close a moment later
+        if _clients(sync_redis) == before:
+            break
+        await asyncio.sleep(0.01)
+    assert _clients(sync_redis) == before, "no connection left open (and no ResourceWarning)"
+
+
+def _clients(sync_redis: redis.Redis) -> int:
+    return len([c for c in sync_redis.client_list() if c.get("cmd") != "client|list"])
+
