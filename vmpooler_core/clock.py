@@ -6,13 +6,19 @@ UTC and read that, ISO 8601 and plain epoch numbers.
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime
 
+_last_stamp: tuple[int | None, str] = (None, "")  # (whole second, its stamp): every checkout stamps the current one
+
 
 def stamp(epoch: float | None = None) -> str:
-    moment = datetime.fromtimestamp(time.time() if epoch is None else epoch, UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S +0000")
+    global _last_stamp
+    second = math.floor(time.time() if epoch is None else epoch)
+    if second != _last_stamp[0]:
+        _last_stamp = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%d %H:%M:%S +0000"))
+    return _last_stamp[1]
 
 
 def today(epoch: float | None = None) -> str:

@@ -12,12 +12,14 @@ both), so the core needs no Prometheus knowledge.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from bisect import bisect_left
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from vmpooler_core.config import Config
 from vmpooler_core.inventory import Inventory
@@ -26,9 +28,46 @@ from vmpooler_core.metrics import Metrics
 _VM_SECONDS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 _API_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+
+
+class _PerRequest(Collector):
+    """The figures every API request updates (its latency; a checkout's outcome), kept in plain dicts and
+    lists. prometheus_client's Counter and Histogram take a lock per update and per bucket, a few µs a
+    request; these are only ever updated and scraped from the API's one event loop, which needs none."""
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.bounds = buckets
+        self.edges = [*(floatToGoString(bound) for bound in buckets), "+Inf"]  # type: ignore[no-untyped-call]
+        self.latency: dict[tuple[str, str, str], list[float]] = {}  # labels -> per-bucket counts, then sum
+        self.checkouts: dict[tuple[str, str], float] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, str(status))
+        series = self.latency.get(key)
+        if series is None:
+            series = self.latency[key] = [0.0] * (len(self.bounds) + 2)
+        series[bisect_left(self.bounds, seconds)] += 1  # the last bucket is +Inf
+        series[-1] += seconds
+
+    def count_checkout(self, outcome: str, name: str, value: float) -> None:
+        key = (outcome, name)
+        self.checkouts[key] = self.checkouts.get(key, 0.0) + value
+
+    def collect(self) -> Iterator[Metric]:
+        checkouts = CounterMetricFamily("vmpooler_checkouts", "Checkout outcomes per pool or requested name",
+                                        labels=["outcome", "pool"])
+        for outcome_pool, value in self.checkouts.items():
+            checkouts.add_metric(list(outcome_pool), value)
+        yield checkouts
+        latency = HistogramMetricFamily("vmpooler_api_request_seconds", "API latency by route",
+                                        labels=["method", "route", "status"])
+        for labels, series in self.latency.items():
+            cumulative, buckets = 0.0, []
+            for edge, count in zip(self.edges, series, strict=False):
+                cumulative += count
+                buckets.append((edge, cumulative))
+            latency.add_metric(list(labels), buckets, sum_value=series[-1])
+        yield latency
 
 
 class Registry:
@@ -42,16 +81,14 @@ class Registry:
         self.pool = Gauge("vmpooler_pool_vms", "VMs in a pool by state (read from Redis at scrape)",
                           ["pool", "state"], registry=r)
         self.size = Gauge("vmpooler_pool_size", "Configured size of a pool", ["pool"], registry=r)
-        self.checkouts = Counter("vmpooler_checkouts", "Checkout outcomes per pool or requested name",
-                                 ["outcome", "pool"], registry=r)
         self.clone = Histogram("vmpooler_clone_seconds", "Time to clone a VM", ["pool"], buckets=_VM_SECONDS,
                                registry=r)
         self.boot = Histogram("vmpooler_boot_seconds", "Time from clone start to ready", ["pool"],
                               buckets=_VM_SECONDS, registry=r)
         self.destroy = Histogram("vmpooler_destroy_seconds", "Time to destroy a VM", ["pool"],
                                  buckets=_VM_SECONDS, registry=r)
-        self.api = Histogram("vmpooler_api_request_seconds", "API latency by route", ["method", "route", "status"],
-                             buckets=_API_SECONDS, registry=r)
+        self.per_request = _PerRequest(_API_SECONDS)
+        r.register(self.per_request)
 
     async def render(self, config: Config, inventory: Inventory) -> bytes:
         names = [pool.name for pool in config.pools]
@@ -75,7 +112,7 @@ class Tee:
         kind, _, rest = label.partition(".")
         if kind == "checkout":
             outcome, _, name = rest.partition(".")
-            self.prom.checkouts.labels(outcome, name).inc(value)
+            self.prom.per_request.count_checkout(outcome, name, value)
 
     def gauge(self, label: str, value: float) -> None:
         self.inner.gauge(label, value)  # pool gauges are read from Redis at scrape time instead
@@ -89,32 +126,3 @@ class Tee:
 
     def close(self) -> None:
         self.inner.close()
-
-
-class LatencyMiddleware:
-    """Pure ASGI (no per-request task or body copy): times each HTTP request by its route template, so
-    `/api/v1/vm/abc` and `/api/v1/vm/def` share one series."""
-
-    def __init__(self, app: ASGIApp, prom: Registry) -> None:
-        self.app = app
-        self.prom = prom
-
-    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
-                       send: Callable[[Message], Awaitable[None]]) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            template = scope.get("vmpooler.template", "unmatched")  # set by the route table
-            self.prom.api.labels(scope.get("method", ""), template, str(status)).observe(time.perf_counter() - start)

@@ -16,16 +16,16 @@ from redis import exceptions as redis_errors
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.types import ASGIApp
 
 from vmpooler_core import auth
 from vmpooler_core.config import Config
 from vmpooler_core.metrics import Metrics, from_settings
 from vmpooler_core.redis_client import connect
-from vmpoolerd.prometheus import LatencyMiddleware, Registry
+from vmpoolerd.prometheus import Registry
 
-from . import errors, routing
+from . import routing
 from .guard import Guard
 from .services import Services
 
@@ -82,8 +82,17 @@ def create_app(config: Config, redis: aioredis.Redis | None = None, metrics: Met
             if metrics is None:
                 sink.close()
 
-    middleware = [Middleware(Guard)]
-    if prometheus is not None:
-        middleware.insert(0, Middleware(LatencyMiddleware, prom=prometheus))  # outermost: sees every answer
-    return Starlette(routes=routing.routes(), middleware=middleware,
-                     exception_handlers={HTTPException: errors.http_exception}, lifespan=lifespan)
+    return Api(routes=routing.routes(), middleware=[Middleware(Guard, prometheus=prometheus)], lifespan=lifespan)
+
+
+class Api(Starlette):
+    """Starlette, without the two middlewares it puts around every app: ServerErrorMiddleware (an HTML or
+    plain-text 500) and ExceptionMiddleware (HTTPException handlers). The guard answers anything
+    unexpected with a JSON 500 and the route table answers 404 and 405 itself, so they only cost each
+    request four more calls on the way in and two more per message on the way out."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app: ASGIApp = self.router
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return app

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import errors
+from .responses import JsonResponse
 from .services import Services
 
 Handler = Callable[[Request, Services], Awaitable[Response]]
@@ -33,11 +34,11 @@ def counts_own_rate(handler: Handler) -> Handler:
 def ok(fields: Mapping[str, Any] | None = None, *, status: int = 200) -> JSONResponse:
     """`{"ok": true, ...}`: `ok` first, as the original writes it. (Fields are a mapping, not keyword
     arguments, because they are often keyed by host names, which can be any word.)"""
-    return JSONResponse({"ok": True, **(fields or {})}, status_code=status)
+    return JsonResponse({"ok": True, **(fields or {})}, status_code=status)
 
 
 def document(content: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(content, status_code=status)
+    return JsonResponse(content, status_code=status)
 
 
 def endpoint(handler: Handler, rate_class: str | None = None) -> Endpoint:

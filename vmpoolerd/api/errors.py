@@ -1,7 +1,7 @@
 """Every error the API answers, mapped to a status code and a JSON body in this one place.
 
 Bodies are always `{"ok": false, "reason": "..."}` (the original's `{"ok": false}` plus a reason), with
-`Content-Type: application/json`: for the core's errors, for routing's 404/405, for bodies that are too
+`Content-Type: application/json`: for the core's errors, for routing's 404/405 (routing.py), for bodies that are too
 large, and for unexpected exceptions (500, with a request id that is also in the log).
 """
 
@@ -12,9 +12,7 @@ import time
 from typing import Any
 
 from redis import exceptions as redis_errors
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 
 from vmpooler_core.errors import (
     BackendUnavailable,
@@ -26,6 +24,8 @@ from vmpooler_core.errors import (
     TooManyVms,
     Unauthorized,
 )
+
+from .responses import JsonResponse
 
 log = logging.getLogger("vmpooler.api")
 
@@ -45,7 +45,7 @@ class BodyTooLarge(Exception):
 
 def error_response(status: int, reason: str, headers: dict[str, str] | None = None,
                    **extra: Any) -> JSONResponse:
-    return JSONResponse({"ok": False, "reason": reason, **extra}, status_code=status, headers=headers)
+    return JsonResponse({"ok": False, "reason": reason, **extra}, status_code=status, headers=headers)
 
 
 # Expected errors, most specific first: (exception type, status code).
@@ -111,11 +111,3 @@ def from_exception(exc: BaseException, outages: OutageLog) -> JSONResponse | Non
 
 def server_error(request_id: str) -> JSONResponse:
     return error_response(500, "internal error; the server log has the details", request_id=request_id)
-
-
-async def http_exception(request: Request, exc: Exception) -> Response:
-    """Routing's own errors: 404 for unknown paths, 405 (with Allow) for a wrong method."""
-    assert isinstance(exc, HTTPException)
-    reason = {404: "no such route", 405: f"method {request.method} not allowed here"}.get(
-        exc.status_code, str(exc.detail))
-    return error_response(exc.status_code, reason, dict(exc.headers or {}))

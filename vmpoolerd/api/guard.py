@@ -1,18 +1,29 @@
-"""The one middleware: request size limits, trailing slashes, and a JSON 500 for anything unexpected.
+"""The one middleware: request size limits, trailing slashes, a JSON 500 for anything unexpected, and
+(with Prometheus on) each request's latency by route.
 
 A pure ASGI class rather than BaseHTTPMiddleware: it adds one call frame per request instead of a task
-and a stream pair, which matters at a fraction of a millisecond per request.
+and a stream pair, which matters at a fraction of a millisecond per request. For the same reason it
+does not wrap `send` to see the response go out: the route table (routing.py) puts the status of the
+response it is about to send in the scope, under STATUS.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+import time
+from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, MAX_URL, BodyTooLarge, error_response, server_error
+
+if TYPE_CHECKING:
+    from vmpoolerd.prometheus import Registry
+
+STATUS = "vmpooler.status"  # the status of the response being sent, once there is one
+TEMPLATE = "vmpooler.template"  # the matched route's path template, for metrics by route
 
 log = logging.getLogger("vmpooler.api")
 
@@ -46,48 +57,51 @@ def _head_error(scope: Scope, header_bytes: int) -> JSONResponse | None:
 
 
 class Guard:
-    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY) -> None:
+    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY, prometheus: Registry | None = None) -> None:
         self.app = app
         self.max_body = max_body
+        self.prometheus = prometheus
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        start = time.perf_counter()
         path: str = scope["path"]
-        if path.endswith("/") and path not in _SLASH_PATHS:
-            # The original's routes all took an optional trailing slash (Sinatra's `/?`).
-            scope["path"] = path.rstrip("/") or "/"
-        length, chunked, header_bytes = _head(scope)
-        too_large = _head_error(scope, header_bytes)
-        if too_large is not None:
-            await too_large(scope, receive, send)
-            return
-        if length is not None and length > self.max_body:
-            await self._reject_large(scope, receive, send)
-            return
-        if chunked:
-            # No length up front: count while the body streams in. (With a Content-Length the server
-            # never hands the app more than that many bytes, so there is nothing to count.)
-            receive = self._limited(receive)
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, receive, tracking_send)
+            if path.endswith("/") and path not in _SLASH_PATHS:
+                # The original's routes all took an optional trailing slash (Sinatra's `/?`).
+                scope["path"] = path.rstrip("/") or "/"
+            length, chunked, header_bytes = _head(scope)
+            too_large = _head_error(scope, header_bytes)
+            if too_large is not None:
+                await self._answer(too_large, scope, receive, send)
+                return
+            if length is not None and length > self.max_body:
+                await self._reject_large(scope, receive, send)
+                return
+            if chunked:
+                # No length up front: count while the body streams in. (With a Content-Length the server
+                # never hands the app more than that many bytes, so there is nothing to count.)
+                receive = self._limited(receive)
+            await self.app(scope, receive, send)
         except BodyTooLarge:
-            if not started:
+            if STATUS not in scope:
                 await self._reject_large(scope, receive, send)
         except Exception:
             request_id = secrets.token_hex(8)
             log.exception("unexpected error [request %s] %s %s", request_id, scope.get("method"), path)
-            if not started:
-                await server_error(request_id)(scope, receive, send)
+            if STATUS not in scope:
+                await self._answer(server_error(request_id), scope, receive, send)
+        finally:
+            if self.prometheus is not None:
+                self.prometheus.per_request.observe(scope["method"], scope.get(TEMPLATE, "unmatched"),
+                                                    scope.get(STATUS, 500), time.perf_counter() - start)
+
+    @staticmethod
+    async def _answer(response: JSONResponse, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[STATUS] = response.status_code
+        await response(scope, receive, send)
 
     def _limited(self, receive: Receive) -> Receive:
         seen = 0
@@ -105,4 +119,4 @@ class Guard:
 
     async def _reject_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(413, f"request body over {self.max_body} bytes", {"Connection": "close"})
-        await response(scope, receive, send)
+        await self._answer(response, scope, receive, send)

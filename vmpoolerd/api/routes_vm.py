@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from vmpooler_core import request as checkout_request
 from vmpooler_core import vms
@@ -21,6 +21,7 @@ from vmpooler_core.request import CheckoutRequest
 from .access import require_owner, require_token
 from .endpoint import Handler, counts_own_rate, document, ok
 from .inputs import auth_token, hostname, json_body
+from .responses import JsonResponse
 from .services import Services
 
 
@@ -53,7 +54,7 @@ async def _checkout(request: Request, services: Services,
         raise
     allocation = await services.checkout.take(wanted, token=auth_token(request),
                                               rate=_rate(request, services, "checkout"))
-    return JSONResponse(allocation_document(allocation, services.config))
+    return JsonResponse(allocation_document(allocation, services.config))
 
 
 @counts_own_rate
