@@ -6,7 +6,9 @@ the client's `execute_command` and connection pool, which take an asyncio lock, 
 record observability counters twice per command: about 30 µs of CPU per call on a 2-core machine, more
 than the script itself costs Redis. `Scripts` instead keeps a few connections of the client's pool to
 itself and talks to them directly (`send_packed_command`/`read_response`, still redis-py's code for
-connecting, AUTH, TLS, Sentinel and parsing), honouring the client's retry policy.
+connecting, AUTH, TLS, Sentinel and parsing), honouring the client's retry policy. Commands are packed
+by hiredis (a redis-py dependency here), byte for byte what redis-py's own packer writes for str, int
+and float arguments, in a sixth of the time.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from hashlib import sha1
 from importlib import resources
 from typing import Any
 
+from hiredis import pack_command
 from redis import asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, ResponseError
@@ -62,12 +65,14 @@ class Scripts:
         self._idle: list[AbstractConnection] = []
         self._taken = 0  # connections taken from the pool so far, idle or busy
         self._waiting: deque[asyncio.Future[AbstractConnection]] = deque()
+        self._digests = {name: digest(name) for name in NAMES}
 
     async def run(self, name: str, args: list[Any]) -> Any:
         """The script's reply; ResponseError for an error it raised, RedisError if Redis is unreachable."""
+        command = pack_command(("EVALSHA", self._digests[name], 0, *args))
         conn = self._idle.pop() if self._idle else await self._acquire()
         try:
-            return await conn.retry.call_with_retry(lambda: self._call(conn, name, args),
+            return await conn.retry.call_with_retry(lambda: self._call(conn, command, name, args),
                                                     lambda error: conn.disconnect(nowait=True))
         except ResponseError:
             raise  # Redis answered: the connection is in step
@@ -77,14 +82,14 @@ class Scripts:
         finally:
             self._release(conn)
 
-    async def _call(self, conn: AbstractConnection, name: str, args: list[Any]) -> Any:
+    async def _call(self, conn: AbstractConnection, command: bytes, name: str, args: list[Any]) -> Any:
         if not conn.is_connected:
             await conn.connect()  # type: ignore[no-untyped-call]
-        await conn.send_packed_command(conn.pack_command("EVALSHA", digest(name), 0, *args))
+        await conn.send_packed_command(command)
         try:
             return await conn.read_response()
         except NoScriptError:
-            await conn.send_packed_command(conn.pack_command("EVAL", source(name), 0, *args))
+            await conn.send_packed_command(pack_command(("EVAL", source(name), 0, *args)))
             return await conn.read_response()
 
     async def _acquire(self) -> AbstractConnection:
