@@ -77,6 +77,7 @@ def create_app(config: Config, redis: aioredis.Redis | None = None, metrics: Met
         try:
             yield
         finally:
+            app.state.services.deadlines.close()
             if redis is None:
                 await client.aclose()
             if metrics is None:

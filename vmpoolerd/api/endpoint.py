@@ -1,8 +1,9 @@
 """Turning `async def handler(request, services) -> Response` into a Starlette endpoint.
 
 The wrapper gives every handler the same guarantees: a deadline (no client waits on a dead Redis
-for longer than `services.deadline`), expected errors answered as JSON through errors.py, and, when
-rate limiting is on, the request counted against its client's limit first (limits.py).
+for longer than `services.deadline`, give or take a sweep: deadlines.py), expected errors answered as
+JSON through errors.py, and, when rate limiting is on, the request counted against its client's limit
+first (limits.py).
 """
 
 from __future__ import annotations
@@ -47,12 +48,22 @@ def endpoint(handler: Handler, rate_class: str | None = None) -> Endpoint:
 
     async def run(request: Request) -> Response:
         services: Services = request.app.state.services
+        task = services.deadlines.begin()
+        expired = False
         try:
-            # timeout_at, not timeout: one get-running-loop call (a getpid() on Python 3.11) fewer.
-            async with asyncio.timeout_at(services.loop.time() + services.deadline):
+            try:
                 if counted_here is not None and services.limiter is not None:
                     await services.limiter.check(request, counted_here)
                 return await handler(request, services)
+            finally:
+                if expired := services.deadlines.end(task):
+                    task.uncancel()
+        except asyncio.CancelledError:
+            if not expired:
+                raise  # not ours to answer: the server is stopping
+            response = errors.from_exception(TimeoutError(), services.outages)  # 503
+            assert response is not None
+            return response
         except Exception as exc:
             response = errors.from_exception(exc, services.outages)
             if response is None:

@@ -15,6 +15,7 @@ from vmpooler_core.inventory import Inventory
 from vmpooler_core.keys import Keys
 from vmpooler_core.metrics import Metrics
 
+from .deadlines import Deadlines
 from .errors import OutageLog
 from .limits import Limiter
 
@@ -33,7 +34,7 @@ class Services:
     # Seconds a request may spend waiting on Redis (or an auth backend) before it is answered 503,
     # so that no client hangs whatever state Redis is in.
     deadline: float
-    loop: asyncio.AbstractEventLoop  # the app's loop: its clock times the deadlines
+    deadlines: Deadlines
     outages: OutageLog
     prometheus: Registry | None = None
     limiter: Limiter | None = None  # None: rate limiting is off
@@ -45,4 +46,4 @@ class Services:
         inventory = Inventory(redis, Keys(), config.redis.data_ttl)
         limiter = Limiter(config.rate_limits, inventory, config.auth_enabled) if config.rate_limits.enabled else None
         return cls(config, redis, inventory, Checkout(config, inventory, metrics), metrics, authenticator,
-                   deadline, loop, OutageLog(), prometheus, limiter)
+                   deadline, Deadlines(loop, deadline), OutageLog(), prometheus, limiter)
