@@ -78,9 +78,11 @@ class Inventory:
     async def add_pending(self, pool: str, host: str, template: str, now: str | None = None) -> bool:
         return bool(await self._run("add_pending", pool, host, now or clock.stamp(), template))
 
-    async def forget(self, pool: str, host: str, *, destroyed: bool) -> int:
+    async def forget(self, pool: str, host: str, *, destroyed: bool, only_from: str | None = None) -> int:
+        """Out of every set of its pool; the number of sets it left. With `only_from`, only if it is still
+        in that state, else -1 and nothing changes."""
         stamp = clock.stamp() if destroyed else ""
-        return int(await self._run("forget", pool, host, stamp, self.data_ttl))
+        return int(await self._run("forget", pool, host, stamp, self.data_ttl, *((only_from,) if only_from else ())))
 
     async def discover(self, pool: str, hosts: Iterable[str]) -> list[str]:
         hosts = list(hosts)

@@ -3,7 +3,9 @@ ready re-checks, pending timeout, failed clones, discovered and vanished VMs, di
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import time
 from typing import cast
 
@@ -17,8 +19,10 @@ from vmpooler_core.checkout import Checkout
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.keys import Keys
 from vmpooler_core.metrics import NullMetrics
+from vmpooler_core.provider import CloneSpec, ProviderError
 from vmpooler_core.request import from_path
 from vmpoolerd.manager import Manager
+from vmpoolerd.providers import build_providers
 
 K = Keys()
 ONE_POOL = """
@@ -276,3 +280,58 @@ async def test_disk_snapshot_and_revert_tasks(make_manager: MakeManager, sync_re
     assert not sync_redis.scard(K.revert_tasks())
     doc = await vms.describe(config, inventory, host, resolve=False)
     assert doc["snapshots"] == [snapshot]
+
+
+async def test_a_clone_that_fails_after_its_vm_was_checked_out_leaves_the_vm_with_its_client(
+        make_manager: MakeManager, sync_redis: redis.Redis, aredis: aioredis.Redis) -> None:
+    """The provider makes the VM, then fails the call (as vSphere does when vCenter stops answering
+    while the clone task ends). Meanwhile a pass found the VM ready and a client checked it out: the
+    failure must not take it away (the soak run caught this: a held VM answered 404 on return)."""
+    config = dummy_config("  - name: pool1\n    size: 1\n", dummy="clone_time: 0\n    boot_time: 0")
+    providers = build_providers(config, aredis)
+    dummy = providers["dummy"]
+    made, fail = threading.Event(), threading.Event()
+    clone = dummy.clone
+
+    def clone_then_fail(pool: str, spec: CloneSpec) -> None:
+        clone(pool, spec)
+        made.set()
+        fail.wait(10)
+        raise ProviderError("vsphere: the handshake operation timed out")
+
+    dummy.clone = clone_then_fail  # type: ignore[method-assign]
+    manager = await make_manager(config, providers=providers)
+    await manager.run_once()
+    assert await asyncio.to_thread(made.wait, 10)
+    for _ in range(50):  # bounded: passes until one finds the VM ready
+        await manager.run_once()
+        if states(sync_redis, "pool1")["ready"]:
+            break
+        await asyncio.sleep(0.02)
+    host = (await Checkout(config, Inventory(aredis), NullMetrics()).take(from_path("pool1"))).hosts()[0]
+    fail.set()
+    await manager.drain()
+    await manager.run_once()
+    await manager.drain()
+    assert host in states(sync_redis, "pool1")["running"], "still checked out"
+    assert host in provider_vms(sync_redis), "and never destroyed"
+    dummy.clone = clone  # type: ignore[method-assign]
+
+
+async def test_a_clone_that_fails_while_pending_is_forgotten(make_manager: MakeManager, sync_redis: redis.Redis,
+                                                             aredis: aioredis.Redis) -> None:
+    config = dummy_config("  - name: pool1\n    size: 1\n", dummy="clone_time: 0\n    boot_time: 3600")
+    providers = build_providers(config, aredis)
+    dummy = providers["dummy"]
+    clone = dummy.clone
+
+    def clone_then_fail(pool: str, spec: CloneSpec) -> None:
+        clone(pool, spec)
+        raise ProviderError("vsphere: the handshake operation timed out")
+
+    dummy.clone = clone_then_fail  # type: ignore[method-assign]
+    manager = await make_manager(config, providers=providers)
+    await manager.run_once()
+    await manager.drain()
+    assert not states(sync_redis, "pool1")["pending"], "out of pending at once"
+    dummy.clone = clone  # type: ignore[method-assign]

@@ -2,10 +2,14 @@
 -- its token's held set, see checkout.lua) and keep its hash for data_ttl seconds as history.
 --
 -- ARGV[1] prefix  ARGV[2] pool  ARGV[3] host  ARGV[4] destroy stamp ("" = leave unset)  ARGV[5] ttl secs
+-- ARGV[6] optional: a state ("pending") the VM must still be in, or nothing is done. A failed clone is
+--         forgotten this way: its VM may already have passed its checks, become ready and been checked
+--         out, and a VM in a client's hands is never taken away.
 --
--- Returns the number of sets it was removed from.
-local prefix, pool, host, stamp, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+-- Returns the number of sets it was removed from; -1 when the VM was not in the ARGV[6] state.
+local prefix, pool, host, stamp, ttl, only = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
 local function key(kind, name) return prefix .. '__' .. kind .. '__' .. name end
+if only and only ~= '' and redis.call('SISMEMBER', key(only, pool), host) == 0 then return -1 end
 local removed = 0
 for _, state in ipairs({'pending', 'ready', 'running', 'completed', 'discovered'}) do
   removed = removed + redis.call('SREM', key(state, pool), host)

@@ -100,11 +100,17 @@ class Cloner:
         try:
             await self.ctx.runner.clone(provider.clone, pool.name, spec)
         except ProviderError as err:
-            log.warning("clone failed pool=%s vm=%s: %s", pool.name, host, err)
             slot.release()
             # Out of pending at once, hash kept only for data_ttl (the original kept it forever). If a
-            # half-made VM is left behind, the next pass finds it in the folder and destroys it.
-            await self.ctx.inventory.forget(pool.name, host, destroyed=False)
+            # half-made VM is left behind, the next pass finds it in the folder and destroys it. But only
+            # out of pending: the provider can fail the call after the VM was made (vCenter stops
+            # answering while the clone task ends), and by then a pass may have found the VM ready and a
+            # client checked it out. Such a VM is as good as any other; it stays where it is.
+            if await self.ctx.inventory.forget(pool.name, host, destroyed=False, only_from="pending") < 0:
+                log.warning("clone reported failed pool=%s vm=%s: %s; the VM had already passed its checks, so "
+                            "it is kept", pool.name, host, err)
+            else:
+                log.warning("clone failed pool=%s vm=%s: %s", pool.name, host, err)
             return
         finally:
             self.inflight.pop(host, None)

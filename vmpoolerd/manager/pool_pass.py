@@ -66,9 +66,11 @@ class PoolPass:
             log.log(level, "%s -> %s pool=%s vm=%s: %s", source, target, self.name, host, reason)
         return moved
 
-    async def forget(self, host: str, destroyed: bool, reason: str) -> None:
-        """Out of every set (forget.lua); the hash is kept for data_ttl."""
-        await self.ctx.inventory.forget(self.name, host, destroyed=destroyed)
+    async def forget(self, host: str, destroyed: bool, reason: str, only_from: str | None = None) -> None:
+        """Out of every set (forget.lua); the hash is kept for data_ttl. With `only_from`, only if the VM
+        is still in that state when the script runs."""
+        if await self.ctx.inventory.forget(self.name, host, destroyed=destroyed, only_from=only_from) < 0:
+            return
         for members in self.sets.values():
             members.discard(host)
         log.warning("forgotten pool=%s vm=%s: %s", self.name, host, reason)

@@ -40,7 +40,7 @@ def _clone_dead(p: PoolPass, host: str) -> bool:
 async def forget_dead_pending(p: PoolPass) -> None:
     for host in sorted(p.sets["pending"] - p.facts.keys() - p.protected):
         if _clone_dead(p, host):
-            await p.forget(host, destroyed=False, reason="its clone ended without a VM")
+            await p.forget(host, destroyed=False, reason="its clone ended without a VM", only_from="pending")
 
 
 async def discover(p: PoolPass) -> None:
