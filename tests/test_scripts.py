@@ -12,6 +12,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from tests.redis_server import free_port
 from vmpooler_core import scripts
 from vmpooler_core.keys import Keys
 
@@ -95,3 +96,16 @@ async def test_closing_the_client_closes_the_scripts_connections(redis_url: str,
 def _clients(sync_redis: redis.Redis) -> int:
     return len([c for c in sync_redis.client_list() if c.get("cmd") != "client|list"])
 
+
+
+async def test_a_call_waiting_for_a_lane_is_not_stranded_when_the_lane_fails_to_connect() -> None:
+    """The one lane's first connect fails (nothing listens): the call queued behind it takes the lane
+    and fails the same way, rather than waiting for a connection that never comes."""
+    client = aioredis.Redis(host="127.0.0.1", port=free_port(), retry=Retry(NoBackoff(), 0))
+    runner = scripts.Scripts(client, lanes=1)
+    try:
+        calls = [runner.run("forget", [K.prefix, "p", "x", "", 60]) for _ in range(3)]
+        outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+        assert all(isinstance(outcome, RedisConnectionError) for outcome in outcomes), outcomes
+    finally:
+        await client.aclose()

@@ -16,9 +16,10 @@ _last_stamp: tuple[int | None, str] = (None, "")  # (whole second, its stamp): e
 def stamp(epoch: float | None = None) -> str:
     global _last_stamp
     second = math.floor(time.time() if epoch is None else epoch)
-    if second != _last_stamp[0]:
-        _last_stamp = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%d %H:%M:%S +0000"))
-    return _last_stamp[1]
+    last = _last_stamp  # read once: provider threads stamp too
+    if second != last[0]:
+        last = _last_stamp = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%d %H:%M:%S +0000"))
+    return last[1]
 
 
 def today(epoch: float | None = None) -> str:

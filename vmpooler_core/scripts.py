@@ -64,7 +64,7 @@ class Scripts:
         self._lanes = lanes if lanes is not None else max(1, int(self._pool.max_connections) // 2)
         self._idle: list[AbstractConnection] = []
         self._taken = 0  # connections taken from the pool so far, idle or busy
-        self._waiting: deque[asyncio.Future[AbstractConnection]] = deque()
+        self._waiting: deque[asyncio.Future[AbstractConnection | None]] = deque()
         self._digests = {name: digest(name) for name in NAMES}
 
     async def run(self, name: str, args: list[Any]) -> Any:
@@ -93,28 +93,48 @@ class Scripts:
             return await conn.read_response()
 
     async def _acquire(self) -> AbstractConnection:
-        if self._taken < self._lanes:
-            self._taken += 1
+        while True:
+            if self._taken < self._lanes:
+                self._taken += 1
+                try:
+                    conn: AbstractConnection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+                except BaseException:
+                    self._taken -= 1
+                    self._wake()  # the lane is free again: a waiting call may have better luck with it
+                    raise
+                return conn
+            waiter: asyncio.Future[AbstractConnection | None] = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
             try:
-                conn: AbstractConnection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+                handed = await waiter
             except BaseException:
-                self._taken -= 1
+                # A cancelled waiter stays queued; _release and _wake skip it. One that was handed a
+                # connection or a free lane just as it was cancelled passes it on.
+                if waiter.done() and not waiter.cancelled():
+                    if (late := waiter.result()) is not None:
+                        self._release(late)
+                    else:
+                        self._wake()
                 raise
-            return conn
-        waiter: asyncio.Future[AbstractConnection] = asyncio.get_running_loop().create_future()
-        self._waiting.append(waiter)
-        try:
-            return await waiter
-        except BaseException:
-            # A cancelled waiter stays queued; _release skips it.
-            if waiter.done() and not waiter.cancelled():
-                self._release(waiter.result())  # handed over just as this call was cancelled
-            raise
+            if handed is not None:
+                return handed
+            # None: woken because a lane became free; take it (or wait again if another call did).
 
-    def _release(self, conn: AbstractConnection) -> None:
+    def _next_waiter(self) -> asyncio.Future[AbstractConnection | None] | None:
         while self._waiting:
             waiter = self._waiting.popleft()
             if not waiter.done():
-                waiter.set_result(conn)
-                return
-        self._idle.append(conn)
+                return waiter
+        return None
+
+    def _release(self, conn: AbstractConnection) -> None:
+        waiter = self._next_waiter()
+        if waiter is not None:
+            waiter.set_result(conn)
+        else:
+            self._idle.append(conn)
+
+    def _wake(self) -> None:
+        waiter = self._next_waiter()
+        if waiter is not None:
+            waiter.set_result(None)

@@ -10,15 +10,15 @@ from vmpoolerd.api.deadlines import Deadlines
 
 
 async def _request(deadlines: Deadlines, work: asyncio.Future[None]) -> str:
-    task = deadlines.begin()
+    """What endpoint.py does around a handler."""
+    task, cancels = deadlines.begin()
     expired = False
     try:
         try:
             await work
             return "done"
         finally:
-            if expired := deadlines.end(task):
-                task.uncancel()
+            expired = deadlines.end(task, cancels)
     except asyncio.CancelledError:
         if not expired:
             raise
@@ -68,3 +68,29 @@ async def test_only_the_overdue_request_of_many_is_cancelled() -> None:
     quick = [asyncio.create_task(_request(short, asyncio.sleep(0.01 * n))) for n in range(5)]
     assert await hung == "deadline"
     assert [await task for task in quick] == ["done"] * 5
+
+
+async def test_a_stop_arriving_with_the_deadline_is_not_swallowed() -> None:
+    """The server's cancel (it is stopping) and the deadline's land in the same loop turn: the task sees
+    one CancelledError, which must go on up, not be answered as a timeout."""
+    loop = asyncio.get_running_loop()
+    deadlines = Deadlines(loop, 0.0, tick=10)  # due at once; swept by hand below
+    request = asyncio.create_task(_request(deadlines, loop.create_future()))
+    await asyncio.sleep(0)  # the request begins and waits
+    request.cancel()  # the server stops...
+    deadlines._sweep()  # ...and, before the request runs again, a sweep finds it overdue
+    assert deadlines._expired
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    assert not deadlines._expired
+    deadlines.close()
+
+
+async def test_the_deadline_alone_is_answered_as_a_timeout() -> None:
+    loop = asyncio.get_running_loop()
+    deadlines = Deadlines(loop, 0.0, tick=10)
+    request = asyncio.create_task(_request(deadlines, loop.create_future()))
+    await asyncio.sleep(0)
+    deadlines._sweep()
+    assert await request == "deadline"
+    deadlines.close()

@@ -23,24 +23,27 @@ class Deadlines:
         self._expired: set[Task] = set()  # cancelled by a sweep, not yet told so
         self._sweeper: asyncio.TimerHandle | None = None
 
-    def begin(self) -> Task:
-        """Start the current task's deadline; pair with `end` in a `finally`."""
+    def begin(self) -> tuple[Task, int]:
+        """Start the current task's deadline: (the task, its cancel requests so far), both for `end`,
+        which must follow in a `finally`."""
         task = asyncio.current_task(self.loop)
         assert task is not None, "deadlines are for requests, which run in tasks"
         self._running[task] = self.loop.time() + self.seconds
         if self._sweeper is None:
             self._sweeper = self.loop.call_later(self.tick, self._sweep)
-        return task
+        return task, task.cancelling()
 
-    def end(self, task: Task) -> bool:
-        """True when the deadline passed and the task was cancelled for it: the caller should then
-        `task.uncancel()` and answer as for a timeout."""
+    def end(self, task: Task, cancels: int) -> bool:
+        """True when the task was cancelled for its deadline and for nothing else: the caller then
+        answers its CancelledError as a timeout. The deadline's cancel request is taken back either
+        way; another one (the server stopping, in the same loop turn) still stands, and then this is
+        False so that the caller lets the CancelledError through."""
         if self._running.pop(task, None) is not None:
             return False
-        if task in self._expired:
-            self._expired.discard(task)
-            return True
-        return False
+        if task not in self._expired:
+            return False
+        self._expired.discard(task)
+        return task.uncancel() <= cancels
 
     def _sweep(self) -> None:
         now = self.loop.time()

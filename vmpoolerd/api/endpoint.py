@@ -48,7 +48,7 @@ def endpoint(handler: Handler, rate_class: str | None = None) -> Endpoint:
 
     async def run(request: Request) -> Response:
         services: Services = request.app.state.services
-        task = services.deadlines.begin()
+        task, cancels = services.deadlines.begin()
         expired = False
         try:
             try:
@@ -56,8 +56,7 @@ def endpoint(handler: Handler, rate_class: str | None = None) -> Endpoint:
                     await services.limiter.check(request, counted_here)
                 return await handler(request, services)
             finally:
-                if expired := services.deadlines.end(task):
-                    task.uncancel()
+                expired = services.deadlines.end(task, cancels)
         except asyncio.CancelledError:
             if not expired:
                 raise  # not ours to answer: the server is stopping
