@@ -17,6 +17,7 @@ if str(ROOT) not in sys.path:  # run as a script: the repository's packages, not
 import httpx  # noqa: E402
 import redis  # noqa: E402
 
+from tests.processes import terminate  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 from tests.vcsim.server import VcsimServer  # noqa: E402
 from vmpooler_core.keys import Keys  # noqa: E402
@@ -158,14 +159,7 @@ class Daemon:
         """SIGTERM, as a supervisor would; SIGKILL after `grace`. Returns the exit code."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return terminate(self.proc, grace)
 
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():

@@ -9,6 +9,8 @@ import subprocess
 import tempfile
 import time
 
+from tests.processes import terminate
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -67,10 +69,5 @@ class RedisServer:
         raise RuntimeError(f"redis-server did not start on port {self.port}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            terminate(self.proc, 5)

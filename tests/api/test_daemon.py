@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -38,6 +40,28 @@ def wait_until_serving(proc: subprocess.Popen[str], url: str, seconds: float = 2
     raise AssertionError(f"vmpoolerd did not serve {url} within {seconds} s")
 
 
+@dataclass
+class Served:
+    url: str
+    stderr: str = ""  # once stopped
+    returncode: int | None = None
+
+
+@contextmanager
+def serving_api(config: Path, log_level: str = "warning") -> Iterator[Served]:
+    """`vmpoolerd api` on a free port for the block; then SIGTERM, with its exit code and stderr kept."""
+    port = free_port()
+    proc = start(["api", "--config", str(config), "--port", str(port), "--log-level", log_level])
+    served = Served(f"http://127.0.0.1:{port}")
+    try:
+        wait_until_serving(proc, served.url)
+        yield served
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, served.stderr = proc.communicate(timeout=15)
+        served.returncode = proc.returncode
+
+
 def write_config(path: Path, redis_url: str, extra: str = "") -> Path:
     path.write_text(f"redis: {{url: '{redis_url}'}}\nconfig:\n  domain: company.com\n{extra}"
                     "pools:\n  - {name: pool1, alias: [poolone], size: 2}\n")
@@ -46,17 +70,9 @@ def write_config(path: Path, redis_url: str, extra: str = "") -> Path:
 
 @pytest.fixture
 def daemon(tmp_path: Path, redis_url: str) -> Iterator[str]:
-    port = free_port()
-    proc = start(["api", "--config", str(write_config(tmp_path / "vmpooler.yaml", redis_url)),
-                  "--port", str(port), "--log-level", "warning"])
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(proc, url)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=15)
-    assert proc.returncode == 0, stderr  # a clean stop on SIGTERM
+    with serving_api(write_config(tmp_path / "vmpooler.yaml", redis_url)) as served:
+        yield served.url
+    assert served.returncode == 0, served.stderr  # a clean stop on SIGTERM
 
 
 def test_checkout_and_return_over_http(daemon: str, sync_redis: redis.Redis) -> None:

@@ -8,7 +8,6 @@ requests reach success paths as well as every kind of refusal.
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +19,8 @@ from hypothesis import HealthCheck, settings
 
 from tests.api.conftest import HASHES, PASSWORDS, TOKEN
 from tests.api.helpers import K, basic, make_token, ready, running
-from tests.api.test_daemon import start, wait_until_serving
-from tests.redis_server import RedisServer, free_port
+from tests.api.test_daemon import serving_api
+from tests.redis_server import RedisServer
 from vmpoolerd.api.openapi import SNAPSHOT_EXAMPLE
 
 
@@ -43,17 +42,10 @@ def live_url(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
     config.write_text(f"redis: {{url: '{redis_server.url}'}}\nconfig:\n  domain: company.com\n"
                       f"  vm_lifetime_auth: 2\nauth:\n  provider: users\n  users:{users}\n"
                       "pools:\n  - {name: pool1, alias: [poolone], size: 5}\n  - {name: pool2, size: 10}\n")
-    port = free_port()
-    proc = start(["api", "--config", str(config), "--port", str(port), "--log-level", "error"])
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(proc, url)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=15)
+    with serving_api(config, "error") as served:
+        yield served.url
     # An unexpected exception is logged at ERROR with its request id: there must be none.
-    assert "unexpected error" not in stderr, stderr
+    assert "unexpected error" not in served.stderr, served.stderr
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from tests.cli.conftest import POOLS_YAML, members, ready
+from tests.processes import terminate
 from tests.redis_server import free_port
 from vmpooler_cli.exit_codes import ExitCode
 
@@ -53,12 +54,7 @@ def vmpoolerd(tmp_path: Path, redis_url: str) -> Iterator[str]:
             time.sleep(0.05)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, 10)
         log.close()
 
 

@@ -14,6 +14,7 @@ from types import TracebackType
 
 import redis
 
+from tests.processes import terminate
 from vmpooler_core.keys import Keys
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,14 +45,7 @@ class ManagerProcess:
     def stop(self, timeout: float = 20) -> int:
         """SIGTERM, as supervisord would; returns the exit code."""
         assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return int(self.proc.returncode)
+        return terminate(self.proc, timeout)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -24,6 +24,7 @@ import pytest
 import redis
 
 from bench.soak_setup import Daemon
+from tests.processes import terminate
 from tests.redis_server import RedisServer, free_port
 from vmpooler_core.keys import Keys
 
@@ -81,12 +82,7 @@ def sentinel_group(workdir: Path) -> Iterator[Group]:
         yield Group(master, replica, port)
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            terminate(proc, 10)
         for server in servers:
             server.stop()
 

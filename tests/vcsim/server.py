@@ -20,6 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from tests.processes import terminate
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "scripts" / "build-vcsim"
 GOVMOMI = Path("/usr/share/gocode/src/github.com/vmware/govmomi/simulator")
@@ -127,14 +129,7 @@ class VcsimServer:
         """Stop with SIGTERM; return the exit code (0 on a clean stop)."""
         code = None
         if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            code = self.proc.returncode
+            code = terminate(self.proc, 10)
             for pipe in (self.proc.stdin, self.proc.stdout):
                 if pipe is not None:
                     pipe.close()
