@@ -31,13 +31,16 @@ class Services:
     checkout: Checkout
     metrics: Metrics
     authenticator: Authenticator | None
-    # Seconds a request may spend waiting on Redis (or an auth backend) before it is answered 503,
-    # so that no client hangs whatever state Redis is in.
-    deadline: float
+    # Each request may spend `deadlines.seconds` waiting on Redis (or an auth backend) before it is
+    # answered 503, so that no client hangs whatever state Redis is in.
     deadlines: Deadlines
     outages: OutageLog
     prometheus: Registry | None = None
     limiter: Limiter | None = None  # None: rate limiting is off
+
+    @property
+    def deadline(self) -> float:
+        return self.deadlines.seconds
 
     @classmethod
     def build(cls, config: Config, redis: aioredis.Redis, metrics: Metrics,
@@ -46,4 +49,4 @@ class Services:
         inventory = Inventory(redis, Keys(), config.redis.data_ttl)
         limiter = Limiter(config.rate_limits, inventory, config.auth_enabled) if config.rate_limits.enabled else None
         return cls(config, redis, inventory, Checkout(config, inventory, metrics), metrics, authenticator,
-                   deadline, Deadlines(loop, deadline), OutageLog(), prometheus, limiter)
+                   Deadlines(loop, deadline), OutageLog(), prometheus, limiter)
