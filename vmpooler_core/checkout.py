@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import Config
-from .errors import Conflict, InvalidRequest, NoCapacity, NotFound, TooManyVms, Unauthorized
+from .errors import InvalidRequest, NoCapacity, NotCheckedOut, NotFound, TooManyVms, Unauthorized, UnknownPool
 from .inventory import Inventory
 from .metrics import Metrics
 from .ratelimit import Bucket, exceeded
@@ -47,7 +47,7 @@ class Checkout:
     async def take(self, request: CheckoutRequest, token: str | None = None, rate: Bucket | None = None) -> Allocation:
         try:
             validate(request, self.config)
-        except NotFound as err:
+        except UnknownPool as err:
             for name in err.names:
                 self.metrics.increment(f"checkout.invalid.{name}")
             raise
@@ -93,5 +93,5 @@ class Checkout:
         if raw[0] == "unauthorized":
             raise Unauthorized(f"{host} was checked out with another token")
         if raw[0] == "notrunning":
-            raise Conflict(f"{host} is not checked out")
+            raise NotCheckedOut(f"{host} is not checked out")
         return str(raw[1])

@@ -5,9 +5,40 @@ Front ends map these to HTTP status codes and exit codes in one place each; the 
 
 from __future__ import annotations
 
+from enum import StrEnum
+from typing import ClassVar
+
+
+class ErrorCode(StrEnum):
+    """The machine-readable `code` of every error the API answers (beside its human `reason`), so that
+    clients branch on a word rather than on a status code that means several things (a 503 is "no
+    capacity" or "Redis is down") or on the reason's wording. The CLI maps these to its exit codes."""
+
+    INVALID_REQUEST = "invalid_request"  # 400: malformed body, counts, dates, tags
+    BAD_HTTP = "bad_http"  # 400: not HTTP/1.1 at all
+    UNAUTHORIZED = "unauthorized"  # 401: credentials or token missing or wrong
+    TOO_MANY_VMS = "too_many_vms"  # 403: the token's cap on VMs held
+    UNKNOWN_POOL = "unknown_pool"  # 404: a checkout names a pool or alias the server does not have
+    NOT_FOUND = "not_found"  # 404: no such VM, token, snapshot or summary
+    NOT_CHECKED_OUT = "not_checked_out"  # 404 (the original's code): returning a VM nobody holds
+    NOT_CONFIGURED = "not_configured"  # 404: the feature (authentication, metrics) is off here
+    NO_SUCH_ROUTE = "no_such_route"  # 404: this server has no such path
+    METHOD_NOT_ALLOWED = "method_not_allowed"  # 405
+    CONFLICT = "conflict"  # 409
+    BODY_TOO_LARGE = "body_too_large"  # 413
+    URL_TOO_LONG = "url_too_long"  # 414
+    RATE_LIMITED = "rate_limited"  # 429
+    HEADERS_TOO_LARGE = "headers_too_large"  # 431
+    INTERNAL_ERROR = "internal_error"  # 500, with a request id that is also in the log
+    NO_CAPACITY = "no_capacity"  # 503: too few ready VMs; nothing was taken
+    UNHEALTHY = "unhealthy"  # 503 from /healthcheck: no manager is keeping the pools filled
+    BACKEND_UNAVAILABLE = "backend_unavailable"  # 503: Redis (or the directory) did not answer in time
+
 
 class VmpoolerError(Exception):
     """Base class: every error the core raises on purpose."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL_ERROR
 
 
 class ConfigError(VmpoolerError):
@@ -29,17 +60,35 @@ class ConfigError(VmpoolerError):
 class InvalidRequest(VmpoolerError):
     """A request is malformed: bad counts, bad names, too many VMs."""
 
+    code = ErrorCode.INVALID_REQUEST
+
 
 class NotFound(VmpoolerError):
-    """A pool, alias, VM, token or snapshot does not exist."""
+    """A VM, token, snapshot or summary does not exist."""
+
+    code = ErrorCode.NOT_FOUND
 
     def __init__(self, message: str, names: tuple[str, ...] = ()) -> None:
         self.names = names
         super().__init__(message)
 
 
+class UnknownPool(NotFound):
+    """A checkout names pools or aliases (`names`) the configuration does not have; nothing was taken."""
+
+    code = ErrorCode.UNKNOWN_POOL
+
+
+class NotConfigured(NotFound):
+    """A feature that is off on this server (authentication: the original answers 404 for it too)."""
+
+    code = ErrorCode.NOT_CONFIGURED
+
+
 class NoCapacity(VmpoolerError):
     """A pool had too few ready VMs; nothing was taken."""
+
+    code = ErrorCode.NO_CAPACITY
 
     def __init__(self, message: str, name: str) -> None:
         self.name = name
@@ -49,17 +98,31 @@ class NoCapacity(VmpoolerError):
 class Unauthorized(VmpoolerError):
     """A token or credentials are missing or wrong."""
 
+    code = ErrorCode.UNAUTHORIZED
+
 
 class Conflict(VmpoolerError):
-    """The VM is not in a state that allows the operation (e.g. returning a ready VM)."""
+    """The VM is not in a state that allows the operation."""
+
+    code = ErrorCode.CONFLICT
+
+
+class NotCheckedOut(Conflict):
+    """Returning a VM that exists but is not checked out (ready, already returned)."""
+
+    code = ErrorCode.NOT_CHECKED_OUT
 
 
 class BackendUnavailable(VmpoolerError):
     """Redis (or another backing service) cannot be reached."""
 
+    code = ErrorCode.BACKEND_UNAVAILABLE
+
 
 class RateLimited(VmpoolerError):
     """The client (its token, else its address) is over its request rate; nothing was done."""
+
+    code = ErrorCode.RATE_LIMITED
 
     def __init__(self, limit: int, period: int, retry_after: int, reset: int) -> None:
         self.limit = limit
@@ -71,6 +134,8 @@ class RateLimited(VmpoolerError):
 
 class TooManyVms(VmpoolerError):
     """A checkout would take a token over its cap on VMs held at once; nothing was taken."""
+
+    code = ErrorCode.TOO_MANY_VMS
 
     def __init__(self, held: int, cap: int) -> None:
         self.held = held

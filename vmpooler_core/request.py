@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import Config
-from .errors import InvalidRequest, NotFound
+from .errors import InvalidRequest, UnknownPool
 
 # Pool names and aliases as the config accepts them; anything else cannot be a pool.
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
@@ -50,7 +50,7 @@ def from_mapping(body: Any) -> CheckoutRequest:
     counts: list[tuple[str, int]] = []
     for name, value in body.items():
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-            raise NotFound(f"unknown pool {str(name)[:100]!r}", (str(name)[:100],))
+            raise UnknownPool(f"unknown pool {str(name)[:100]!r}", (str(name)[:100],))
         counts.append((name, whole_number(f"count for {name!r}", value, 0)))
     return CheckoutRequest(tuple(counts))
 
@@ -63,7 +63,7 @@ def from_path(spec: str) -> CheckoutRequest:
     counts: dict[str, int] = {}
     for part in parts:
         if not NAME_RE.fullmatch(part):
-            raise NotFound(f"unknown pool {part[:100]!r}", (part[:100],))
+            raise UnknownPool(f"unknown pool {part[:100]!r}", (part[:100],))
         counts[part] = counts.get(part, 0) + 1
     return CheckoutRequest(tuple(counts.items()))
 
@@ -72,7 +72,7 @@ def validate(request: CheckoutRequest, config: Config) -> None:
     """The seed's rule first: any unknown name and nothing is taken. Then the size rules."""
     unknown = tuple(name for name in request.names() if not config.is_known(name))
     if unknown:
-        raise NotFound(f"unknown pool or alias: {', '.join(unknown)}", unknown)
+        raise UnknownPool(f"unknown pool or alias: {', '.join(unknown)}", unknown)
     if request.total == 0:
         raise InvalidRequest("the request asks for no VMs")
     cap = config.app.max_checkout_per_request

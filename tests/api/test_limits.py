@@ -69,7 +69,7 @@ def test_a_checkout_over_the_limit_is_a_429_in_the_originals_shape_and_takes_not
         assert statuses(client, "POST", "/api/v1/vm/pool1", 2) == [200, 200]
         response = client.post("/api/v1/vm", json={"pool1": "1"})
     body = expect_json(response, False, 429)
-    assert body == {"ok": False, "reason": "rate limit exceeded", "limit": 2, "period": 60,
+    assert body == {"ok": False, "code": "rate_limited", "reason": "rate limit exceeded", "limit": 2, "period": 60,
                     "retry_after": body["retry_after"]}
     assert 25 <= body["retry_after"] <= 30  # one interval (60 s / 2), less the time the test took
     headers = response.headers

@@ -106,10 +106,9 @@ def test_openapi_document(client: TestClient) -> None:
     assert response.status_code == 200 and response.headers["content-type"] == "application/json"
     schema = schemathesis.openapi.from_dict(response.json())
     documented = {(op.method.upper(), op.path) for op in (r.ok() for r in schema.get_all_operations())}
-    served = {(method, routing.PREFIX + path) for path, methods in routing.versioned_paths().items()
-              for method in methods}
-    served |= {(method, path) for path, methods in routing.unversioned_paths().items() for method in methods
-               if path != "/dashboard"}  # only a redirect to /dashboard/
+    served = {(route.method, routing.PREFIX + route.path) for route in (*routing.VERSIONED_ONLY, *routing.API)}
+    served |= {(route.method, route.path) for route in (*routing.API, *routing.UNVERSIONED_ONLY)
+               if route.path != "/dashboard"}  # only a redirect to /dashboard/
     assert documented == served
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ import pytest
 from click.testing import Result
 
 from tests.cli.conftest import POOLS_YAML, Vmp, live_api
-from tests.redis_server import free_port
+from tests.redis_server import RedisServer, free_port
 from vmpooler_cli.exit_codes import HELP, MEANING, ExitCode
 
 CONFIG_ARGS = Callable[[str], list[str]]
@@ -93,6 +94,26 @@ def test_an_api_whose_redis_is_down_is_unreachable(redis_url: str) -> None:
         assert "cannot reach its Redis" in result.stderr
     finally:
         api.stop()
+
+
+def test_an_api_whose_redis_is_stalled_is_unreachable_not_out_of_capacity() -> None:
+    """A Redis that accepts nothing (SIGSTOP) makes the API answer 503 once its request deadline passes;
+    the code in that answer, not the 503, tells the CLI it is an outage (6), not an empty pool (4)."""
+    server = RedisServer().start()
+    assert server.proc is not None
+    api = live_api(POOLS_YAML + "redis:\n  socket_timeout: 0.5\n", server.url)
+    try:
+        Vmp("api", ["--api", api.url]).fails(ExitCode.NO_CAPACITY, "checkout", "pool1")  # answering, empty
+        server.proc.send_signal(signal.SIGSTOP)
+        start = time.monotonic()
+        result = Vmp("api", ["--api", api.url]).fails(ExitCode.UNREACHABLE, "checkout", "pool1")
+        assert time.monotonic() - start < 5  # the API's deadline: socket_timeout + 1 s, and a sweep
+        assert "cannot reach its Redis" in result.stderr and "did not answer in time" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+        api.stop()
+        server.stop()
 
 
 def test_the_redis_backend_needs_a_config(redis_url: str) -> None:

@@ -1,9 +1,11 @@
 """Over HTTP, API v1: our `vmpoolerd` and the original Ruby vmpooler serve the same routes and shapes.
 
-HTTP answers become the core's exceptions (404 NotFound, 503 NoCapacity, 401 Unauthorized, 400
-InvalidRequest), so the front end maps them to exit codes in the one place it maps the Redis
-backend's. A server that does not connect within the connect timeout, or does not answer within the
-read timeout, is Unreachable (exit 6).
+HTTP answers become the core's exceptions, so the front end maps them to exit codes in the one place it
+maps the Redis backend's. Our server says what went wrong in each error body's `code`
+(vmpooler_core.errors.ErrorCode), which is read first; the original Ruby server sends only
+`{"ok": false}`, so for it (and for a code this client does not know yet) the status code decides: 404
+NotFound, 503 NoCapacity, 401 Unauthorized, 400 InvalidRequest. A server that does not connect within
+the connect timeout, or does not answer within the read timeout, is Unreachable (exit 6).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
-from vmpooler_core.errors import Conflict, InvalidRequest, NoCapacity, NotFound, Unauthorized
+from vmpooler_core.errors import Conflict, ErrorCode, InvalidRequest, NoCapacity, NotFound, Unauthorized
 
 from .. import __version__
 from ..errors import CliError, Unreachable
@@ -34,25 +36,35 @@ def api_root(url: str) -> tuple[str, str]:
     return root, root + "/api/v1"
 
 
-def _message(response: httpx.Response) -> str | None:
-    """The server's own explanation when it gives one (ours does; the original sends {"ok": false})."""
+def _body(response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
-        return None
-    if isinstance(body, dict):
-        for key in ("error", "message", "reason"):
-            if isinstance(body.get(key), str) and body[key]:
-                return str(body[key])
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _message(body: Mapping[str, Any]) -> str | None:
+    """The server's own explanation when it gives one (ours does; the original sends {"ok": false})."""
+    for key in ("error", "message", "reason"):
+        if isinstance(body.get(key), str) and body[key]:
+            return str(body[key])
     return None
 
 
-def _field(response: httpx.Response, key: str) -> Any:
-    try:
-        body = response.json()
-    except ValueError:
+def _code(body: Mapping[str, Any]) -> ErrorCode | None:
+    """The error body's machine-readable code; None from a server that sends none (the original) or one
+    this client does not know."""
+    value = body.get("code")
+    if not isinstance(value, str) or value not in ErrorCode.__members__.values():
         return None
-    return body.get(key) if isinstance(body, dict) else None
+    return ErrorCode(value)
+
+
+_NOT_FOUND = frozenset({ErrorCode.UNKNOWN_POOL, ErrorCode.NOT_FOUND, ErrorCode.NOT_CHECKED_OUT,
+                        ErrorCode.NOT_CONFIGURED})
+_INVALID = frozenset({ErrorCode.INVALID_REQUEST, ErrorCode.BAD_HTTP, ErrorCode.BODY_TOO_LARGE,
+                      ErrorCode.URL_TOO_LONG, ErrorCode.HEADERS_TOO_LARGE})
 
 
 def _one_object(body: Mapping[str, Any], host: str) -> tuple[str, dict[str, Any]]:
@@ -112,28 +124,51 @@ class ApiBackend:
             if not isinstance(data, dict):
                 raise CliError(f"{self.where}{path}: expected a JSON object, got {type(data).__name__}")
             return data
-        text = _message(response)
+        body = _body(response)
+        text = _message(body)
+        code = _code(body)
+        if code is not None:
+            raise self._error(code, text or f"HTTP {status}", response, path)
+        # The original Ruby server: the status code is all there is to go by.
         if status == 404:
             raise NotFound(text or missing)
         if status == 429:
-            wait = response.headers.get("Retry-After")
-            raise CliError((text or "rate limit exceeded") + (f"; retry after {wait}s" if wait else ""),
-                           ExitCode.LIMITED)
-        if status == 403 and _field(response, "held") is not None:  # the token's cap on VMs held
-            raise CliError(text or "this token holds as many VMs as it may", ExitCode.LIMITED)
+            raise self._limited(text or "rate limit exceeded", response)
         if status == 401 or status == 403:
             raise Unauthorized(text or ("wrong user or password" if auth else
                                         "this needs a valid token: pass --token or set VMPOOLER_TOKEN"))
         if status == 503:
-            # Our server also answers 503 when its own Redis is down; that is "unreachable", not empty.
-            if text and text.lower().startswith("redis"):
-                raise Unreachable(f"{self.where} cannot reach its Redis: {text}")
             raise NoCapacity(text or short, "")
         if status == 400 or status == 422:
             raise InvalidRequest(text or f"the server rejected the request (HTTP {status})")
         if status == 409:
             raise Conflict(text or conflict or "conflict")
         raise CliError(f"{self.where} answered HTTP {status}" + (f": {text}" if text else ""))
+
+    def _error(self, code: ErrorCode, text: str, response: httpx.Response, path: str) -> Exception:
+        """The exception for an error our server explained with a code."""
+        if code in _NOT_FOUND:
+            return NotFound(text)
+        if code in _INVALID:
+            return InvalidRequest(text)
+        if code is ErrorCode.NO_CAPACITY:
+            return NoCapacity(text, "")
+        if code is ErrorCode.BACKEND_UNAVAILABLE:
+            return Unreachable(f"{self.where} cannot reach its Redis (or directory): {text}")
+        if code is ErrorCode.UNAUTHORIZED:
+            return Unauthorized(text)
+        if code in (ErrorCode.RATE_LIMITED, ErrorCode.TOO_MANY_VMS):
+            return self._limited(text, response)
+        if code is ErrorCode.CONFLICT:
+            return Conflict(text)
+        if code in (ErrorCode.NO_SUCH_ROUTE, ErrorCode.METHOD_NOT_ALLOWED):
+            return CliError(f"{self.where} does not offer {response.request.method} {self.base}{path}: {text}")
+        return CliError(f"{self.where} answered HTTP {response.status_code}: {text}")
+
+    @staticmethod
+    def _limited(text: str, response: httpx.Response) -> CliError:
+        wait = response.headers.get("Retry-After")
+        return CliError(text + (f"; retry after {wait}s" if wait else ""), ExitCode.LIMITED)
 
     # Pools ---------------------------------------------------------------------------------------
 

@@ -17,7 +17,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.types import ASGIApp
 
 from vmpooler_core import auth
 from vmpooler_core.config import Config
@@ -83,17 +82,9 @@ def create_app(config: Config, redis: aioredis.Redis | None = None, metrics: Met
             if metrics is None:
                 sink.close()
 
-    return Api(routes=routing.routes(), middleware=[Middleware(Guard, prometheus=prometheus)], lifespan=lifespan)
-
-
-class Api(Starlette):
-    """Starlette, without the two middlewares it puts around every app: ServerErrorMiddleware (an HTML or
-    plain-text 500) and ExceptionMiddleware (HTTPException handlers). The guard answers anything
-    unexpected with a JSON 500 and the route table answers 404 and 405 itself, so they only cost each
-    request four more calls on the way in and two more per message on the way out."""
-
-    def build_middleware_stack(self) -> ASGIApp:
-        app: ASGIApp = self.router
-        for cls, args, kwargs in reversed(self.user_middleware):
-            app = cls(app, *args, **kwargs)
-        return app
+    # Starlette's own middleware stack around the guard. (Its two outer layers never answer here: the
+    # guard answers anything unexpected with a JSON 500, and the route table answers 404 and 405 itself.
+    # Building the stack without them saved under 5% of a request's CPU, measured: not worth relying
+    # on how Starlette builds its stack.)
+    return Starlette(routes=routing.routes(), middleware=[Middleware(Guard, prometheus=prometheus)],
+                     lifespan=lifespan)

@@ -17,7 +17,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from .endpoint import Handler, document
+from vmpooler_core.errors import ErrorCode
+
+from .endpoint import document
+from .errors import error_response
 from .services import Services
 
 _MAJOR_RE = re.compile(r"^(\w+)-")
@@ -52,7 +55,7 @@ async def page(request: Request, services: Services) -> Response:
 async def asset(request: Request, services: Services) -> Response:
     name = request.path_params["name"]
     if name not in _TYPES:
-        return document({"ok": False, "reason": f"no dashboard file {name[:100]!r}"}, 404)
+        return error_response(404, ErrorCode.NOT_FOUND, f"no dashboard file {name[:100]!r}")
     return Response(_asset(name), media_type=_TYPES[name], headers={"Cache-Control": "max-age=300"})
 
 
@@ -76,13 +79,3 @@ async def running_stats(request: Request, services: Services) -> Response:
         family = result.setdefault(major(pool), {"running": 0})
         family["running"] += states["running"]
     return document(result)
-
-
-ROUTES: dict[str, dict[str, Handler]] = {
-    "/": {"GET": root},
-    "/dashboard": {"GET": root},
-    "/dashboard/": {"GET": page},
-    "/dashboard/static/{name}": {"GET": asset},
-    "/dashboard/stats/vmpooler/pool": {"GET": pool_stats},
-    "/dashboard/stats/vmpooler/running": {"GET": running_stats},
-}

@@ -9,6 +9,8 @@ precision: a request is cancelled within `tick` seconds after its deadline, not 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 Task = asyncio.Task[Any]
@@ -44,6 +46,22 @@ class Deadlines:
             return False
         self._expired.discard(task)
         return task.uncancel() <= cancels
+
+    @asynccontextmanager
+    async def limit(self) -> AsyncIterator[None]:
+        """The current task's deadline, as `asyncio.timeout(seconds)`: TimeoutError when it passes."""
+        task, cancels = self.begin()
+        try:
+            yield
+        except asyncio.CancelledError:
+            if self.end(task, cancels):
+                raise TimeoutError() from None
+            raise
+        except BaseException:
+            self.end(task, cancels)
+            raise
+        else:
+            self.end(task, cancels)
 
     def _sweep(self) -> None:
         now = self.loop.time()

@@ -1,14 +1,13 @@
-"""Turning `async def handler(request, services) -> Response` into a Starlette endpoint.
+"""Turning `async def handler(request, services) -> Response` into the endpoint a route calls.
 
 The wrapper gives every handler the same guarantees: a deadline (no client waits on a dead Redis
-for longer than `services.deadline`, give or take a sweep: deadlines.py), expected errors answered as
-JSON through errors.py, and, when rate limiting is on, the request counted against its client's limit
-first (limits.py).
+for longer than `services.deadline`: deadlines.py), expected errors answered as JSON through errors.py,
+and, for a rate-limited route whose handler does not count its own rate, the request counted against its
+client's limit first (limits.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -16,20 +15,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import errors
+from .limits import RateClass
 from .responses import JsonResponse
 from .services import Services
 
 Handler = Callable[[Request, Services], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-# Handlers whose one script also counts the request's rate limit (checkout, return): the wrapper must
-# not count it a second time, in a second round trip.
-_COUNTS_OWN_RATE: set[Handler] = set()
-
-
-def counts_own_rate(handler: Handler) -> Handler:
-    _COUNTS_OWN_RATE.add(handler)
-    return handler
 
 
 def ok(fields: Mapping[str, Any] | None = None, *, status: int = 200) -> JSONResponse:
@@ -42,27 +33,17 @@ def document(content: Any, status: int = 200) -> JSONResponse:
     return JsonResponse(content, status_code=status)
 
 
-def endpoint(handler: Handler, rate_class: str | None = None) -> Endpoint:
-    """`rate_class`: the route's rate-limit class (limits.rate_class), None when it is not limited."""
-    counted_here = rate_class if handler not in _COUNTS_OWN_RATE else None
+def endpoint(handler: Handler, count_rate: RateClass | None = None) -> Endpoint:
+    """`count_rate`: the rate class to count the request against before the handler runs; None when
+    the route is not limited or its handler counts the rate itself."""
 
     async def run(request: Request) -> Response:
         services: Services = request.app.state.services
-        task, cancels = services.deadlines.begin()
-        expired = False
         try:
-            try:
-                if counted_here is not None and services.limiter is not None:
-                    await services.limiter.check(request, counted_here)
+            async with services.deadlines.limit():
+                if count_rate is not None and services.limiter is not None:
+                    await services.limiter.check(request, count_rate)
                 return await handler(request, services)
-            finally:
-                expired = services.deadlines.end(task, cancels)
-        except asyncio.CancelledError:
-            if not expired:
-                raise  # not ours to answer: the server is stopping
-            response = errors.from_exception(TimeoutError(), services.outages)  # 503
-            assert response is not None
-            return response
         except Exception as exc:
             response = errors.from_exception(exc, services.outages)
             if response is None:

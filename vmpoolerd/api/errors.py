@@ -1,6 +1,7 @@
 """Every error the API answers, mapped to a status code and a JSON body in this one place.
 
-Bodies are always `{"ok": false, "reason": "..."}` (the original's `{"ok": false}` plus a reason), with
+Bodies are always `{"ok": false, "code": "...", "reason": "..."}` (the original's `{"ok": false}` plus a
+machine-readable code, vmpooler_core.errors.ErrorCode, and a human reason), with
 `Content-Type: application/json`: for the core's errors, for routing's 404/405 (routing.py), for bodies that are too
 large, and for unexpected exceptions (500, with a request id that is also in the log).
 """
@@ -17,12 +18,15 @@ from starlette.responses import JSONResponse
 from vmpooler_core.errors import (
     BackendUnavailable,
     Conflict,
+    ErrorCode,
     InvalidRequest,
     NoCapacity,
+    NotCheckedOut,
     NotFound,
     RateLimited,
     TooManyVms,
     Unauthorized,
+    VmpoolerError,
 )
 
 from .responses import JsonResponse
@@ -43,20 +47,21 @@ class BodyTooLarge(Exception):
     """The request body passed MAX_BODY while it was being read (no Content-Length up front)."""
 
 
-def error_response(status: int, reason: str, headers: dict[str, str] | None = None,
+def error_response(status: int, code: ErrorCode, reason: str, headers: dict[str, str] | None = None,
                    **extra: Any) -> JSONResponse:
-    return JsonResponse({"ok": False, "reason": reason, **extra}, status_code=status, headers=headers)
+    return JsonResponse({"ok": False, "code": code.value, "reason": reason, **extra}, status_code=status,
+                        headers=headers)
 
 
-# Expected errors, most specific first: (exception type, status code).
-_STATUS: tuple[tuple[type[BaseException], int], ...] = (
+# The core's expected errors: (exception type, status code); each carries its own ErrorCode.
+_STATUS: tuple[tuple[type[VmpoolerError], int], ...] = (
     (NotFound, 404),
     (InvalidRequest, 400),
     (NoCapacity, 503),
     (Unauthorized, 401),
+    (NotCheckedOut, 404),  # the original's answer for returning a VM nobody holds
     (Conflict, 409),
     (BackendUnavailable, 503),
-    (BodyTooLarge, 413),
 )
 
 
@@ -83,7 +88,12 @@ def rate_limited(exc: RateLimited) -> JSONResponse:
     """429 in the original's shape (its headers, its body fields, with our `reason`)."""
     headers = {"Retry-After": str(exc.retry_after), "X-RateLimit-Limit": str(exc.limit),
                "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(exc.reset)}
-    return error_response(429, str(exc), headers, limit=exc.limit, period=exc.period, retry_after=exc.retry_after)
+    return error_response(429, exc.code, str(exc), headers, limit=exc.limit, period=exc.period,
+                          retry_after=exc.retry_after)
+
+
+def body_too_large(max_body: int = MAX_BODY) -> JSONResponse:
+    return error_response(413, ErrorCode.BODY_TOO_LARGE, f"request body over {max_body} bytes", {"Connection": "close"})
 
 
 def from_exception(exc: BaseException, outages: OutageLog) -> JSONResponse | None:
@@ -93,21 +103,25 @@ def from_exception(exc: BaseException, outages: OutageLog) -> JSONResponse | Non
     if isinstance(exc, TooManyVms):
         # 403, not 429: waiting does not help, returning VMs does; and a client that retries every 429
         # by itself must not loop on this.
-        return error_response(403, str(exc), held=exc.held, limit=exc.cap)
-    for kind, status in _STATUS:
-        if isinstance(exc, kind):
-            reason = str(exc) if not isinstance(exc, BodyTooLarge) else f"request body over {MAX_BODY} bytes"
-            return error_response(status, reason, AUTH_CHALLENGE if status == 401 else None)
+        return error_response(403, exc.code, str(exc), held=exc.held, limit=exc.cap)
+    if isinstance(exc, VmpoolerError):
+        for kind, status in _STATUS:
+            if isinstance(exc, kind):
+                return error_response(status, exc.code, str(exc), AUTH_CHALLENGE if status == 401 else None)
+    if isinstance(exc, BodyTooLarge):
+        return body_too_large()
     if isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.ReadOnlyError)):
         # Includes "too many connections", LOADING after a restart and a replica that was promoted away.
         outages.note(f"{type(exc).__name__}: {exc}")
-        return error_response(503, f"redis is unavailable: {type(exc).__name__}")
+        return error_response(503, ErrorCode.BACKEND_UNAVAILABLE, f"redis is unavailable: {type(exc).__name__}")
     if isinstance(exc, TimeoutError):
         # The request's deadline passed: Redis (or, for Basic credentials, LDAP) did not answer in time.
         outages.note("no answer before the request's deadline")
-        return error_response(503, "a backend (redis or authentication) did not answer in time")
+        return error_response(503, ErrorCode.BACKEND_UNAVAILABLE,
+                              "a backend (redis or authentication) did not answer in time")
     return None
 
 
 def server_error(request_id: str) -> JSONResponse:
-    return error_response(500, "internal error; the server log has the details", request_id=request_id)
+    return error_response(500, ErrorCode.INTERNAL_ERROR, "internal error; the server log has the details",
+                          request_id=request_id)

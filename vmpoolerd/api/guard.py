@@ -2,9 +2,9 @@
 (with Prometheus on) each request's latency by route.
 
 A pure ASGI class rather than BaseHTTPMiddleware: it adds one call frame per request instead of a task
-and a stream pair, which matters at a fraction of a millisecond per request. For the same reason it
-does not wrap `send` to see the response go out: the route table (routing.py) puts the status of the
-response it is about to send in the scope, under STATUS.
+and a stream pair, which matters at a fraction of a millisecond per request. It sees the response's
+status as it goes out (through `send`), and the route that answered from the scope's `route`, which
+the route table sets as Starlette's own routes do (routing.py).
 """
 
 from __future__ import annotations
@@ -17,13 +17,21 @@ from typing import TYPE_CHECKING
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, MAX_URL, BodyTooLarge, error_response, server_error
+from vmpooler_core.errors import ErrorCode
+
+from .errors import (
+    MAX_BODY,
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    MAX_URL,
+    BodyTooLarge,
+    body_too_large,
+    error_response,
+    server_error,
+)
 
 if TYPE_CHECKING:
     from vmpoolerd.prometheus import Registry
-
-STATUS = "vmpooler.status"  # the status of the response being sent, once there is one
-TEMPLATE = "vmpooler.template"  # the matched route's path template, for metrics by route
 
 log = logging.getLogger("vmpooler.api")
 
@@ -50,9 +58,10 @@ def _head_error(scope: Scope, header_bytes: int) -> JSONResponse | None:
     server has refused such a head already (http_limits.py); this covers any other ASGI server."""
     target = len(scope.get("raw_path") or scope["path"]) + len(scope.get("query_string", b""))
     if target > MAX_URL:
-        return error_response(414, f"request URL over {MAX_URL} bytes")
+        return error_response(414, ErrorCode.URL_TOO_LONG, f"request URL over {MAX_URL} bytes")
     if len(scope["headers"]) > MAX_HEADERS or header_bytes > MAX_HEADER_BYTES:
-        return error_response(431, f"more than {MAX_HEADERS} request headers, or over {MAX_HEADER_BYTES} bytes of them")
+        return error_response(431, ErrorCode.HEADERS_TOO_LARGE,
+                              f"more than {MAX_HEADERS} request headers, or over {MAX_HEADER_BYTES} bytes of them")
     return None
 
 
@@ -67,41 +76,45 @@ class Guard:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        status = 0  # none sent yet
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         path: str = scope["path"]
         try:
             if path.endswith("/") and path not in _SLASH_PATHS:
                 # The original's routes all took an optional trailing slash (Sinatra's `/?`).
                 scope["path"] = path.rstrip("/") or "/"
             length, chunked, header_bytes = _head(scope)
-            too_large = _head_error(scope, header_bytes)
-            if too_large is not None:
-                await self._answer(too_large, scope, receive, send)
-                return
-            if length is not None and length > self.max_body:
-                await self._reject_large(scope, receive, send)
+            refusal = _head_error(scope, header_bytes)
+            if refusal is None and length is not None and length > self.max_body:
+                refusal = body_too_large(self.max_body)
+            if refusal is not None:
+                await refusal(scope, receive, sending)
                 return
             if chunked:
                 # No length up front: count while the body streams in. (With a Content-Length the server
                 # never hands the app more than that many bytes, so there is nothing to count.)
                 receive = self._limited(receive)
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, sending)
         except BodyTooLarge:
-            if STATUS not in scope:
-                await self._reject_large(scope, receive, send)
+            if not status:
+                await body_too_large(self.max_body)(scope, receive, sending)
         except Exception:
             request_id = secrets.token_hex(8)
             log.exception("unexpected error [request %s] %s %s", request_id, scope.get("method"), path)
-            if STATUS not in scope:
-                await self._answer(server_error(request_id), scope, receive, send)
+            if not status:
+                await server_error(request_id)(scope, receive, sending)
         finally:
             if self.prometheus is not None:
-                self.prometheus.per_request.observe(scope["method"], scope.get(TEMPLATE, "unmatched"),
-                                                    scope.get(STATUS, 500), time.perf_counter() - start)
-
-    @staticmethod
-    async def _answer(response: JSONResponse, scope: Scope, receive: Receive, send: Send) -> None:
-        scope[STATUS] = response.status_code
-        await response(scope, receive, send)
+                route = scope.get("route")
+                template = getattr(route, "path", None) or "unmatched"
+                self.prometheus.per_request.observe(scope["method"], template, status or 500,
+                                                    time.perf_counter() - start)
 
     def _limited(self, receive: Receive) -> Receive:
         seen = 0
@@ -116,7 +129,3 @@ class Guard:
             return message
 
         return limited_receive
-
-    async def _reject_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, f"request body over {self.max_body} bytes", {"Connection": "close"})
-        await self._answer(response, scope, receive, send)

@@ -1,10 +1,5 @@
-"""Rate limiting at the API: which class a route is in, and which bucket a request counts against.
-
-Classes follow the original's rule (its vm_creation, vm_deletion and the rest): a POST under `/vm` is a
-`checkout` (disk and snapshot requests too), a DELETE under `/vm` a `return`, anything else `other`.
-Not limited: the probes (/healthcheck, /metrics), since a health probe answered 429 would take a healthy
-server out of service and a scrape answered 429 leaves a gap in the graphs; and the OpenAPI document and
-the dashboard's page and files, which do no Redis work.
+"""Rate limiting at the API: which bucket a request counts against. (Which class each route is in is
+said by the route table, routing.py.)
 
 Checkouts and returns are counted by their own script (checkout.lua, return.lua: one round trip for the
 work and the count); every other limited request by ratelimit.lua just before its handler runs. Either way the
@@ -16,6 +11,7 @@ before its script runs, for a malformed body or an unknown pool, did no Redis wo
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 
 from redis.exceptions import RedisError
 from starlette.requests import Request
@@ -27,20 +23,13 @@ from vmpooler_core.tokens import TOKEN_RE
 
 log = logging.getLogger("vmpooler.api")
 
-UNLIMITED = frozenset({"/healthcheck", "/metrics", "/openapi.json", "/", "/dashboard", "/dashboard/",
-                       "/dashboard/static/{name}"})
 
+class RateClass(StrEnum):
+    """The classes of `rate_limits:` in the configuration, each with its own limits."""
 
-def rate_class(method: str, template: str) -> str | None:
-    """The class of a route (a path template of routing.py), or None when it is not limited."""
-    if template in UNLIMITED:
-        return None
-    if template.startswith("/vm"):
-        if method == "POST":
-            return "checkout"
-        if method == "DELETE":
-            return "return"
-    return "other"
+    CHECKOUT = "checkout"
+    RETURN = "return"
+    OTHER = "other"
 
 
 class Limiter:
@@ -61,7 +50,7 @@ class Limiter:
         client = request.scope.get("client")
         return str(client[0]) if client else "unknown"
 
-    def bucket(self, request: Request, request_class: str) -> Bucket:
+    def bucket(self, request: Request, request_class: RateClass) -> Bucket:
         token = ""
         if self.auth_enabled:
             sent = request.headers.get("x-auth-token")
@@ -70,7 +59,7 @@ class Limiter:
         return Bucket.of(self.inventory.keys, request_class, self.settings.classes[request_class], token,
                          self.address(request))
 
-    async def check(self, request: Request, request_class: str) -> None:
+    async def check(self, request: Request, request_class: RateClass) -> None:
         """Count the request; RateLimited when it is over. With Redis failing, requests go unlimited
         (said once per outage): the handler's own Redis call then answers for the outage."""
         try:

@@ -22,18 +22,24 @@ from .services import Services
 Op = dict[str, Any]
 
 _ERRORS = {
-    "400": "Malformed request: bad JSON, a body that is not an object, bad counts or dates",
-    "401": "Missing or wrong credentials or token (with `WWW-Authenticate`)",
+    "400": "Malformed request: bad JSON, a body that is not an object, bad counts or dates "
+           "(`code`: `invalid_request`; `bad_http` for a request that is not HTTP/1.1)",
+    "401": "Missing or wrong credentials or token, with `WWW-Authenticate` (`code`: `unauthorized`)",
     "403": "The token already holds VMs up to `max_vms_per_token` (`held` and `limit` say how many); "
-           "nothing was taken",
-    "404": "No such pool, VM, token, snapshot or route; or authentication is not configured",
-    "409": "Conflict",
-    "413": "Request body over 1 MiB",
-    "414": f"Request URL (path and query) over {MAX_URL} bytes",
+           "nothing was taken (`code`: `too_many_vms`)",
+    "404": "`code` says which: `unknown_pool` (a checkout names a pool or alias this server does not have; "
+           "nothing was taken), `not_found` (no such VM, token, snapshot or summary), `not_checked_out` "
+           "(returning a VM nobody holds), `not_configured` (authentication is off here), `no_such_route`",
+    "405": "The path exists, the method does not (`code`: `method_not_allowed`; `Allow` lists the methods)",
+    "409": "Conflict (`code`: `conflict`)",
+    "413": "Request body over 1 MiB (`code`: `body_too_large`)",
+    "414": f"Request URL (path and query) over {MAX_URL} bytes (`code`: `url_too_long`)",
     "429": "Over the client's rate limit (when `rate_limits` are enabled: per token, else per address); "
-           "nothing was done",
-    "431": f"More than {MAX_HEADERS} request headers, or over {MAX_HEADER_BYTES} bytes of them",
-    "503": "Redis is unreachable (or, for a checkout, a pool has too few ready VMs); nothing was taken",
+           "nothing was done (`code`: `rate_limited`)",
+    "431": f"More than {MAX_HEADERS} request headers, or over {MAX_HEADER_BYTES} bytes of them "
+           "(`code`: `headers_too_large`)",
+    "503": "`code` says which: `no_capacity` (a pool has too few ready VMs; nothing was taken) or "
+           "`backend_unavailable` (Redis, or for credentials the directory, did not answer in time)",
 }
 _CHALLENGE = {"WWW-Authenticate": {"schema": {"type": "string"},
                                    "description": 'Basic realm="Authentication required"'}}
@@ -211,7 +217,9 @@ def _health(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": {
         "type": "object", "required": ["ok", "redis", "managers", "heartbeat_age", "reason"],
         "properties": {"ok": {"type": "boolean"}, "redis": {"type": "boolean"}, "managers": {"type": "integer"},
-                       "heartbeat_age": {"type": "number", "nullable": True}, "reason": {"type": "string"}}}}}}
+                       "heartbeat_age": {"type": "number", "nullable": True}, "reason": {"type": "string"},
+                       "code": {"type": "string", "enum": ["unhealthy", "backend_unavailable"],
+                                "description": "Only when unhealthy"}}}}}}
 
 
 def _error_response(description: str) -> dict[str, Any]:
@@ -233,7 +241,8 @@ def document(pool: str = "centos-6-x86_64") -> dict[str, Any]:
         "openapi": "3.0.3",
         "info": {"title": "vmpooler API", "version": vmpooler_core.__version__,
                  "description": "API v1 of vmpooler: pools of ready VMs, checked out in milliseconds. "
-                                "Error bodies are `{\"ok\": false, \"reason\": ...}`."},
+                                "Error bodies are `{\"ok\": false, \"code\": ..., \"reason\": ...}`: branch on `code` "
+                                "(see the `Error` schema for every code), show `reason` to people."},
         "paths": _with_head_errors({**{"/api/v1" + p: ops for p, ops in paths.items()}, **_unversioned(paths),
                                     **_other_paths()}),
         "components": {

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from vmpooler_core.errors import ErrorCode
+
 Schema = dict[str, Any]
 
 INT: Schema = {"type": "integer", "minimum": 0}
@@ -46,14 +48,19 @@ TASK_RANGE: Schema = obj((), False,
                          count=obj((), False, total=INT, pool=obj((), obj(("total",), False, total=INT))))
 TAGS: Schema = obj((), obj((), INT))
 
+ERROR_CODE: Schema = {"type": "string", "enum": [code.value for code in ErrorCode],
+                      "description": "What went wrong, for programs: " + "; ".join(
+                          f"`{code.value}`" for code in ErrorCode) + ". Branch on this, not on the reason."}
+NOT_OK: Schema = {"type": "boolean", "enum": [False]}
+
 SCHEMAS: dict[str, Schema] = {
-    "Error": obj(("ok", "reason"), True, ok={"type": "boolean", "enum": [False]}, reason=STR,
-                 request_id=STR),
-    "RateLimited": obj(("ok", "reason", "limit", "period", "retry_after"), False,
-                       ok={"type": "boolean", "enum": [False]}, reason=STR, limit=INT, period=INT,
-                       retry_after={"type": "integer", "minimum": 1}),
-    "TooManyVms": obj(("ok", "reason", "held", "limit"), False, ok={"type": "boolean", "enum": [False]},
-                      reason=STR, held=INT, limit=INT),
+    "Error": obj(("ok", "code", "reason"), True, ok=NOT_OK, code=ERROR_CODE, reason=STR, request_id=STR),
+    "RateLimited": obj(("ok", "code", "reason", "limit", "period", "retry_after"), False,
+                       ok=NOT_OK, code={"type": "string", "enum": [ErrorCode.RATE_LIMITED.value]}, reason=STR,
+                       limit=INT, period=INT, retry_after={"type": "integer", "minimum": 1}),
+    "TooManyVms": obj(("ok", "code", "reason", "held", "limit"), False, ok=NOT_OK,
+                      code={"type": "string", "enum": [ErrorCode.TOO_MANY_VMS.value]}, reason=STR, held=INT,
+                      limit=INT),
     "Ok": ok_with(),
     "PoolNames": STRINGS,
     "CheckoutRequest": {"type": "object", "additionalProperties": COUNT,

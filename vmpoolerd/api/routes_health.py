@@ -6,24 +6,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from vmpooler_core import health
+from vmpooler_core.errors import ErrorCode
 
-from .endpoint import Handler, document
+from .endpoint import document
+from .errors import error_response
 from .services import Services
 
 
 async def healthcheck(request: Request, services: Services) -> Response:
     verdict = await health.check(services.config, services.inventory)
-    return document(verdict, status=200 if verdict["ok"] else 503)
+    if verdict["ok"]:
+        return document(verdict)
+    code = ErrorCode.UNHEALTHY if verdict["redis"] else ErrorCode.BACKEND_UNAVAILABLE
+    return document({**verdict, "code": code.value}, status=503)
 
 
 async def metrics(request: Request, services: Services) -> Response:
     if services.prometheus is None:
-        return document({"ok": False, "reason": "Prometheus metrics are not enabled in this process"}, 404)
+        return error_response(404, ErrorCode.NOT_CONFIGURED, "Prometheus metrics are not enabled in this process")
     body = await services.prometheus.render(services.config, services.inventory)
     return Response(body, media_type=services.prometheus.content_type)
-
-
-ROUTES: dict[str, dict[str, Handler]] = {
-    "/healthcheck": {"GET": healthcheck},
-    "/metrics": {"GET": metrics},
-}

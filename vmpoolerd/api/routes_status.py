@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from vmpooler_core import status, summary
 
-from .endpoint import Handler, document
+from .endpoint import document
 from .services import Services
 
 
@@ -21,11 +21,3 @@ async def get_summary(request: Request, services: Services) -> Response:
     params = request.path_params
     return document(await summary.summary(services.inventory, first, last, params.get("route"),
                                           params.get("key")))
-
-
-ROUTES: dict[str, dict[str, Handler]] = {
-    "/status": {"GET": get_status},
-    "/summary": {"GET": get_summary},
-    "/summary/{route}": {"GET": get_summary},
-    "/summary/{route}/{key}": {"GET": get_summary},
-}

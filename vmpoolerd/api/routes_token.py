@@ -11,7 +11,7 @@ from vmpooler_core import tokens
 from vmpooler_core.errors import NotFound
 
 from .access import require_user
-from .endpoint import Handler, ok
+from .endpoint import ok
 from .services import Services
 
 
@@ -38,9 +38,3 @@ async def revoke_token(request: Request, services: Services) -> Response:
     user = await require_user(request, services)
     await tokens.revoke(services.inventory, request.path_params["token"], user)
     return ok()
-
-
-ROUTES: dict[str, dict[str, Handler]] = {
-    "/token": {"GET": list_tokens, "POST": create_token},
-    "/token/{token}": {"GET": show_token, "DELETE": revoke_token},
-}

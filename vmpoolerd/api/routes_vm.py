@@ -14,13 +14,14 @@ from vmpooler_core import request as checkout_request
 from vmpooler_core import vms
 from vmpooler_core.checkout import Allocation
 from vmpooler_core.config import Config
-from vmpooler_core.errors import Conflict, InvalidRequest, NotFound
+from vmpooler_core.errors import InvalidRequest, NotFound
 from vmpooler_core.ratelimit import Bucket
 from vmpooler_core.request import CheckoutRequest
 
 from .access import require_owner, require_token
-from .endpoint import Handler, counts_own_rate, document, ok
+from .endpoint import document, ok
 from .inputs import auth_token, hostname, json_body
+from .limits import RateClass
 from .responses import JsonResponse
 from .services import Services
 
@@ -40,7 +41,7 @@ async def list_pools(request: Request, services: Services) -> Response:
     return document([pool.name for pool in services.config.pools])
 
 
-def _rate(request: Request, services: Services, request_class: str) -> Bucket | None:
+def _rate(request: Request, services: Services, request_class: RateClass) -> Bucket | None:
     return services.limiter.bucket(request, request_class) if services.limiter is not None else None
 
 
@@ -53,11 +54,10 @@ async def _checkout(request: Request, services: Services,
         services.metrics.increment("checkout.invalid.unknown")
         raise
     allocation = await services.checkout.take(wanted, token=auth_token(request),
-                                              rate=_rate(request, services, "checkout"))
+                                              rate=_rate(request, services, RateClass.CHECKOUT))
     return JsonResponse(allocation_document(allocation, services.config))
 
 
-@counts_own_rate
 async def checkout_body(request: Request, services: Services) -> Response:
     async def parse() -> CheckoutRequest:
         return checkout_request.from_mapping(await json_body(request))
@@ -65,7 +65,6 @@ async def checkout_body(request: Request, services: Services) -> Response:
     return await _checkout(request, services, parse)
 
 
-@counts_own_rate
 async def checkout_path(request: Request, services: Services) -> Response:
     async def parse() -> CheckoutRequest:
         return checkout_request.from_path(request.path_params["hostname"])
@@ -94,14 +93,9 @@ async def modify_vm(request: Request, services: Services) -> Response:
     return ok()
 
 
-@counts_own_rate
 async def return_vm(request: Request, services: Services) -> Response:
     host = hostname(request, services.config)
-    try:
-        await services.checkout.give_back(host, auth_token(request), _rate(request, services, "return"))
-    except Conflict as err:
-        # The original answers 404 for a VM that exists but is not checked out (ready, completed).
-        raise NotFound(str(err)) from err
+    await services.checkout.give_back(host, auth_token(request), _rate(request, services, RateClass.RETURN))
     return ok()
 
 
@@ -130,13 +124,3 @@ async def revert_snapshot(request: Request, services: Services) -> Response:
     host, vm = await _owned_vm(request, services)
     await vms.request_revert(services.inventory, host, vm, request.path_params["snapshot"])
     return ok(status=202)
-
-
-# path -> method -> handler; mounted under /api/v1 and unversioned (routing.py).
-ROUTES: dict[str, dict[str, Handler]] = {
-    "/vm": {"GET": list_pools, "POST": checkout_body},
-    "/vm/{hostname}": {"GET": get_vm, "PUT": modify_vm, "DELETE": return_vm, "POST": checkout_path},
-    "/vm/{hostname}/disk/{size}": {"POST": add_disk},
-    "/vm/{hostname}/snapshot": {"POST": take_snapshot},
-    "/vm/{hostname}/snapshot/{snapshot}": {"POST": revert_snapshot},
-}

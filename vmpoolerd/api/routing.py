@@ -1,12 +1,21 @@
-"""The route table: every API path under `/api/v1`, and again unversioned (the original's
-`API::Reroute`), the dashboard, and the OpenAPI document.
+"""The route table: every route the server answers, each one entry naming its handler, its rate-limit class
+and whether its handler counts its own rate; served under `/api/v1` and again unversioned (the
+original's `API::Reroute`), plus the dashboard, the probes and the OpenAPI document.
 
 All of it is one Starlette route, `PathTable`: fixed paths are a dict lookup and the few paths with
-parameters one regex each, after the `/api/v1` prefix is stripped once. Starlette's own Router tries
-its routes one by one, each with a regex and a scope copy; at a fraction of a millisecond per
-request that scan was a visible share of the CPU. The table answers every HTTP request itself: an
-unknown path gets a JSON 404, and a known path with a wrong method one 405 listing every method of the
-path (so the app needs no exception-handling middleware for routing's errors; app.py).
+parameters one regex each, after the `/api/v1` prefix is stripped once. (Starlette's own Router tries
+its routes one by one, each with a regex and a scope copy; at a fraction of a millisecond per request
+that scan was a visible share of the CPU.) The table answers every HTTP request itself: an unknown path
+gets a JSON 404, and a known path with a wrong method a 405 listing every method of the path.
+
+The matched entry is put in the scope as `route`, as Starlette does for its own routes, so the guard
+can time requests by route (guard.py).
+
+Rate classes follow the original's (its vm_creation, vm_deletion and the rest): POSTs under `/vm` are
+`checkout` (disk and snapshot requests too), DELETEs under `/vm` `return`, everything else `other`.
+Not limited: the probes (a health probe answered 429 would take a healthy server out of service; a
+scrape answered 429 leaves a gap in the graphs), the OpenAPI document and the dashboard's page and
+files, which do no Redis work.
 
 The unversioned disk route takes POST as the versioned one does (the original rerouted PUT there, to a
 route that only existed for POST, so it could never succeed) and also PUT for its old clients.
@@ -15,7 +24,8 @@ route that only existed for POST, so it could never succeed) and also PUT for it
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.datastructures import URLPath
@@ -24,65 +34,113 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
+from vmpooler_core.errors import ErrorCode
+
 from . import dashboard, openapi, routes_health, routes_status, routes_token, routes_vm
 from .endpoint import Endpoint, Handler, endpoint
 from .errors import error_response
-from .guard import STATUS, TEMPLATE
-from .limits import rate_class
+from .limits import RateClass
 
 PREFIX = "/api/v1"
-Methods = dict[str, Endpoint]
 _PARAM = re.compile(r"\{(\w+)\}")
 
 
-def api_paths() -> dict[str, dict[str, Handler]]:
-    """Paths relative to the prefix -> method -> handler."""
-    return {**routes_status.ROUTES, **routes_token.ROUTES, **routes_vm.ROUTES}
+@dataclass(frozen=True, slots=True)
+class Route:
+    path: str  # template, relative to the namespace it is served in
+    method: str
+    handler: Handler
+    rate: RateClass | None  # None: not rate limited
+    # The handler's one Lua script also counts the request's rate (checkout, return): the endpoint
+    # must not count it a second time, in a second round trip.
+    counts_own_rate: bool = False
+    endpoint: Endpoint = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        counted_before = self.rate if not self.counts_own_rate else None
+        object.__setattr__(self, "endpoint", endpoint(self.handler, counted_before))
 
 
-def versioned_paths() -> dict[str, dict[str, Handler]]:
-    return {"/openapi.json": {"GET": openapi.serve}, **api_paths()}
+CHECKOUT, RETURN, OTHER = RateClass.CHECKOUT, RateClass.RETURN, RateClass.OTHER
+_DISK = "/vm/{hostname}/disk/{size}"
 
+# The API: under /api/v1 and unversioned alike.
+API: tuple[Route, ...] = (
+    Route("/status", "GET", routes_status.get_status, OTHER),
+    Route("/summary", "GET", routes_status.get_summary, OTHER),
+    Route("/summary/{route}", "GET", routes_status.get_summary, OTHER),
+    Route("/summary/{route}/{key}", "GET", routes_status.get_summary, OTHER),
+    Route("/token", "GET", routes_token.list_tokens, OTHER),
+    Route("/token", "POST", routes_token.create_token, OTHER),
+    Route("/token/{token}", "GET", routes_token.show_token, OTHER),
+    Route("/token/{token}", "DELETE", routes_token.revoke_token, OTHER),
+    Route("/vm", "GET", routes_vm.list_pools, OTHER),
+    Route("/vm", "POST", routes_vm.checkout_body, CHECKOUT, counts_own_rate=True),
+    Route("/vm/{hostname}", "GET", routes_vm.get_vm, OTHER),
+    Route("/vm/{hostname}", "PUT", routes_vm.modify_vm, OTHER),
+    Route("/vm/{hostname}", "DELETE", routes_vm.return_vm, RETURN, counts_own_rate=True),
+    Route("/vm/{hostname}", "POST", routes_vm.checkout_path, CHECKOUT, counts_own_rate=True),
+    Route(_DISK, "POST", routes_vm.add_disk, CHECKOUT),
+    Route("/vm/{hostname}/snapshot", "POST", routes_vm.take_snapshot, CHECKOUT),
+    Route("/vm/{hostname}/snapshot/{snapshot}", "POST", routes_vm.revert_snapshot, CHECKOUT),
+)
 
-def unversioned_paths() -> dict[str, dict[str, Handler]]:
-    paths = api_paths()
-    disk = "/vm/{hostname}/disk/{size}"
-    paths[disk] = {**paths[disk], "PUT": paths[disk]["POST"]}
-    return {**paths, **dashboard.ROUTES, **routes_health.ROUTES}
+VERSIONED_ONLY: tuple[Route, ...] = (
+    Route("/openapi.json", "GET", openapi.serve, None),
+)
+
+UNVERSIONED_ONLY: tuple[Route, ...] = (
+    Route(_DISK, "PUT", routes_vm.add_disk, OTHER),  # counted by method, as the original did
+    Route("/", "GET", dashboard.root, None),
+    Route("/dashboard", "GET", dashboard.root, None),
+    Route("/dashboard/", "GET", dashboard.page, None),
+    Route("/dashboard/static/{name}", "GET", dashboard.asset, None),
+    Route("/dashboard/stats/vmpooler/pool", "GET", dashboard.pool_stats, OTHER),
+    Route("/dashboard/stats/vmpooler/running", "GET", dashboard.running_stats, OTHER),
+    Route("/healthcheck", "GET", routes_health.healthcheck, None),
+    Route("/metrics", "GET", routes_health.metrics, None),
+)
+
+Methods = dict[str, Route]
 
 
 class Table:
-    """Paths of one namespace (versioned or not): template -> method -> endpoint."""
+    """The routes of one namespace (versioned or not): template -> method -> route. HEAD is answered
+    by a path's GET."""
 
-    def __init__(self, paths: Mapping[str, Mapping[str, Handler]]) -> None:
-        self.fixed: dict[str, tuple[Methods, str]] = {}
-        self.patterns: list[tuple[re.Pattern[str], Methods, str]] = []
-        for template, handlers in paths.items():
-            methods = {method: endpoint(handler, rate_class(method, template)) for method, handler in handlers.items()}
+    def __init__(self, routes: Iterable[Route]) -> None:
+        by_path: dict[str, Methods] = {}
+        for route in routes:
+            methods = by_path.setdefault(route.path, {})
+            assert route.method not in methods, f"{route.method} {route.path} is in the table twice"
+            methods[route.method] = route
+        self.fixed: dict[str, Methods] = {}
+        self.patterns: list[tuple[re.Pattern[str], Methods]] = []
+        for template, methods in by_path.items():
             if "GET" in methods:
                 methods.setdefault("HEAD", methods["GET"])
             if "{" in template:
                 regex = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", template)
-                self.patterns.append((re.compile(regex), methods, template))
+                self.patterns.append((re.compile(regex), methods))
             else:
-                self.fixed[template] = (methods, template)
+                self.fixed[template] = methods
 
-    def find(self, path: str) -> tuple[Methods, dict[str, str], str] | None:
-        """Methods, path parameters and the path template (for metrics by route)."""
+    def find(self, path: str) -> tuple[Methods, dict[str, str]] | None:
+        """The path's routes by method, and its path parameters."""
         fixed = self.fixed.get(path)
         if fixed is not None:
-            return fixed[0], {}, fixed[1]
-        for regex, methods, template in self.patterns:
+            return fixed, {}
+        for regex, methods in self.patterns:
             match = regex.fullmatch(path)
             if match:
-                return methods, match.groupdict(), template
+                return methods, match.groupdict()
         return None
 
 
 class PathTable(BaseRoute):
     def __init__(self) -> None:
-        self.versioned = Table(versioned_paths())
-        self.unversioned = Table(unversioned_paths())
+        self.versioned = Table((*VERSIONED_ONLY, *API))
+        self.unversioned = Table((*API, *UNVERSIONED_ONLY))
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http":
@@ -94,19 +152,23 @@ class PathTable(BaseRoute):
             found = self.unversioned.find(path)
         if found is None:
             return Match.FULL, {"path_params": {}, "vmpooler.methods": None}
-        methods, params, template = found
-        return Match.FULL, {"path_params": params, "vmpooler.methods": methods, TEMPLATE: template}
+        methods, params = found
+        child: Scope = {"path_params": params, "vmpooler.methods": methods}
+        route = methods.get(scope["method"])
+        if route is not None:
+            child["route"] = route
+        return Match.FULL, child
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         methods: Methods | None = scope["vmpooler.methods"]
         method: str = scope["method"]
         if methods is None:
-            response: Response = error_response(404, "no such route")
-        elif (run := methods.get(method)) is None:
-            response = error_response(405, f"method {method} not allowed here", {"Allow": ", ".join(methods)})
+            response: Response = error_response(404, ErrorCode.NO_SUCH_ROUTE, "no such route")
+        elif (route := methods.get(method)) is None:
+            response = error_response(405, ErrorCode.METHOD_NOT_ALLOWED, f"method {method} not allowed here",
+                                      {"Allow": ", ".join(methods)})
         else:
-            response = await run(Request(scope, receive))
-        scope[STATUS] = response.status_code
+            response = await route.endpoint(Request(scope, receive))
         await response(scope, receive, send)
 
     def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
