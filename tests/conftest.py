@@ -7,6 +7,7 @@ import pytest
 import redis
 from redis import asyncio as aioredis
 
+from tests.ldap_server import LdapServer
 from tests.redis_server import RedisServer
 from vmpooler_core import config_loader
 from vmpooler_core.config import Config
@@ -21,6 +22,14 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def ldap_server() -> Iterator[LdapServer]:
+    """A real slapd on loopback with the users of tests.ldap_server.USERS."""
+    server = LdapServer().start()
+    yield server
+    server.remove()
 
 
 @pytest.fixture

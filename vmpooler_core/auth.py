@@ -54,9 +54,13 @@ class UsersAuthenticator:
 
 
 class LdapAuthenticator:
-    """Simple bind as `<user_object>=<user>,<base>`, each base and user_object tried in turn."""
+    """Simple bind as `<user_object>=<user>,<base>`, each base and user_object tried in turn.
 
-    def __init__(self, settings: LdapSettings, timeout: float = 5.0) -> None:
+    `timeout` is whole seconds: ldap3 on Linux packs the receive timeout into SO_RCVTIMEO with
+    struct.pack("LL", ...), which refuses a float.
+    """
+
+    def __init__(self, settings: LdapSettings, timeout: int = 5) -> None:
         self.settings = settings
         self.timeout = timeout
 
@@ -68,12 +72,13 @@ class LdapAuthenticator:
         if not user or not password:
             return False  # an empty password would be an anonymous bind, which "succeeds"
         s = self.settings
-        server = ldap3.Server(s.host, port=s.port, use_ssl=s.encryption == "simple_tls",
-                              connect_timeout=self.timeout)
         for base in s.base or ("",):
             for attribute in s.user_object:
                 dn = f"{attribute}={escape_rdn(user)}" + (f",{base}" if base else "")
                 try:
+                    # Inside the try: ldap3 refuses a malformed host (e.g. `ldap://[::1`) here.
+                    server = ldap3.Server(s.host, port=s.port, use_ssl=s.encryption == "simple_tls",
+                                          connect_timeout=self.timeout)
                     conn = ldap3.Connection(server, user=dn, password=password, receive_timeout=self.timeout)
                     if s.encryption == "start_tls":
                         conn.open()
@@ -81,8 +86,11 @@ class LdapAuthenticator:
                     if conn.bind():
                         conn.unbind()
                         return True
-                except LDAPException as err:
-                    log.warning("ldap bind for %s at %s failed: %s", user, s.host, type(err).__name__)
+                # OSError: what the socket and ssl layers raise where ldap3 does not wrap it. Logged
+                # without a traceback: a directory that is down is an outage, not a bug.
+                except (LDAPException, OSError) as err:
+                    log.warning("ldap bind for %s at %s:%s failed: %s: %s", user, s.host, s.port,
+                                type(err).__name__, err)
         return False
 
 
