@@ -76,7 +76,7 @@ def manager_runner(config: Config, metrics: Metrics, manager_id: str | None = No
 
     async def run(stop: asyncio.Event) -> None:
         redis = manager_redis(config)
-        providers = build_providers(config, redis)
+        providers = build_providers(config)
         try:
             manager = Manager(config, redis, providers, metrics, manager_id=manager_id,
                               stop_grace=MANAGER_STOP_GRACE)

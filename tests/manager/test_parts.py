@@ -8,17 +8,18 @@ import socket
 
 import pytest
 import redis
-from redis import asyncio as aioredis
 
 from tests.conftest import make_config
+from tests.manager.conftest import on_redis
 from tests.redis_server import free_port
+from vmpooler_core.config import RedisSettings
 from vmpooler_core.errors import ConfigError
 from vmpooler_core.provider import CloneSpec, Provider, ProviderError, VmFacts
+from vmpooler_core.redis_client import connect_blocking
 from vmpoolerd.manager.hostnames import new_hostname
 from vmpoolerd.manager.readiness import Probe
 from vmpoolerd.providers import build_providers, close_providers
 from vmpoolerd.providers.dummy import DummyProvider
-from vmpoolerd.providers.redis_sync import sync_twin
 
 
 def test_hostnames() -> None:
@@ -105,19 +106,19 @@ def test_dummy_provider_failure_rates(sync_redis: redis.Redis) -> None:
         failing.destroy("p", "vm1")
 
 
-async def test_build_providers_and_the_blocking_twin(aredis: aioredis.Redis, sync_redis: redis.Redis) -> None:
+def test_build_providers_and_the_blocking_client(redis_url: str, sync_redis: redis.Redis) -> None:
     config = make_config(":providers:\n  :fake:\n    provider_class: dummy\n    clone_time: 0\n"
                          ":pools:\n  - name: p\n    size: 1\n    provider: fake\n")
-    providers = build_providers(config, aredis)
+    providers = build_providers(on_redis(config, redis_url))
     try:
         assert set(providers) == {"fake", "dummy"} and providers["fake"].ready_check == "hostname"
         providers["fake"].clone("p", CloneSpec("vm1", "t", "p"))
         assert sync_redis.hkeys("vmpooler__dummy__fake__p") == ["vm1"]
     finally:
         close_providers(providers)
-    twin = sync_twin(aredis)
-    assert twin.ping() and twin.connection_pool.connection_kwargs["decode_responses"] is True
-    twin.close()
+    blocking = connect_blocking(RedisSettings(url=redis_url))
+    assert blocking.ping() and blocking.connection_pool.connection_kwargs["decode_responses"] is True
+    blocking.close()
 
 
 @pytest.mark.parametrize(("options", "message"), [
