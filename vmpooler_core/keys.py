@@ -104,10 +104,6 @@ class Keys:
         """Hash VM name -> JSON record: the VMs of one folder (or pool) of a dummy provider."""
         return self._k("dummy", provider, folder)
 
-    def dummy_vms(self, provider: str) -> str:
-        """Hash VM name -> JSON record: the dummy provider's whole inventory."""
-        return self._k("dummy", provider)
-
     def ratelimit(self, bucket: str) -> str:
         """String: a rate-limit bucket's theoretical arrival time (epoch ms, lua/gcra.lua), expiring
         when the bucket is full again."""
