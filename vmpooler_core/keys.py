@@ -88,9 +88,6 @@ class Keys:
         """String: id of the manager working `pool`, with an expiry."""
         return self._k("lease", pool)
 
-    def heartbeat(self, manager: str) -> str:
-        return self._k("heartbeat", manager)
-
     def heartbeats(self) -> str:
         """Zset manager id -> last heartbeat epoch."""
         return self._k("heartbeats")

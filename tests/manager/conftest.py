@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -132,6 +133,14 @@ async def passes_for(manager: Manager, until: Callable[[], bool], seconds: float
             return
         assert time.monotonic() < deadline, f"condition not reached within {seconds}s"
         await asyncio.sleep(0.05)
+
+
+def power_off_by_hand(sync_redis: redis.Redis, folder: str, host: str) -> None:
+    """Power a VM of the dummy provider off behind the manager's back, as someone could in vCenter."""
+    key = Keys().dummy_folder("dummy", folder)
+    record = json.loads(sync_redis.hget(key, host) or "null")
+    assert record is not None, f"no dummy VM {host} in {folder}"
+    sync_redis.hset(key, host, json.dumps({**record, "on": False}))
 
 
 def states(sync_redis: redis.Redis, pool: str) -> dict[str, set[str]]:

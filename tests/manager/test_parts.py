@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from tests.conftest import make_config
-from tests.manager.conftest import on_redis
+from tests.manager.conftest import on_redis, power_off_by_hand
 from tests.redis_server import free_port
 from vmpooler_core.config import RedisSettings
 from vmpooler_core.errors import ConfigError
@@ -85,7 +85,7 @@ def test_dummy_provider_lifecycle(sync_redis: redis.Redis) -> None:
     with pytest.raises(ProviderError):
         provider.revert("p", "vm1", "nope")
     provider.add_disk("p", "vm1", 8, None)
-    provider.power_off("p", "vm1")
+    power_off_by_hand(sync_redis, "f", "vm1")
     assert not provider.list_vms("p", "f")["vm1"].powered_on
     # The VMs live in Redis: another provider object (a restarted daemon) sees the same.
     assert set(dummy(sync_redis).list_vms("p", "f")) == {"vm1"}

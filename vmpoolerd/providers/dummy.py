@@ -112,13 +112,6 @@ class DummyProvider:
         if not created:
             raise ProviderError(f"dummy: a VM named {spec.name} already exists")
 
-    def power_off(self, pool: str, name: str) -> None:
-        record = self._load(pool, name)
-        if record is None:
-            raise ProviderError(f"dummy: no VM {name}")
-        record["on"] = False
-        self._save(pool, name, record)
-
     def destroy(self, pool: str, name: str) -> None:
         time.sleep(self.destroy_time)
         if self._chance(self.destroy_fail_percent):
@@ -143,9 +136,6 @@ class DummyProvider:
             raise ProviderError(f"dummy: no VM {name}")
         record.setdefault("disks", []).append(size_gb)
         self._save(pool, name, record)
-
-    def choose_host(self, target: str) -> str | None:
-        return None
 
     def close(self) -> None:
         self.redis.close()

@@ -63,7 +63,7 @@ class VsphereProvider:
         self.clone_timeout: float | None = None if timeout is None else float(timeout)
         self.session = Session(config.name, options)
         self._pools = dict(pools)
-        # cluster -> (read at, [(load, host name, host)], placements since): see choose_host
+        # cluster -> (read at, [(load, host name, host)], placements since): see _pick_host
         self._loads: dict[str, tuple[float, list[tuple[float, str, Any]], dict[str, int]]] = {}
         self._loads_lock = threading.Lock()
 
@@ -114,7 +114,7 @@ class VsphereProvider:
             if spec.target:
                 cluster = self.session.find(content, spec.target, kind="host")
                 relocate.pool = self.session.cached(f"pool:{spec.target}", lambda: cluster.resourcePool)
-                relocate.host = self._pick_host(content, spec.target, cluster)[1]
+                relocate.host = self._pick_host(content, spec.target, cluster)
             if spec.datastore:
                 relocate.datastore = self.session.datastore(content, spec.datastore)
             clone_spec = vim.vm.CloneSpec(location=relocate, powerOn=True, template=False)
@@ -142,17 +142,9 @@ class VsphereProvider:
 
     # Host choice ---------------------------------------------------------------------------------
 
-    def choose_host(self, target: str) -> str | None:
-        def run(content: Any) -> str | None:
-            cluster = self.session.find(content, target, kind="host")
-            return self._pick_host(content, target, cluster)[0]
-
-        try:
-            return self.session.run(run)
-        except ProviderError:
-            return None
-
-    def _pick_host(self, content: Any, target: str, cluster: Any) -> tuple[str, Any]:
+    def _pick_host(self, content: Any, target: str, cluster: Any) -> Any:
+        """The least-loaded host of the `clone_target` cluster, counting the clones placed since its loads
+        were read."""
         with self._loads_lock:
             cached = self._loads.get(target)
         if cached is None or time.monotonic() - cached[0] > _HOST_LOAD_SECONDS:
@@ -168,24 +160,15 @@ class VsphereProvider:
         with self._loads_lock:
             self._loads[target] = cached
             _, hosts, placed = cached
-            load, name, host = min(hosts, key=lambda h: h[0] + _PLACEMENT_WEIGHT * placed.get(h[1], 0))
+            _, name, host = min(hosts, key=lambda h: h[0] + _PLACEMENT_WEIGHT * placed.get(h[1], 0))
             placed[name] = placed.get(name, 0) + 1
-        return name, host
+        return host
 
     # VM operations -------------------------------------------------------------------------------
 
     def _power_off(self, content: Any, vm: Any) -> None:
         if vm.runtime.powerState == "poweredOn":
             self.session.wait(content, vm.PowerOffVM_Task(), self.session.timeout)
-
-    def power_off(self, pool: str, name: str) -> None:
-        def run(content: Any) -> None:
-            vm = self._vm(content, pool, name)
-            if vm is None:
-                raise ProviderError(f"vsphere {self.name}: no VM {name}")
-            self._power_off(content, vm)
-
-        self.session.run(run)
 
     def destroy(self, pool: str, name: str) -> None:
         def run(content: Any) -> None:
