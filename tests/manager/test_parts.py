@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
 
@@ -14,6 +15,7 @@ from tests.manager.conftest import on_redis, power_off_by_hand
 from tests.redis_server import free_port
 from vmpooler_core.config import RedisSettings
 from vmpooler_core.errors import ConfigError
+from vmpooler_core.keys import Keys
 from vmpooler_core.provider import CloneSpec, Provider, ProviderError, VmFacts
 from vmpooler_core.redis_client import connect_blocking
 from vmpoolerd.manager.hostnames import new_hostname
@@ -92,6 +94,22 @@ def test_dummy_provider_lifecycle(sync_redis: redis.Redis) -> None:
     provider.destroy("p", "vm1")
     provider.destroy("p", "vm1")
     assert provider.list_vms("p", "f") == {}
+
+
+def test_dummy_provider_reads_partial_and_foreign_records(sync_redis: redis.Redis) -> None:
+    """A record with fields missing takes their defaults; a hash field that is not a record is a VM that
+    is off, and one the provider cannot act on."""
+    provider = dummy(sync_redis)
+    folder = Keys().dummy_folder("dummy", "f")
+    sync_redis.hset(folder, mapping={"partial": '{"on": true, "boots_at": 0}', "foreign": "not json",
+                                     "listed": '["on"]'})
+    facts = provider.list_vms("p", "f")
+    assert facts["partial"].powered_on and facts["partial"].guest_hostname == "partial"
+    assert not facts["foreign"].powered_on and not facts["listed"].powered_on
+    provider.add_disk("p", "partial", 4, None)
+    assert json.loads(sync_redis.hget(folder, "partial") or "{}")["disks"] == [4]
+    with pytest.raises(ProviderError, match="dummy: no VM foreign"):
+        provider.snapshot("p", "foreign", "s1")
 
 
 def test_dummy_provider_failure_rates(sync_redis: redis.Redis) -> None:

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from pyVmomi import vim as _vim
@@ -43,6 +44,15 @@ _PLACEMENT_WEIGHT = 0.02  # load a clone placed since then is assumed to add, so
 _TEMPLATE_SECONDS = 60.0
 
 
+@dataclass(slots=True)
+class _ClusterLoads:
+    """A `clone_target` cluster's usable hosts as last read, and the clones placed on each since."""
+
+    read_at: float  # time.monotonic()
+    hosts: list[tuple[float, str, Any]]  # (load 0..1, host name, the HostSystem)
+    placed: dict[str, int] = field(default_factory=dict)  # host name -> clones placed since read_at
+
+
 def _host_load(props: Mapping[str, Any]) -> float | None:
     """A host's load, 0..1: the busier of CPU and memory; None when it cannot take a VM."""
     if props.get("runtime.connectionState") != "connected" or props.get("runtime.inMaintenanceMode"):
@@ -63,8 +73,7 @@ class VsphereProvider:
         self.clone_timeout: float | None = None if timeout is None else float(timeout)
         self.session = Session(config.name, options)
         self._pools = dict(pools)
-        # cluster -> (read at, [(load, host name, host)], placements since): see _pick_host
-        self._loads: dict[str, tuple[float, list[tuple[float, str, Any]], dict[str, int]]] = {}
+        self._loads: dict[str, _ClusterLoads] = {}  # by cluster path: see _pick_host
         self._loads_lock = threading.Lock()
 
     def _folder(self, pool: str) -> str:
@@ -147,7 +156,7 @@ class VsphereProvider:
         were read."""
         with self._loads_lock:
             cached = self._loads.get(target)
-        if cached is None or time.monotonic() - cached[0] > _HOST_LOAD_SECONDS:
+        if cached is None or time.monotonic() - cached.read_at > _HOST_LOAD_SECONDS:
             hosts = []
             for host, props in retrieve(content, cluster, (vim.ComputeResource, "host"), vim.HostSystem,
                                         _HOST_PROPS):
@@ -156,11 +165,11 @@ class VsphereProvider:
                     hosts.append((load, str(props.get("name")), host))
             if not hosts:
                 raise ProviderError(f"vsphere {self.name}: no usable host in {target}")
-            cached = (time.monotonic(), hosts, {})
+            cached = _ClusterLoads(time.monotonic(), hosts)
         with self._loads_lock:
             self._loads[target] = cached
-            _, hosts, placed = cached
-            _, name, host = min(hosts, key=lambda h: h[0] + _PLACEMENT_WEIGHT * placed.get(h[1], 0))
+            placed = cached.placed
+            _, name, host = min(cached.hosts, key=lambda h: h[0] + _PLACEMENT_WEIGHT * placed.get(h[1], 0))
             placed[name] = placed.get(name, 0) + 1
         return host
 
