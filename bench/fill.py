@@ -40,8 +40,9 @@ TEMPLATE = "templates/centos-6-x86_64"
 
 
 def config_for(provider: str, size: int, clone_time: float, task_limit: int,
-               sim: VcsimServer | None) -> Config:
-    app = (f":config:\n  task_limit: {task_limit}\n  manager_loop_seconds: 5\n  vm_checktime: 1\n")
+               sim: VcsimServer | None, redis_url: str) -> Config:
+    app = (f":redis:\n  url: {redis_url}\n"
+           f":config:\n  task_limit: {task_limit}\n  manager_loop_seconds: 5\n  vm_checktime: 1\n")
     if provider == "dummy":
         return load(text=app + f":providers:\n  :dummy:\n    clone_time: {clone_time}\n    boot_time: 0\n"
                     f":pools:\n  - name: bench\n    size: {size}\n", env={})
@@ -71,8 +72,8 @@ async def fill_once(provider: str, size: int, clone_time: float, task_limit: int
                           clone_delay_ms=int(clone_time * 1000)).start()
     client = aioredis.Redis.from_url(server.url, decode_responses=True)
     check = redis.Redis.from_url(server.url, decode_responses=True)
-    config = config_for(provider, size, clone_time, task_limit, sim)
-    providers = build_providers(config, client)
+    config = config_for(provider, size, clone_time, task_limit, sim, server.url)
+    providers = build_providers(config)
     manager = Manager(config, client, providers, NullMetrics())
     stop = asyncio.Event()
     try:

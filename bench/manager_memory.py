@@ -2,7 +2,7 @@
 
     python bench/manager_memory.py [--pools 100] [--size 50] [--settle 20]
 
-Starts its own Redis, then `python -m vmpoolerd.manager` on a configuration of `--pools` pools of
+Starts its own Redis, then `python -m vmpoolerd manager` on a configuration of `--pools` pools of
 `--size` VMs; once every VM is ready it lets the manager run `--settle` more seconds of passes (each
 re-checking every ready VM) and prints the process's resident memory (VmRSS, target < 150 MB) and its
 peak (VmHWM), read from /proc, and the fill time.
@@ -59,7 +59,7 @@ def main() -> None:
 {pools}""")
     check = redis.Redis.from_url(server.url, decode_responses=True)
     log = open(work / "manager.log", "wb")
-    command = [sys.executable, "-m", "vmpoolerd.manager", "--config", str(work / "vmpooler.yaml"),
+    command = [sys.executable, "-m", "vmpoolerd", "manager", "--config", str(work / "vmpooler.yaml"),
                "--log-level", "WARNING"]
     proc = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=log)
     try:

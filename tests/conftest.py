@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -13,8 +12,6 @@ from vmpooler_core import config_loader
 from vmpooler_core.config import Config
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.keys import Keys
-
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="session")

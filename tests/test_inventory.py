@@ -17,12 +17,19 @@ from vmpooler_core.keys import Keys
 K = Keys()
 
 
+async def reserve(inventory: Inventory, sync_redis: redis.Redis, pool: str, host: str, template: str) -> str:
+    """A clone recorded as the manager's fill records it: under the pool's lease, below its size."""
+    sync_redis.set(K.lease(pool), "m1")
+    return await inventory.reserve_clone(pool, host, template, size=5, owner="m1")
+
+
 async def test_pending_to_ready_to_completed(inventory: Inventory, sync_redis: redis.Redis) -> None:
-    assert await inventory.add_pending("pool1", "vm1", "templates/pool1")
-    assert not await inventory.add_pending("pool1", "vm1", "templates/pool1"), "hostname reused"
+    assert await reserve(inventory, sync_redis, "pool1", "vm1", "templates/pool1") == "ok"
+    assert await reserve(inventory, sync_redis, "pool1", "vm1", "templates/pool1") == "taken", "hostname reused"
     assert sync_redis.smembers(K.pending("pool1")) == {"vm1"}
     vm = sync_redis.hgetall(K.vm("vm1"))
     assert vm["pool"] == vm["template"] == "pool1" and clock.parse(vm["clone"])
+    assert vm["clone_template"] == "templates/pool1" and vm["cloned_by"] == "m1"
     assert await inventory.move("pool1", "vm1", "pending", "ready", {"ready": "now"})
     assert not await inventory.move("pool1", "vm1", "pending", "ready"), "moved twice"
     assert sync_redis.smembers(K.ready("pool1")) == {"vm1"} and not sync_redis.smembers(K.pending("pool1"))
@@ -39,7 +46,7 @@ async def test_running_to_completed_drops_active(inventory: Inventory, sync_redi
 
 
 async def test_forget_removes_from_every_set_and_expires(inventory: Inventory, sync_redis: redis.Redis) -> None:
-    await inventory.add_pending("pool1", "vm1", "t")
+    assert await reserve(inventory, sync_redis, "pool1", "vm1", "t") == "ok"
     sync_redis.smove(K.pending("pool1"), K.completed("pool1"), "vm1")
     assert await inventory.forget("pool1", "vm1", destroyed=True) == 1
     assert not any(sync_redis.sismember(K.state(s, "pool1"), "vm1") for s in ("pending", "completed"))
@@ -54,12 +61,12 @@ async def test_discover_only_marks_unknown_vms(inventory: Inventory, sync_redis:
     assert sync_redis.smembers(K.discovered("pool1")) == {"stray"}
 
 
-async def test_counts_and_snapshot(inventory: Inventory, sync_redis: redis.Redis) -> None:
+async def test_counts_and_pool_state(inventory: Inventory, sync_redis: redis.Redis) -> None:
     sync_redis.sadd(K.ready("pool1"), "a", "b")
     sync_redis.sadd(K.running("pool2"), "c")
     counts = await inventory.counts(["pool1", "pool2"])
     assert counts["pool1"]["ready"] == 2 and counts["pool2"]["running"] == 1 and counts["pool2"]["ready"] == 0
-    assert (await inventory.snapshot("pool1"))["ready"] == {"a", "b"}
+    assert (await inventory.pool_state("pool1"))[0]["ready"] == {"a", "b"}
 
 
 async def test_tokens(inventory: Inventory) -> None:

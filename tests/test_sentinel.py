@@ -19,8 +19,10 @@ from vmpooler_core.errors import BackendUnavailable
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.keys import Keys
 from vmpooler_core.metrics import NullMetrics
+from vmpooler_core.provider import CloneSpec, ProviderUnavailable
 from vmpooler_core.redis_client import connect
 from vmpooler_core.request import from_path
+from vmpoolerd.providers import build_providers, close_providers
 
 K = Keys()
 
@@ -89,3 +91,38 @@ async def test_checkout_carries_on_after_failover(sentinel_group: tuple[RedisSer
     assert promoted.smembers(K.running("pool1")) == {first.hosts()[0], second.hosts()[0]}
     promoted.close()
     await client.aclose()
+
+
+def test_the_dummy_providers_blocking_client_follows_the_failover(
+        sentinel_group: tuple[RedisServer, RedisServer, int]) -> None:
+    """Providers get the Redis settings, not a client: the dummy provider's blocking client is made from
+    the same Sentinel settings and finds the promoted replica by itself too."""
+    master, replica, port = sentinel_group
+    cfg = make_config(f"redis:\n  sentinels: ['127.0.0.1:{port}']\n  master: vmp\n  socket_timeout: 1\n"
+                      "providers:\n  dummy: {clone_time: 0, boot_time: 0}\npools:\n  - {name: pool1, size: 1}\n")
+    providers = build_providers(cfg)
+    dummy = providers["dummy"]
+    try:
+        dummy.clone("pool1", CloneSpec("vm1", "template", "pool1"))
+        direct = redis.Redis(port=master.port, decode_responses=True)
+        assert direct.hkeys(K.dummy_folder("dummy", "pool1")) == ["vm1"], "written to the master"
+        direct.close()
+        _wait(lambda: redis.Redis(port=replica.port).hlen(K.dummy_folder("dummy", "pool1")) == 1, 10,
+              "replication")
+
+        master.stop()
+        start = time.monotonic()
+        while True:
+            assert time.monotonic() - start < 30, "no failover within 30 s"
+            try:
+                dummy.clone("pool1", CloneSpec("vm2", "template", "pool1"))
+                break
+            except ProviderUnavailable:
+                time.sleep(0.2)
+        assert set(dummy.list_vms("pool1", None)) == {"vm1", "vm2"}
+        promoted = redis.Redis(port=replica.port, decode_responses=True)
+        assert promoted.role()[0] == "master"
+        assert set(promoted.hkeys(K.dummy_folder("dummy", "pool1"))) == {"vm1", "vm2"}
+        promoted.close()
+    finally:
+        close_providers(providers)

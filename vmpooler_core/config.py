@@ -215,9 +215,6 @@ class Config:
         own = (name,) if name in self.pool_index else ()
         return own + tuple(p for p in self.aliases.get(name, ()) if p != name)
 
-    def aliases_of(self, pool: str) -> tuple[str, ...]:
-        return self.pool_index[pool].alias
-
     @property
     def auth_enabled(self) -> bool:
         return self.auth is not None

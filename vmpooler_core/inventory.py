@@ -75,9 +75,6 @@ class Inventory:
             flat += [field, str(value)]
         return bool(await self._run("move", pool, host, source, target, *flat))
 
-    async def add_pending(self, pool: str, host: str, template: str, now: str | None = None) -> bool:
-        return bool(await self._run("add_pending", pool, host, now or clock.stamp(), template))
-
     async def forget(self, pool: str, host: str, *, destroyed: bool, only_from: str | None = None) -> int:
         """Out of every set of its pool; the number of sets it left. With `only_from`, only if it is still
         in that state, else -1 and nothing changes."""
@@ -171,17 +168,6 @@ class Inventory:
 
     # Reads ---------------------------------------------------------------------------------------
 
-    async def members(self, state: str, pool: str) -> set[str]:
-        return cast(set[str], await self.redis.smembers(self.keys.state(state, pool)))
-
-    async def snapshot(self, pool: str) -> dict[str, set[str]]:
-        """Every state set of one pool, in one round trip."""
-        pipe = self.redis.pipeline(transaction=True)
-        for state in STATES:
-            pipe.smembers(self.keys.state(state, pool))
-        results = await pipe.execute()
-        return {state: set(members) for state, members in zip(STATES, results, strict=True)}
-
     async def counts(self, pools: Sequence[str]) -> dict[str, dict[str, int]]:
         """SCARD of every state of every pool, one pipelined round trip: O(pools), not O(VMs)."""
         pipe = self.redis.pipeline(transaction=False)
@@ -202,12 +188,6 @@ class Inventory:
         for host in hosts:
             pipe.hmget(self.keys.vm(host), list(fields))
         return dict(zip(hosts, await pipe.execute(), strict=True))
-
-    async def active_since(self, pool: str) -> dict[str, str]:
-        return cast(dict[str, str], await self.redis.hgetall(self.keys.active(pool)))
-
-    async def clone_count(self) -> int:
-        return int(await self.redis.get(self.keys.clone_tasks()) or 0)
 
     # VM attributes -------------------------------------------------------------------------------
 

@@ -88,9 +88,6 @@ class Keys:
         """String: id of the manager working `pool`, with an expiry."""
         return self._k("lease", pool)
 
-    def heartbeat(self, manager: str) -> str:
-        return self._k("heartbeat", manager)
-
     def heartbeats(self) -> str:
         """Zset manager id -> last heartbeat epoch."""
         return self._k("heartbeats")
@@ -103,10 +100,6 @@ class Keys:
     def dummy_folder(self, provider: str, folder: str) -> str:
         """Hash VM name -> JSON record: the VMs of one folder (or pool) of a dummy provider."""
         return self._k("dummy", provider, folder)
-
-    def dummy_vms(self, provider: str) -> str:
-        """Hash VM name -> JSON record: the dummy provider's whole inventory."""
-        return self._k("dummy", provider)
 
     def ratelimit(self, bucket: str) -> str:
         """String: a rate-limit bucket's theoretical arrival time (epoch ms, lua/gcra.lua), expiring

@@ -1,4 +1,5 @@
-"""`vmpoolerd [all|api|manager] --config FILE [--bind ADDR] [--port N] [--log-level L] [--debug]`.
+"""`vmpoolerd [all|api|manager] --config FILE [--bind ADDR] [--port N] [--log-level L] [--manager-id ID]
+[--debug] [--check]`.
 
 main() is four steps, each replaceable on its own: parse the command line, find the configuration
 (and start what it needs), set up logging, run the roles. Expected failures are one line on stderr and
@@ -56,7 +57,7 @@ def serve(args: cli_args.Arguments, config: Config) -> ExitCode:
     logs.configure(args.log_level or config.app.log_level, config.app.logfile)
     where = daemon.Listen(args.bind or config.app.bind, config.app.port if args.port is None else args.port)
     try:
-        daemon.run(args.role, config, where)
+        daemon.run(args.role, config, where, args.manager_id)
     except daemon.RoleUnavailable as err:
         _error(str(err))
         return ExitCode.UNAVAILABLE

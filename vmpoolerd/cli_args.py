@@ -21,6 +21,7 @@ class Arguments:
     log_level: str | None
     debug: bool
     check: bool = False
+    manager_id: str | None = None
 
 
 def _port(text: str) -> int:
@@ -31,6 +32,12 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port out of range 0-65535: {port}")
     return port
+
+
+def _manager_id(text: str) -> str:
+    if not text or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"a manager id is one word: {text!r}")
+    return text
 
 
 def parser() -> argparse.ArgumentParser:
@@ -46,6 +53,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS,
                    help="log level (default: config `log_level`, INFO)")
     p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    p.add_argument("--manager-id", type=_manager_id, metavar="ID",
+                   help="the pool manager's id, unique among live managers (default: host:pid:random); with a "
+                        "stable id a restarted manager takes its pools back at once, not after their leases "
+                        "expire")
     p.add_argument("--check", action="store_true",
                    help="do not serve: exit 0 if Redis answers and a manager's heartbeat is fresh, else 1")
     p.add_argument("--version", action="version", version=f"vmpoolerd {vmpooler_core.__version__}")
@@ -53,6 +64,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def parse(argv: Sequence[str] | None = None) -> Arguments:
-    ns = parser().parse_args(argv)
+    p = parser()
+    ns = p.parse_args(argv)
+    if ns.manager_id is not None and ns.role == "api":
+        p.error("--manager-id: the api role runs no manager")
     return Arguments(role=ns.role, config=ns.config, bind=ns.bind, port=ns.port, log_level=ns.log_level,
-                     debug=ns.debug, check=ns.check)
+                     debug=ns.debug, check=ns.check, manager_id=ns.manager_id)

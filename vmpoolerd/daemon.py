@@ -67,18 +67,20 @@ def listen_socket(where: Listen) -> socket.socket:
     return sock
 
 
-def manager_runner(config: Config, metrics: Metrics) -> RoleRunner:
+def manager_runner(config: Config, metrics: Metrics, manager_id: str | None = None) -> RoleRunner:
     """The pool manager as a role, with its own Redis client so its work never queues behind API
     requests (and the API's client keeps its own retry policy). Imported here, not at the top, so
-    `vmpoolerd api` does not load the manager and its providers."""
+    `vmpoolerd api` does not load the manager and its providers. `manager_id`: see `Manager`."""
     from vmpoolerd.manager.manager import Manager, manager_redis
     from vmpoolerd.providers import build_providers, close_providers
 
     async def run(stop: asyncio.Event) -> None:
         redis = manager_redis(config)
-        providers = build_providers(config, redis)
+        providers = build_providers(config)
         try:
-            await Manager(config, redis, providers, metrics, stop_grace=MANAGER_STOP_GRACE).run_forever(stop)
+            manager = Manager(config, redis, providers, metrics, manager_id=manager_id,
+                              stop_grace=MANAGER_STOP_GRACE)
+            await manager.run_forever(stop)
         finally:
             await asyncio.to_thread(close_providers, providers)  # a vCenter logout may block
             await redis.aclose()
@@ -129,7 +131,7 @@ def _on_signals(stop: asyncio.Event) -> None:
     signal.signal(signal.SIGHUP, lambda signum, frame: loop.call_soon_threadsafe(logs.reopen))
 
 
-async def serve(role: str, config: Config, where: Listen) -> None:
+async def serve(role: str, config: Config, where: Listen, manager_id: str | None = None) -> None:
     """Run `role` ("all", "api" or "manager") until a signal, or until one role fails."""
     prometheus = Registry()
     # statsd or graphite as configured, and Prometheus's counters and histograms, from the same calls.
@@ -140,7 +142,7 @@ async def serve(role: str, config: Config, where: Listen) -> None:
         if role in ("all", "api"):
             runners["api"] = api_runner(config, where, metrics, prometheus)
         if role in ("all", "manager"):
-            runners["manager"] = manager_runner(config, metrics)
+            runners["manager"] = manager_runner(config, metrics, manager_id)
         _on_signals(stop)
         tasks = [asyncio.create_task(run(stop), name=name) for name, run in runners.items()]
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -152,11 +154,11 @@ async def serve(role: str, config: Config, where: Listen) -> None:
         metrics.close()
 
 
-def run(role: str, config: Config, where: Listen) -> None:
+def run(role: str, config: Config, where: Listen, manager_id: str | None = None) -> None:
     loop_factory = None
     if _has("uvloop"):
         import uvloop
 
         loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(serve(role, config, where))
+        runner.run(serve(role, config, where, manager_id))

@@ -4,6 +4,8 @@ move (to age VMs by hours without waiting), and metrics that remember what was s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -61,6 +63,11 @@ APP_DEFAULTS: dict[str, object] = {"task_limit": 4, "vm_checktime": 0, "manager_
                                    "manager_loop_seconds": 0.2, "manager_backoff_max": 0.5}
 
 
+def on_redis(config: Config, url: str) -> Config:
+    """`config` with its Redis at `url` (a test server), for what reads the settings: the dummy provider."""
+    return dataclasses.replace(config, redis=dataclasses.replace(config.redis, url=url))
+
+
 def dummy_config(pools: str, *, dummy: str = "clone_time: 0\n    boot_time: 0", **app: object) -> Config:
     """A configuration with the dummy provider: `pools` is the YAML list body, `dummy` the provider's
     options, `app` overrides of the `config:` section."""
@@ -85,13 +92,14 @@ def metrics() -> RecordingMetrics:
 
 
 @pytest.fixture
-async def make_manager(aredis: aioredis.Redis, clock: FakeClock,
+async def make_manager(aredis: aioredis.Redis, redis_url: str, clock: FakeClock,
                        metrics: RecordingMetrics) -> AsyncIterator[MakeManager]:
     """Build managers (same Redis, same clock); every one is shut down, its providers closed, at the end."""
     made: list[tuple[Manager, dict[str, Provider]]] = []
 
     async def make(config: Config, **kwargs: Any) -> Manager:
-        providers = kwargs.pop("providers", None) or build_providers(config, aredis)
+        config = on_redis(config, redis_url)
+        providers = kwargs.pop("providers", None) or build_providers(config)
         kwargs.setdefault("clock", clock)
         kwargs.setdefault("stop_grace", 5.0)
         manager = Manager(config, aredis, providers, metrics, **kwargs)
@@ -125,6 +133,14 @@ async def passes_for(manager: Manager, until: Callable[[], bool], seconds: float
             return
         assert time.monotonic() < deadline, f"condition not reached within {seconds}s"
         await asyncio.sleep(0.05)
+
+
+def power_off_by_hand(sync_redis: redis.Redis, folder: str, host: str) -> None:
+    """Power a VM of the dummy provider off behind the manager's back, as someone could in vCenter."""
+    key = Keys().dummy_folder("dummy", folder)
+    record = json.loads(sync_redis.hget(key, host) or "null")
+    assert record is not None, f"no dummy VM {host} in {folder}"
+    sync_redis.hset(key, host, json.dumps({**record, "on": False}))
 
 
 def states(sync_redis: redis.Redis, pool: str) -> dict[str, set[str]]:

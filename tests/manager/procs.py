@@ -1,4 +1,4 @@
-"""Manager processes for the tests that kill them: `python -m vmpoolerd.manager` on a config file."""
+"""Manager processes for the tests that kill them: `vmpoolerd manager` on a config file, with a stable id."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ class ManagerProcess:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vmpoolerd.manager", "--config", str(self.config), "--id", self.id,
-                 "--log-level", "DEBUG"],
+                [sys.executable, "-m", "vmpoolerd", "manager", "--config", str(self.config),
+                 "--manager-id", self.id, "--log-level", "DEBUG"],
                 cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         return self
 

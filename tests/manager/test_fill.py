@@ -9,14 +9,13 @@ import time
 from typing import Any
 
 import redis
-from redis import asyncio as aioredis
 
-from tests.manager.conftest import MakeManager, RecordingMetrics, dummy_config, passes, states
+from tests.manager.conftest import MakeManager, RecordingMetrics, dummy_config, on_redis, passes, states
 from vmpooler_core import clock as stamps
 from vmpooler_core.keys import Keys
 from vmpooler_core.provider import CloneSpec
+from vmpooler_core.redis_client import connect_blocking
 from vmpoolerd.providers import DummyProvider
-from vmpoolerd.providers.redis_sync import sync_twin
 
 K = Keys()
 POOLS = """
@@ -88,14 +87,15 @@ class CountingDummy(DummyProvider):
 
 
 async def test_clones_never_exceed_task_limit(make_manager: MakeManager, sync_redis: redis.Redis,
-                                              aredis: aioredis.Redis) -> None:
+                                              redis_url: str) -> None:
     config = dummy_config("""
   - name: a
     size: 6
   - name: b
     size: 6
 """, dummy="clone_time: 0.15\n    boot_time: 0", task_limit=3)
-    provider = CountingDummy(config.providers["dummy"], sync_twin(aredis), config.pool_index)
+    client = connect_blocking(on_redis(config, redis_url).redis)
+    provider = CountingDummy(config.providers["dummy"], client, config.pool_index)
     manager = await make_manager(config, providers={"dummy": provider})
     await manager.run_once()
     deadline = time.monotonic() + 5

@@ -13,7 +13,16 @@ import pytest
 import redis
 from redis import asyncio as aioredis
 
-from tests.manager.conftest import FakeClock, MakeManager, RecordingMetrics, dummy_config, passes, states
+from tests.manager.conftest import (
+    FakeClock,
+    MakeManager,
+    RecordingMetrics,
+    dummy_config,
+    on_redis,
+    passes,
+    power_off_by_hand,
+    states,
+)
 from vmpooler_core import vms
 from vmpooler_core.checkout import Checkout
 from vmpooler_core.inventory import Inventory
@@ -126,7 +135,7 @@ async def test_completed_vm_stays_until_its_destroy_succeeds(make_manager: MakeM
 async def test_powered_off_ready_vm_is_replaced(make_manager: MakeManager, sync_redis: redis.Redis) -> None:
     manager = await make_manager(dummy_config(ONE_POOL))
     host = sorted(await filled(manager, sync_redis))[0]
-    manager.ctx.providers["dummy"].power_off("pool1", host)
+    power_off_by_hand(sync_redis, "pool1", host)
     await manager.run_once()
     assert retired(sync_redis, host)
     await passes(manager, lambda: len(states(sync_redis, "pool1")["ready"]) == 2
@@ -138,7 +147,7 @@ async def test_ready_vm_checked_only_every_vm_checktime(make_manager: MakeManage
     manager = await make_manager(dummy_config(ONE_POOL, vm_checktime=10))
     host = sorted(await filled(manager, sync_redis))[0]
     assert sync_redis.hget(K.vm(host), "check"), "checked when it became ready"
-    manager.ctx.providers["dummy"].power_off("pool1", host)
+    power_off_by_hand(sync_redis, "pool1", host)
     await manager.run_once()
     assert host in states(sync_redis, "pool1")["ready"], "checked less than 10 minutes ago"
     clock.advance(11 * 60)
@@ -283,12 +292,12 @@ async def test_disk_snapshot_and_revert_tasks(make_manager: MakeManager, sync_re
 
 
 async def test_a_clone_that_fails_after_its_vm_was_checked_out_leaves_the_vm_with_its_client(
-        make_manager: MakeManager, sync_redis: redis.Redis, aredis: aioredis.Redis) -> None:
+        make_manager: MakeManager, sync_redis: redis.Redis, aredis: aioredis.Redis, redis_url: str) -> None:
     """The provider makes the VM, then fails the call (as vSphere does when vCenter stops answering
     while the clone task ends). Meanwhile a pass found the VM ready and a client checked it out: the
     failure must not take it away (the soak run caught this: a held VM answered 404 on return)."""
     config = dummy_config("  - name: pool1\n    size: 1\n", dummy="clone_time: 0\n    boot_time: 0")
-    providers = build_providers(config, aredis)
+    providers = build_providers(on_redis(config, redis_url))
     dummy = providers["dummy"]
     made, fail = threading.Event(), threading.Event()
     clone = dummy.clone
@@ -319,9 +328,9 @@ async def test_a_clone_that_fails_after_its_vm_was_checked_out_leaves_the_vm_wit
 
 
 async def test_a_clone_that_fails_while_pending_is_forgotten(make_manager: MakeManager, sync_redis: redis.Redis,
-                                                             aredis: aioredis.Redis) -> None:
+                                                             redis_url: str) -> None:
     config = dummy_config("  - name: pool1\n    size: 1\n", dummy="clone_time: 0\n    boot_time: 3600")
-    providers = build_providers(config, aredis)
+    providers = build_providers(on_redis(config, redis_url))
     dummy = providers["dummy"]
     clone = dummy.clone
 

@@ -13,9 +13,10 @@ import pytest
 import redis
 from redis import asyncio as aioredis
 
-from tests.manager.conftest import MakeManager, RecordingMetrics, dummy_config, states
+from tests.manager.conftest import MakeManager, RecordingMetrics, dummy_config, on_redis, states
 from tests.redis_server import RedisServer
 from vmpooler_core.provider import CloneSpec, ProviderUnavailable, VmFacts
+from vmpooler_core.redis_client import connect_blocking
 from vmpoolerd.manager import Manager
 from vmpoolerd.manager.backoff import Outage
 from vmpoolerd.providers import build_providers, close_providers
@@ -63,12 +64,11 @@ def test_backoff_grows_with_jitter_up_to_the_limit(caplog: pytest.LogCaptureFixt
 
 
 async def test_provider_outage_is_backed_off_and_recovers(make_manager: MakeManager, sync_redis: redis.Redis,
-                                                          aredis: aioredis.Redis,
+                                                          redis_url: str,
                                                           caplog: pytest.LogCaptureFixture) -> None:
-    from vmpoolerd.providers.redis_sync import sync_twin
-
     config = dummy_config("  - name: a\n    size: 2\n  - name: b\n    size: 2\n")
-    provider = FlakyDummy(config.providers["dummy"], sync_twin(aredis), config.pool_index)
+    client = connect_blocking(on_redis(config, redis_url).redis)
+    provider = FlakyDummy(config.providers["dummy"], client, config.pool_index)
     manager = await make_manager(config, providers={"dummy": provider})
     await manager.run_once()
     await manager.drain()
@@ -120,7 +120,7 @@ async def test_redis_outage_and_recovery(tmp_path: Any, caplog: pytest.LogCaptur
                                      socket_connect_timeout=1)
     check = redis.Redis.from_url(server.url, decode_responses=True, socket_timeout=1)
     config = dummy_config("  - name: p\n    size: 3\n")
-    providers = build_providers(config, client)
+    providers = build_providers(on_redis(config, server.url))
     manager = Manager(config, client, providers, RecordingMetrics(), stop_grace=2)
     stop = asyncio.Event()
     loop = asyncio.create_task(manager.run_forever(stop))

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
 
 import pytest
 import redis
-from redis import asyncio as aioredis
 
 from tests.conftest import make_config
+from tests.manager.conftest import on_redis, power_off_by_hand
 from tests.redis_server import free_port
+from vmpooler_core.config import RedisSettings
 from vmpooler_core.errors import ConfigError
+from vmpooler_core.keys import Keys
 from vmpooler_core.provider import CloneSpec, Provider, ProviderError, VmFacts
+from vmpooler_core.redis_client import connect_blocking
 from vmpoolerd.manager.hostnames import new_hostname
 from vmpoolerd.manager.readiness import Probe
 from vmpoolerd.providers import build_providers, close_providers
 from vmpoolerd.providers.dummy import DummyProvider
-from vmpoolerd.providers.redis_sync import sync_twin
 
 
 def test_hostnames() -> None:
@@ -84,13 +87,29 @@ def test_dummy_provider_lifecycle(sync_redis: redis.Redis) -> None:
     with pytest.raises(ProviderError):
         provider.revert("p", "vm1", "nope")
     provider.add_disk("p", "vm1", 8, None)
-    provider.power_off("p", "vm1")
+    power_off_by_hand(sync_redis, "f", "vm1")
     assert not provider.list_vms("p", "f")["vm1"].powered_on
     # The VMs live in Redis: another provider object (a restarted daemon) sees the same.
     assert set(dummy(sync_redis).list_vms("p", "f")) == {"vm1"}
     provider.destroy("p", "vm1")
     provider.destroy("p", "vm1")
     assert provider.list_vms("p", "f") == {}
+
+
+def test_dummy_provider_reads_partial_and_foreign_records(sync_redis: redis.Redis) -> None:
+    """A record with fields missing takes their defaults; a hash field that is not a record is a VM that
+    is off, and one the provider cannot act on."""
+    provider = dummy(sync_redis)
+    folder = Keys().dummy_folder("dummy", "f")
+    sync_redis.hset(folder, mapping={"partial": '{"on": true, "boots_at": 0}', "foreign": "not json",
+                                     "listed": '["on"]'})
+    facts = provider.list_vms("p", "f")
+    assert facts["partial"].powered_on and facts["partial"].guest_hostname == "partial"
+    assert not facts["foreign"].powered_on and not facts["listed"].powered_on
+    provider.add_disk("p", "partial", 4, None)
+    assert json.loads(sync_redis.hget(folder, "partial") or "{}")["disks"] == [4]
+    with pytest.raises(ProviderError, match="dummy: no VM foreign"):
+        provider.snapshot("p", "foreign", "s1")
 
 
 def test_dummy_provider_failure_rates(sync_redis: redis.Redis) -> None:
@@ -105,19 +124,19 @@ def test_dummy_provider_failure_rates(sync_redis: redis.Redis) -> None:
         failing.destroy("p", "vm1")
 
 
-async def test_build_providers_and_the_blocking_twin(aredis: aioredis.Redis, sync_redis: redis.Redis) -> None:
+def test_build_providers_and_the_blocking_client(redis_url: str, sync_redis: redis.Redis) -> None:
     config = make_config(":providers:\n  :fake:\n    provider_class: dummy\n    clone_time: 0\n"
                          ":pools:\n  - name: p\n    size: 1\n    provider: fake\n")
-    providers = build_providers(config, aredis)
+    providers = build_providers(on_redis(config, redis_url))
     try:
         assert set(providers) == {"fake", "dummy"} and providers["fake"].ready_check == "hostname"
         providers["fake"].clone("p", CloneSpec("vm1", "t", "p"))
         assert sync_redis.hkeys("vmpooler__dummy__fake__p") == ["vm1"]
     finally:
         close_providers(providers)
-    twin = sync_twin(aredis)
-    assert twin.ping() and twin.connection_pool.connection_kwargs["decode_responses"] is True
-    twin.close()
+    blocking = connect_blocking(RedisSettings(url=redis_url))
+    assert blocking.ping() and blocking.connection_pool.connection_kwargs["decode_responses"] is True
+    blocking.close()
 
 
 @pytest.mark.parametrize(("options", "message"), [

@@ -2,25 +2,22 @@
 -- mid-clone leaves a Redis record that reconciliation can match against the inventory.
 --
 -- ARGV[1] prefix  ARGV[2] pool  ARGV[3] host  ARGV[4] clone stamp  ARGV[5] template
--- Optional, used by the manager's fill (both or neither):
 -- ARGV[6] pool size  ARGV[7] id of the manager that must hold the pool's lease
 --
--- Returns 1, or 0 when the hostname is already in use (its hash exists): the caller picks another.
--- With ARGV[6..7] it may also return -2 when the lease is no longer that manager's (another one took
--- the pool over), or -1 when ready + pending already reach the size. Checking both here, in the same
--- atomic step that records the VM, is what guarantees that no number of managers ever over-fills.
+-- Returns 1; -2 when the lease is no longer that manager's (another one took the pool over); -1 when
+-- ready + pending already reach the size; 0 when the hostname is already in use (its hash exists): the
+-- caller picks another. Checking lease and size here, in the same atomic step that records the VM, is
+-- what guarantees that no number of managers ever over-fills.
 local prefix, pool, host, now, template = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local size, owner = tonumber(ARGV[6]), ARGV[7]
 local function key(kind, name) return prefix .. '__' .. kind .. '__' .. name end
-if owner then
-  if redis.call('GET', key('lease', pool)) ~= owner then return -2 end
-  if redis.call('SCARD', key('ready', pool)) + redis.call('SCARD', key('pending', pool)) >= size then
-    return -1
-  end
+if redis.call('GET', key('lease', pool)) ~= owner then return -2 end
+if redis.call('SCARD', key('ready', pool)) + redis.call('SCARD', key('pending', pool)) >= size then
+  return -1
 end
 local vm = key('vm', host)
 if redis.call('EXISTS', vm) == 1 then return 0 end
-redis.call('HSET', vm, 'clone', now, 'template', pool, 'pool', pool, 'clone_template', template)
-if owner then redis.call('HSET', vm, 'cloned_by', owner) end
+redis.call('HSET', vm, 'clone', now, 'template', pool, 'pool', pool, 'clone_template', template,
+           'cloned_by', owner)
 redis.call('SADD', key('pending', pool), host)
 return 1

@@ -27,9 +27,6 @@ class Destroyer:
         self._finished: dict[str, float] = {}  # host -> monotonic time its destroy ended
         self._work = Background()
 
-    def busy(self, host: str) -> bool:
-        return host in self.inflight
-
     def gone_since(self, moment: float) -> set[str]:
         """Hosts whose destroy ended after `moment` (monotonic): an inventory read before that may still
         list them, and they must not be taken for strangers and re-discovered."""

@@ -1,27 +1,25 @@
 """The places VMs run: vSphere (pyvmomi) and the dummy provider, behind `vmpooler_core.provider.Provider`.
 
-`build_providers(config, redis)` makes one provider per `providers:` entry of the configuration, each
-given only its own options and the pools that use it (never the whole configuration).
+`build_providers(config)` makes one provider per `providers:` entry of the configuration, each given only
+its own options and the pools that use it (never the whole configuration).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from redis import asyncio as aioredis
-
 from vmpooler_core.config import Config, PoolConfig
 from vmpooler_core.provider import Provider
+from vmpooler_core.redis_client import connect_blocking
 
 from .dummy import DummyProvider
-from .redis_sync import sync_twin
 
 __all__ = ["DummyProvider", "build_providers", "close_providers"]
 
 
-def build_providers(config: Config, redis: aioredis.Redis) -> dict[str, Provider]:
-    """Providers by name. `redis` is the daemon's asyncio client: the dummy provider keeps its VMs on
-    the same server, through a blocking client of its own (providers run in threads)."""
+def build_providers(config: Config) -> dict[str, Provider]:
+    """Providers by name. The dummy provider keeps its VMs on the configured Redis (`config.redis`),
+    through a blocking client of its own: providers run in the manager's threads."""
     providers: dict[str, Provider] = {}
     for name, settings in config.providers.items():
         pools: Mapping[str, PoolConfig] = {p.name: p for p in config.pools if p.provider == name}
@@ -31,7 +29,7 @@ def build_providers(config: Config, redis: aioredis.Redis) -> dict[str, Provider
 
             providers[name] = VsphereProvider(settings, pools)
         else:
-            providers[name] = DummyProvider(settings, sync_twin(redis), pools)
+            providers[name] = DummyProvider(settings, connect_blocking(config.redis), pools)
     return providers
 
 

@@ -20,6 +20,7 @@ Options, under `providers: <name>:` (all optional):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import threading
@@ -37,6 +38,39 @@ from vmpooler_core.provider import CloneSpec, ProviderError, ProviderUnavailable
 def _seconds(options: Mapping[str, Any], key: str, default: float) -> float:
     value = options.get(key)
     return default if value is None else float(value)
+
+
+@dataclasses.dataclass(slots=True)
+class DummyVm:
+    """One VM, as its folder's hash keeps it (JSON). Fields missing from a record take these defaults."""
+
+    created: float = 0.0
+    boots_at: float = 0.0  # when the guest starts reporting its hostname
+    on: bool = False
+    template: str = ""
+    broken: bool = False  # never reports a hostname (ready_fail_percent)
+    host: str | None = None
+    snapshots: dict[str, float] = dataclasses.field(default_factory=dict)  # name -> taken at
+    disks: list[int] = dataclasses.field(default_factory=list)  # sizes in GB, in the order added
+
+    @classmethod
+    def from_json(cls, raw: str) -> DummyVm | None:
+        """The record, or None when `raw` is not one (a hash field written by something else)."""
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                return None
+            host = data.get("host")
+            return cls(created=float(data.get("created", 0)), boots_at=float(data.get("boots_at", 0)),
+                       on=bool(data.get("on")), template=str(data.get("template", "")),
+                       broken=bool(data.get("broken")), host=None if host is None else str(host),
+                       snapshots={str(k): float(v) for k, v in (data.get("snapshots") or {}).items()},
+                       disks=[int(size) for size in data.get("disks") or []])
+        except (ValueError, TypeError, AttributeError):
+            return None
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
 
 
 class DummyProvider:
@@ -75,22 +109,23 @@ class DummyProvider:
         except (redis.ConnectionError, redis.TimeoutError) as err:
             raise ProviderUnavailable(f"dummy provider {self.name}: redis: {err}") from err
 
-    def _load(self, pool: str, name: str) -> dict[str, Any] | None:
+    def _load(self, pool: str, name: str) -> DummyVm:
         raw = self._redis(lambda: self.redis.hget(self._key(pool), name))
-        return None if raw is None else cast(dict[str, Any], json.loads(raw))
+        record = None if raw is None else DummyVm.from_json(raw)
+        if record is None:
+            raise ProviderError(f"dummy: no VM {name}")
+        return record
 
-    def _save(self, pool: str, name: str, record: Mapping[str, Any]) -> None:
-        self._redis(lambda: self.redis.hset(self._key(pool), name, json.dumps(record)))
+    def _save(self, pool: str, name: str, record: DummyVm) -> None:
+        self._redis(lambda: self.redis.hset(self._key(pool), name, record.to_json()))
 
     def _facts(self, name: str, raw: str, now: float) -> VmFacts:
-        try:
-            record = json.loads(raw)
-        except ValueError:
+        record = DummyVm.from_json(raw)
+        if record is None:
             return VmFacts(name, powered_on=False)
-        on = bool(record.get("on"))
-        booted = on and not record.get("broken") and now >= float(record.get("boots_at", 0))
-        return VmFacts(name, powered_on=on, guest_hostname=name if booted else None,
-                       guest_ip=self.guest_ip if booted else None, host=record.get("host"))
+        booted = record.on and not record.broken and now >= record.boots_at
+        return VmFacts(name, powered_on=record.on, guest_hostname=name if booted else None,
+                       guest_ip=self.guest_ip if booted else None, host=record.host)
 
     # The Provider protocol -----------------------------------------------------------------------
 
@@ -104,20 +139,12 @@ class DummyProvider:
         if self._chance(self.clone_fail_percent):
             raise ProviderError(f"dummy: injected failure cloning {spec.name}")
         now = self.clock()
-        record = {"created": now, "boots_at": now + self.boot_time, "on": True, "template": spec.template,
-                  "broken": self._chance(self.ready_fail_percent), "host": spec.target or "dummy-host",
-                  "snapshots": {}, "disks": []}
+        record = DummyVm(created=now, boots_at=now + self.boot_time, on=True, template=spec.template,
+                         broken=self._chance(self.ready_fail_percent), host=spec.target or "dummy-host")
         created = self._redis(lambda: self.redis.hsetnx(self._key(pool, spec.folder), spec.name,
-                                                        json.dumps(record)))
+                                                        record.to_json()))
         if not created:
             raise ProviderError(f"dummy: a VM named {spec.name} already exists")
-
-    def power_off(self, pool: str, name: str) -> None:
-        record = self._load(pool, name)
-        if record is None:
-            raise ProviderError(f"dummy: no VM {name}")
-        record["on"] = False
-        self._save(pool, name, record)
 
     def destroy(self, pool: str, name: str) -> None:
         time.sleep(self.destroy_time)
@@ -127,25 +154,17 @@ class DummyProvider:
 
     def snapshot(self, pool: str, name: str, snapshot: str) -> None:
         record = self._load(pool, name)
-        if record is None:
-            raise ProviderError(f"dummy: no VM {name}")
-        record.setdefault("snapshots", {})[snapshot] = self.clock()
+        record.snapshots[snapshot] = self.clock()
         self._save(pool, name, record)
 
     def revert(self, pool: str, name: str, snapshot: str) -> None:
-        record = self._load(pool, name)
-        if record is None or snapshot not in record.get("snapshots", {}):
+        if snapshot not in self._load(pool, name).snapshots:
             raise ProviderError(f"dummy: {name} has no snapshot {snapshot}")
 
     def add_disk(self, pool: str, name: str, size_gb: int, datastore: str | None) -> None:
         record = self._load(pool, name)
-        if record is None:
-            raise ProviderError(f"dummy: no VM {name}")
-        record.setdefault("disks", []).append(size_gb)
+        record.disks.append(size_gb)
         self._save(pool, name, record)
-
-    def choose_host(self, target: str) -> str | None:
-        return None
 
     def close(self) -> None:
         self.redis.close()

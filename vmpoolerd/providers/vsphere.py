@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from pyVmomi import vim as _vim
@@ -43,6 +44,15 @@ _PLACEMENT_WEIGHT = 0.02  # load a clone placed since then is assumed to add, so
 _TEMPLATE_SECONDS = 60.0
 
 
+@dataclass(slots=True)
+class _ClusterLoads:
+    """A `clone_target` cluster's usable hosts as last read, and the clones placed on each since."""
+
+    read_at: float  # time.monotonic()
+    hosts: list[tuple[float, str, Any]]  # (load 0..1, host name, the HostSystem)
+    placed: dict[str, int] = field(default_factory=dict)  # host name -> clones placed since read_at
+
+
 def _host_load(props: Mapping[str, Any]) -> float | None:
     """A host's load, 0..1: the busier of CPU and memory; None when it cannot take a VM."""
     if props.get("runtime.connectionState") != "connected" or props.get("runtime.inMaintenanceMode"):
@@ -63,8 +73,7 @@ class VsphereProvider:
         self.clone_timeout: float | None = None if timeout is None else float(timeout)
         self.session = Session(config.name, options)
         self._pools = dict(pools)
-        # cluster -> (read at, [(load, host name, host)], placements since): see choose_host
-        self._loads: dict[str, tuple[float, list[tuple[float, str, Any]], dict[str, int]]] = {}
+        self._loads: dict[str, _ClusterLoads] = {}  # by cluster path: see _pick_host
         self._loads_lock = threading.Lock()
 
     def _folder(self, pool: str) -> str:
@@ -114,7 +123,7 @@ class VsphereProvider:
             if spec.target:
                 cluster = self.session.find(content, spec.target, kind="host")
                 relocate.pool = self.session.cached(f"pool:{spec.target}", lambda: cluster.resourcePool)
-                relocate.host = self._pick_host(content, spec.target, cluster)[1]
+                relocate.host = self._pick_host(content, spec.target, cluster)
             if spec.datastore:
                 relocate.datastore = self.session.datastore(content, spec.datastore)
             clone_spec = vim.vm.CloneSpec(location=relocate, powerOn=True, template=False)
@@ -142,20 +151,12 @@ class VsphereProvider:
 
     # Host choice ---------------------------------------------------------------------------------
 
-    def choose_host(self, target: str) -> str | None:
-        def run(content: Any) -> str | None:
-            cluster = self.session.find(content, target, kind="host")
-            return self._pick_host(content, target, cluster)[0]
-
-        try:
-            return self.session.run(run)
-        except ProviderError:
-            return None
-
-    def _pick_host(self, content: Any, target: str, cluster: Any) -> tuple[str, Any]:
+    def _pick_host(self, content: Any, target: str, cluster: Any) -> Any:
+        """The least-loaded host of the `clone_target` cluster, counting the clones placed since its loads
+        were read."""
         with self._loads_lock:
             cached = self._loads.get(target)
-        if cached is None or time.monotonic() - cached[0] > _HOST_LOAD_SECONDS:
+        if cached is None or time.monotonic() - cached.read_at > _HOST_LOAD_SECONDS:
             hosts = []
             for host, props in retrieve(content, cluster, (vim.ComputeResource, "host"), vim.HostSystem,
                                         _HOST_PROPS):
@@ -164,28 +165,19 @@ class VsphereProvider:
                     hosts.append((load, str(props.get("name")), host))
             if not hosts:
                 raise ProviderError(f"vsphere {self.name}: no usable host in {target}")
-            cached = (time.monotonic(), hosts, {})
+            cached = _ClusterLoads(time.monotonic(), hosts)
         with self._loads_lock:
             self._loads[target] = cached
-            _, hosts, placed = cached
-            load, name, host = min(hosts, key=lambda h: h[0] + _PLACEMENT_WEIGHT * placed.get(h[1], 0))
+            placed = cached.placed
+            _, name, host = min(cached.hosts, key=lambda h: h[0] + _PLACEMENT_WEIGHT * placed.get(h[1], 0))
             placed[name] = placed.get(name, 0) + 1
-        return name, host
+        return host
 
     # VM operations -------------------------------------------------------------------------------
 
     def _power_off(self, content: Any, vm: Any) -> None:
         if vm.runtime.powerState == "poweredOn":
             self.session.wait(content, vm.PowerOffVM_Task(), self.session.timeout)
-
-    def power_off(self, pool: str, name: str) -> None:
-        def run(content: Any) -> None:
-            vm = self._vm(content, pool, name)
-            if vm is None:
-                raise ProviderError(f"vsphere {self.name}: no VM {name}")
-            self._power_off(content, vm)
-
-        self.session.run(run)
 
     def destroy(self, pool: str, name: str) -> None:
         def run(content: Any) -> None:
