@@ -9,6 +9,7 @@ import redis
 
 from tests.conftest import make_config
 from vmpooler_core import clock, status, vms
+from vmpooler_core.access import Access
 from vmpooler_core.config import Config
 from vmpooler_core.errors import InvalidRequest, NotFound, Unauthorized
 from vmpooler_core.inventory import Inventory, new_token
@@ -115,16 +116,19 @@ def test_shorten_only_strips_the_configured_domain() -> None:
 def test_modifications_are_validated_before_anything_is_written() -> None:
     cfg = make_config("config: {allowed_tags: [project], max_lifetime_upper_limit: 168}\n"
                       "tagfilter: {project: '(.*)\\/'}\n")
-    change = vms.parse_modification({"lifetime": "4", "tags": {"project": "foo.com/x.html"}}, cfg, False)
+    change = vms.parse_modification({"lifetime": "4", "tags": {"project": "foo.com/x.html"}}, cfg)
     assert change.lifetime == 4 and change.tags == {"project": "foo.com"}
     for bad in ({"lifetime": "0"}, {"lifetime": -1}, {"lifetime": "x"}, {"lifetime": 200}, {"tags": {"other": "v"}},
                 {"tags": []}, {"colour": "red"}, [], "x"):
         with pytest.raises(InvalidRequest):
-            vms.parse_modification(bad, cfg, False)
-    assert vms.parse_modification({"tags": {"project": ""}}, cfg, False).tags == {}
+            vms.parse_modification(bad, cfg)
+    assert vms.parse_modification({"tags": {"project": ""}}, cfg).tags == {}
+
+
+async def test_a_lifetime_change_with_auth_needs_a_token(inventory: Inventory) -> None:
     auth = make_config("auth: {provider: users, users: {a: b}}\n")
     with pytest.raises(Unauthorized):
-        vms.parse_modification({"lifetime": 2}, auth, has_token=False)
+        await Access(auth, inventory).modification({}, {"lifetime": 2}, None)
 
 
 async def test_revert_needs_a_recorded_snapshot(inventory: Inventory, sync_redis: redis.Redis) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .access import Access
 from .config import Config
 from .errors import Conflict, InvalidRequest, NoCapacity, NotFound, TooManyVms, Unauthorized
 from .inventory import Inventory
@@ -43,6 +44,7 @@ class Checkout:
         self.config = config
         self.inventory = inventory
         self.metrics = metrics
+        self.access = Access(config, inventory)
 
     async def take(self, request: CheckoutRequest, token: str | None = None, rate: Bucket | None = None) -> Allocation:
         try:
@@ -58,8 +60,7 @@ class Checkout:
         # flexible alias must not take the last VM of a pool that another entry can only get there.
         entries = sorted(((name, count, self.config.candidates(name)) for name, count in request.counts if count),
                          key=lambda e: (e[0] not in self.config.pool_index, len(e[2])))
-        # Tokens only mean something when auth is configured (as in the original).
-        use_token = token if (token and self.config.auth_enabled) else ""
+        use_token = self.access.credited(token)
         lifetime = self.config.app.vm_lifetime_auth if use_token else None
         raw = await self.inventory.checkout(entries, token=use_token,
                                             lifetime=lifetime if lifetime and lifetime > 0 else None,

@@ -18,7 +18,6 @@ from vmpooler_core.errors import Conflict, InvalidRequest, NotFound
 from vmpooler_core.ratelimit import Bucket
 from vmpooler_core.request import CheckoutRequest
 
-from .access import require_owner, require_token
 from .endpoint import Handler, counts_own_rate, document, ok
 from .inputs import auth_token, hostname, json_body
 from .responses import JsonResponse
@@ -81,15 +80,7 @@ async def get_vm(request: Request, services: Services) -> Response:
 async def modify_vm(request: Request, services: Services) -> Response:
     host = hostname(request, services.config)
     vm, _state = await vms.load(services.inventory, host)  # unknown VM: 404 before the body is read
-    body = await json_body(request)
-    token = auth_token(request)
-    changes_lifetime = isinstance(body, dict) and "lifetime" in body
-    has_token = False
-    if changes_lifetime and services.config.auth_enabled and token:
-        has_token = bool(await require_token(request, services))
-    change = vms.parse_modification(body, services.config, has_token)
-    if change.lifetime is not None:
-        require_owner(services, vm, token)
+    change = await services.access.modification(vm, await json_body(request), auth_token(request))
     await vms.modify(services.inventory, host, change)
     return ok()
 
@@ -106,12 +97,9 @@ async def return_vm(request: Request, services: Services) -> Response:
 
 
 async def _owned_vm(request: Request, services: Services) -> tuple[str, dict[str, str]]:
-    """Token first (401 before the VM's existence is revealed), then the VM (404), then ownership."""
-    token = await require_token(request, services)
-    host = hostname(request, services.config)
-    vm, _state = await vms.load(services.inventory, host)
-    require_owner(services, vm, token)
-    return host, vm
+    # The host name is checked by the policy, after the token: 401 before a VM's existence is revealed.
+    host = vms.shorten(request.path_params["hostname"], services.config.app.domain)
+    return host, await services.access.vm_for_work(host, auth_token(request))
 
 
 async def add_disk(request: Request, services: Services) -> Response:
