@@ -14,6 +14,7 @@ from vmpooler_core.config import Config
 from vmpooler_core.errors import InvalidRequest, NotFound, Unauthorized
 from vmpooler_core.inventory import Inventory, new_token
 from vmpooler_core.keys import Keys
+from vmpooler_core.replies import Forgotten
 
 K = Keys()
 
@@ -42,7 +43,7 @@ async def test_running_to_completed_drops_active(inventory: Inventory, sync_redi
 async def test_forget_removes_from_every_set_and_expires(inventory: Inventory, sync_redis: redis.Redis) -> None:
     await inventory.add_pending("pool1", "vm1", "t")
     sync_redis.smove(K.pending("pool1"), K.completed("pool1"), "vm1")
-    assert await inventory.forget("pool1", "vm1", destroyed=True) == 1
+    assert await inventory.forget("pool1", "vm1", destroyed=True) == Forgotten(1)
     assert not any(sync_redis.sismember(K.state(s, "pool1"), "vm1") for s in ("pending", "completed"))
     assert sync_redis.hget(K.vm("vm1"), "destroy")
     assert 0 < sync_redis.ttl(K.vm("vm1")) <= 168 * 3600

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import assert_never
 
 from .access import Access
 from .config import Config
@@ -19,6 +20,7 @@ from .errors import Conflict, InvalidRequest, NoCapacity, NotFound, TooManyVms, 
 from .inventory import Inventory
 from .metrics import Metrics
 from .ratelimit import Bucket, exceeded
+from .replies import BadToken, CheckedOut, Empty, NoSuchVm, NotOwner, NotRunning, OverRate, Returned, TooMany
 from .request import CheckoutRequest, validate
 
 
@@ -62,37 +64,42 @@ class Checkout:
                          key=lambda e: (e[0] not in self.config.pool_index, len(e[2])))
         use_token = self.access.credited(token)
         lifetime = self.config.app.vm_lifetime_auth if use_token else None
-        raw = await self.inventory.checkout(entries, token=use_token,
-                                            lifetime=lifetime if lifetime and lifetime > 0 else None,
-                                            cap=self.config.app.max_vms_per_token, rate=rate)
-        if raw[0] == "unauthorized":
-            raise Unauthorized("invalid token")
-        if raw[0] == "ratelimited":
-            self.metrics.increment("checkout.ratelimited")
-            raise exceeded(raw)
-        if raw[0] == "toomany":
-            self.metrics.increment("checkout.toomany")
-            raise TooManyVms(int(raw[1]), int(raw[2]))
-        if raw[0] == "empty":
-            self.metrics.increment(f"checkout.empty.{raw[1]}")
-            raise NoCapacity(f"not enough ready VMs for {raw[1]!r}", raw[1])
-        # Report in the order the client asked, whatever order the script served the entries in.
-        position = {name: index for index, name in enumerate(request.names())}
-        vms = tuple(sorted(((raw[i], raw[i + 1], raw[i + 2]) for i in range(1, len(raw), 3)),
-                           key=lambda vm: position[vm[0]]))
-        for _, pool, _ in vms:
-            self.metrics.increment(f"checkout.success.{pool}")
-        return Allocation(vms)
+        reply = await self.inventory.checkout(entries, token=use_token,
+                                              lifetime=lifetime if lifetime and lifetime > 0 else None,
+                                              cap=self.config.app.max_vms_per_token, rate=rate)
+        match reply:
+            case CheckedOut(served):
+                # Report in the order the client asked, whatever order the script served the entries in.
+                position = {name: index for index, name in enumerate(request.names())}
+                vms = tuple(sorted(served, key=lambda vm: position[vm[0]]))
+                for _, pool, _ in vms:
+                    self.metrics.increment(f"checkout.success.{pool}")
+                return Allocation(vms)
+            case Empty(name):
+                self.metrics.increment(f"checkout.empty.{name}")
+                raise NoCapacity(f"not enough ready VMs for {name!r}", name)
+            case BadToken():
+                raise Unauthorized("invalid token")
+            case TooMany(held, cap):
+                self.metrics.increment("checkout.toomany")
+                raise TooManyVms(held, cap)
+            case OverRate():
+                self.metrics.increment("checkout.ratelimited")
+                raise exceeded(reply)
+        assert_never(reply)
 
     async def give_back(self, host: str, token: str | None = None, rate: Bucket | None = None) -> str:
         """running -> completed; returns the pool. The VM is destroyed by the manager."""
-        raw = await self.inventory.return_vm(host, token or "", rate)
-        if raw[0] == "ratelimited":
-            raise exceeded(raw)
-        if raw[0] == "notfound":
-            raise NotFound(f"no VM named {host!r}")
-        if raw[0] == "unauthorized":
-            raise Unauthorized(f"{host} was checked out with another token")
-        if raw[0] == "notrunning":
-            raise Conflict(f"{host} is not checked out")
-        return str(raw[1])
+        reply = await self.inventory.return_vm(host, token or "", rate)
+        match reply:
+            case Returned(pool):
+                return pool
+            case NoSuchVm():
+                raise NotFound(f"no VM named {host!r}")
+            case NotOwner():
+                raise Unauthorized(f"{host} was checked out with another token")
+            case NotRunning():
+                raise Conflict(f"{host} is not checked out")
+            case OverRate():
+                raise exceeded(reply)
+        assert_never(reply)
