@@ -18,7 +18,7 @@ from .access import Access
 from .config import Config
 from .errors import Conflict, InvalidRequest, NoCapacity, NotFound, TooManyVms, Unauthorized
 from .inventory import Inventory
-from .metrics import Metrics
+from .metrics import Metrics, Outcome
 from .ratelimit import Bucket, exceeded
 from .replies import BadToken, CheckedOut, Empty, NoSuchVm, NotOwner, NotRunning, OverRate, Returned, TooMany
 from .request import CheckoutRequest, validate
@@ -53,10 +53,10 @@ class Checkout:
             validate(request, self.config)
         except NotFound as err:
             for name in err.names:
-                self.metrics.increment(f"checkout.invalid.{name}")
+                self.metrics.checkout(Outcome.INVALID, name)
             raise
         except InvalidRequest:
-            self.metrics.increment("checkout.invalid.unknown")
+            self.metrics.checkout(Outcome.INVALID)
             raise
         # Direct pool requests are served first and then aliases, fewest target pools first: a
         # flexible alias must not take the last VM of a pool that another entry can only get there.
@@ -73,18 +73,18 @@ class Checkout:
                 position = {name: index for index, name in enumerate(request.names())}
                 vms = tuple(sorted(served, key=lambda vm: position[vm[0]]))
                 for _, pool, _ in vms:
-                    self.metrics.increment(f"checkout.success.{pool}")
+                    self.metrics.checkout(Outcome.SUCCESS, pool)
                 return Allocation(vms)
             case Empty(name):
-                self.metrics.increment(f"checkout.empty.{name}")
+                self.metrics.checkout(Outcome.EMPTY, name)
                 raise NoCapacity(f"not enough ready VMs for {name!r}", name)
             case BadToken():
                 raise Unauthorized("invalid token")
             case TooMany(held, cap):
-                self.metrics.increment("checkout.toomany")
+                self.metrics.checkout(Outcome.TOOMANY)
                 raise TooManyVms(held, cap)
             case OverRate():
-                self.metrics.increment("checkout.ratelimited")
+                self.metrics.checkout(Outcome.RATELIMITED)
                 raise exceeded(reply)
         assert_never(reply)
 

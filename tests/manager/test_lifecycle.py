@@ -13,7 +13,8 @@ import pytest
 import redis
 from redis import asyncio as aioredis
 
-from tests.manager.conftest import FakeClock, MakeManager, RecordingMetrics, dummy_config, passes, states
+from tests.conftest import StatsdNames
+from tests.manager.conftest import FakeClock, MakeManager, dummy_config, passes, states
 from vmpooler_core import vms
 from vmpooler_core.checkout import Checkout
 from vmpooler_core.inventory import Inventory
@@ -65,7 +66,7 @@ async def test_refill_after_checkout(make_manager: MakeManager, sync_redis: redi
 
 async def test_lifetime_expiry_then_destroy(make_manager: MakeManager, sync_redis: redis.Redis,
                                             aredis: aioredis.Redis, clock: FakeClock,
-                                            metrics: RecordingMetrics) -> None:
+                                            metrics: StatsdNames) -> None:
     config = dummy_config(ONE_POOL, vm_lifetime=2)
     manager = await make_manager(config)
     await filled(manager, sync_redis)

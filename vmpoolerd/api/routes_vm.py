@@ -15,6 +15,7 @@ from vmpooler_core import vms
 from vmpooler_core.checkout import Allocation
 from vmpooler_core.config import Config
 from vmpooler_core.errors import Conflict, InvalidRequest, NotFound
+from vmpooler_core.metrics import Outcome
 from vmpooler_core.ratelimit import Bucket
 from vmpooler_core.request import CheckoutRequest
 
@@ -49,7 +50,7 @@ async def _checkout(request: Request, services: Services,
         wanted = await parse()
     except (InvalidRequest, NotFound):
         # Malformed or odd names: counted as the original counts a null body, never as a metric name.
-        services.metrics.increment("checkout.invalid.unknown")
+        services.metrics.checkout(Outcome.INVALID)
         raise
     allocation = await services.checkout.take(wanted, token=auth_token(request),
                                               rate=_rate(request, services, "checkout"))

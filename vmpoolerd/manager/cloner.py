@@ -16,6 +16,7 @@ from collections import Counter
 
 from vmpooler_core import clock
 from vmpooler_core.config import PoolConfig
+from vmpooler_core.metrics import Phase
 from vmpooler_core.provider import CloneSpec, Provider, ProviderError
 from vmpooler_core.replies import Kept, Reservation
 
@@ -121,7 +122,7 @@ class Cloner:
         slot.release()
         seconds = time.monotonic() - started
         await self.ctx.inventory.record_clone(pool.name, host, seconds, clock.today(self.ctx.clock()))
-        self.ctx.metrics.timing(f"clone.{pool.name}", seconds)
+        self.ctx.metrics.duration(Phase.CLONE, pool.name, seconds)
         log.info("clone done pool=%s vm=%s seconds=%.1f", pool.name, host, seconds)
         self.ctx.poke(pool.name)
 
