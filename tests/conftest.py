@@ -12,6 +12,7 @@ from vmpooler_core import config_loader
 from vmpooler_core.config import Config
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.keys import Keys
+from vmpooler_core.metrics import NamedSink
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +66,33 @@ def inventory(aredis: aioredis.Redis) -> Inventory:
 
 def make_config(text: str, **env: str) -> Config:
     return config_loader.load(text=text, env=env, source="test.yaml")
+
+
+class StatsdNames(NamedSink):
+    """The metrics sent, by the names and values the statsd sink would send them."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, float]] = []  # (increment | gauge | timing, name, value)
+
+    def send_count(self, label: str) -> None:
+        self.sent.append(("increment", label, 1))
+
+    def send_gauge(self, label: str, value: float) -> None:
+        self.sent.append(("gauge", label, value))
+
+    def send_timing(self, label: str, seconds: float) -> None:
+        self.sent.append(("timing", label, seconds))
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def counts(self) -> list[str]:
+        return [label for kind, label, _ in self.sent if kind == "increment"]
+
+    def last(self, kind: str, label: str) -> float | None:
+        values = [v for k, name, v in self.sent if k == kind and name == label]
+        return values[-1] if values else None
 
 
 POOLS_YAML = """

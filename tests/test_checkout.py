@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from tests.conftest import make_config
+from tests.conftest import StatsdNames, make_config
 from vmpooler_core.checkout import Checkout
 from vmpooler_core.config import Config
 from vmpooler_core.errors import Conflict, InvalidRequest, NoCapacity, NotFound, Unauthorized
@@ -15,14 +15,6 @@ from vmpooler_core.metrics import NullMetrics
 from vmpooler_core.request import from_mapping, from_path
 
 K = Keys()
-
-
-class Recorder(NullMetrics):
-    def __init__(self) -> None:
-        self.counts: list[str] = []
-
-    def increment(self, label: str, value: int = 1) -> None:
-        self.counts.append(label)
 
 
 def ready(r: redis.Redis, pool: str, *hosts: str) -> None:
@@ -36,16 +28,16 @@ def state(r: redis.Redis, pool: str) -> dict[str, set[str]]:
 
 
 @pytest.fixture
-def metrics() -> Recorder:
-    return Recorder()
+def metrics() -> StatsdNames:
+    return StatsdNames()
 
 
 @pytest.fixture
-def co(config: Config, inventory: Inventory, metrics: Recorder) -> Checkout:
+def co(config: Config, inventory: Inventory, metrics: StatsdNames) -> Checkout:
     return Checkout(config, inventory, metrics)
 
 
-async def test_one_vm_moves_ready_to_running(co: Checkout, sync_redis: redis.Redis, metrics: Recorder) -> None:
+async def test_one_vm_moves_ready_to_running(co: Checkout, sync_redis: redis.Redis, metrics: StatsdNames) -> None:
     ready(sync_redis, "pool1", "vm1")
     got = await co.take(from_mapping({"pool1": "1"}))
     assert got.by_pool() == {"pool1": ["vm1"]}
@@ -61,7 +53,7 @@ async def test_alias_is_keyed_by_real_pool_name(co: Checkout, sync_redis: redis.
     assert got.vms == (("poolone", "pool1", "vm1"),)
 
 
-async def test_unknown_name_takes_nothing(co: Checkout, sync_redis: redis.Redis, metrics: Recorder) -> None:
+async def test_unknown_name_takes_nothing(co: Checkout, sync_redis: redis.Redis, metrics: StatsdNames) -> None:
     ready(sync_redis, "pool1", "vm1")
     with pytest.raises(NotFound) as err:
         await co.take(from_mapping({"pool1": "1", "poolpoolpool": "1"}))
@@ -70,7 +62,7 @@ async def test_unknown_name_takes_nothing(co: Checkout, sync_redis: redis.Redis,
     assert metrics.counts == ["checkout.invalid.poolpoolpool"]
 
 
-async def test_empty_pool_returns_everything(co: Checkout, sync_redis: redis.Redis, metrics: Recorder) -> None:
+async def test_empty_pool_returns_everything(co: Checkout, sync_redis: redis.Redis, metrics: StatsdNames) -> None:
     ready(sync_redis, "pool1", "vm1", "vm2")
     with pytest.raises(NoCapacity) as err:
         await co.take(from_mapping({"pool1": "2", "pool2": "3"}))

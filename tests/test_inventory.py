@@ -9,23 +9,26 @@ import redis
 
 from tests.conftest import make_config
 from vmpooler_core import clock, status, vms
+from vmpooler_core.access import Access
 from vmpooler_core.config import Config
 from vmpooler_core.errors import InvalidRequest, NotFound, Unauthorized
 from vmpooler_core.inventory import Inventory, new_token
 from vmpooler_core.keys import Keys
+from vmpooler_core.replies import Forgotten, Reservation
 
 K = Keys()
 
 
-async def reserve(inventory: Inventory, sync_redis: redis.Redis, pool: str, host: str, template: str) -> str:
+async def reserve(inventory: Inventory, sync_redis: redis.Redis, pool: str, host: str, template: str) -> Reservation:
     """A clone recorded as the manager's fill records it: under the pool's lease, below its size."""
     sync_redis.set(K.lease(pool), "m1")
     return await inventory.reserve_clone(pool, host, template, size=5, owner="m1")
 
 
 async def test_pending_to_ready_to_completed(inventory: Inventory, sync_redis: redis.Redis) -> None:
-    assert await reserve(inventory, sync_redis, "pool1", "vm1", "templates/pool1") == "ok"
-    assert await reserve(inventory, sync_redis, "pool1", "vm1", "templates/pool1") == "taken", "hostname reused"
+    assert await reserve(inventory, sync_redis, "pool1", "vm1", "templates/pool1") is Reservation.RESERVED
+    again = await reserve(inventory, sync_redis, "pool1", "vm1", "templates/pool1")
+    assert again is Reservation.TAKEN, "hostname reused"
     assert sync_redis.smembers(K.pending("pool1")) == {"vm1"}
     vm = sync_redis.hgetall(K.vm("vm1"))
     assert vm["pool"] == vm["template"] == "pool1" and clock.parse(vm["clone"])
@@ -46,9 +49,9 @@ async def test_running_to_completed_drops_active(inventory: Inventory, sync_redi
 
 
 async def test_forget_removes_from_every_set_and_expires(inventory: Inventory, sync_redis: redis.Redis) -> None:
-    assert await reserve(inventory, sync_redis, "pool1", "vm1", "t") == "ok"
+    assert await reserve(inventory, sync_redis, "pool1", "vm1", "t") is Reservation.RESERVED
     sync_redis.smove(K.pending("pool1"), K.completed("pool1"), "vm1")
-    assert await inventory.forget("pool1", "vm1", destroyed=True) == 1
+    assert await inventory.forget("pool1", "vm1", destroyed=True) == Forgotten(1)
     assert not any(sync_redis.sismember(K.state(s, "pool1"), "vm1") for s in ("pending", "completed"))
     assert sync_redis.hget(K.vm("vm1"), "destroy")
     assert 0 < sync_redis.ttl(K.vm("vm1")) <= 168 * 3600
@@ -122,16 +125,19 @@ def test_shorten_only_strips_the_configured_domain() -> None:
 def test_modifications_are_validated_before_anything_is_written() -> None:
     cfg = make_config("config: {allowed_tags: [project], max_lifetime_upper_limit: 168}\n"
                       "tagfilter: {project: '(.*)\\/'}\n")
-    change = vms.parse_modification({"lifetime": "4", "tags": {"project": "foo.com/x.html"}}, cfg, False)
+    change = vms.parse_modification({"lifetime": "4", "tags": {"project": "foo.com/x.html"}}, cfg)
     assert change.lifetime == 4 and change.tags == {"project": "foo.com"}
     for bad in ({"lifetime": "0"}, {"lifetime": -1}, {"lifetime": "x"}, {"lifetime": 200}, {"tags": {"other": "v"}},
                 {"tags": []}, {"colour": "red"}, [], "x"):
         with pytest.raises(InvalidRequest):
-            vms.parse_modification(bad, cfg, False)
-    assert vms.parse_modification({"tags": {"project": ""}}, cfg, False).tags == {}
+            vms.parse_modification(bad, cfg)
+    assert vms.parse_modification({"tags": {"project": ""}}, cfg).tags == {}
+
+
+async def test_a_lifetime_change_with_auth_needs_a_token(inventory: Inventory) -> None:
     auth = make_config("auth: {provider: users, users: {a: b}}\n")
     with pytest.raises(Unauthorized):
-        vms.parse_modification({"lifetime": 2}, auth, has_token=False)
+        await Access(auth, inventory).modification({}, {"lifetime": 2}, None)
 
 
 async def test_revert_needs_a_recorded_snapshot(inventory: Inventory, sync_redis: redis.Redis) -> None:

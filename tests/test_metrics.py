@@ -10,16 +10,19 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import make_config
+from tests.conftest import StatsdNames, make_config
 from tests.redis_server import free_port
 from vmpooler_core.checkout import Checkout
 from vmpooler_core.config import SinkSettings
 from vmpooler_core.errors import NoCapacity, NotFound
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.keys import Keys
-from vmpooler_core.metrics import GraphiteMetrics, NullMetrics, StatsdMetrics, from_settings
+from vmpooler_core.metrics import Figure, GraphiteMetrics, NullMetrics, Outcome, Phase, StatsdMetrics, from_settings
 from vmpooler_core.request import from_path
+from vmpoolerd.prometheus import Registry, Tee
 
 
 @pytest.fixture
@@ -85,17 +88,17 @@ async def test_checkout_metrics_reach_statsd(udp: socket.socket, inventory: Inve
 
 def test_statsd_gauge_and_timing(udp: socket.socket) -> None:
     sink = StatsdMetrics(SinkSettings("127.0.0.1", udp.getsockname()[1], "vmpooler"))
-    sink.gauge("ready.pool1", 4)
-    sink.timing("clone.templates/centos", 1.5)
+    sink.pool_figure(Figure.READY, "pool1", 4)
+    sink.duration(Phase.CLONE, "templates/centos", 1.5)
     assert udp.recv(512) == b"vmpooler.ready.pool1:4|g"
     assert udp.recv(512) == b"vmpooler.clone.templates/centos:1500.000000|ms"
 
 
 def test_graphite_lines(graphite: socketserver.ThreadingTCPServer) -> None:
     sink = GraphiteMetrics(SinkSettings("127.0.0.1", graphite.server_address[1], "vmpooler"))
-    sink.gauge("ready.pool1", 3)
-    sink.increment("checkout.success.pool1")
-    sink.timing("destroy.pool1", 2.5)
+    sink.pool_figure(Figure.READY, "pool1", 3)
+    sink.checkout(Outcome.SUCCESS, "pool1")
+    sink.duration(Phase.DESTROY, "pool1", 2.5)
     lines: list[str] = graphite.lines  # type: ignore[attr-defined]
     _wait_for(lambda: len(lines) == 3)
     sink.close()
@@ -112,8 +115,8 @@ def test_dead_servers_never_block_or_raise() -> None:
                  StatsdMetrics(SinkSettings("no-such-host.invalid", 8125))):
         start = time.perf_counter()
         for _ in range(1000):
-            sink.increment("checkout.success.pool1")
-            sink.gauge("ready.pool1", 1)
+            sink.checkout(Outcome.SUCCESS, "pool1")
+            sink.pool_figure(Figure.READY, "pool1", 1)
         assert time.perf_counter() - start < 1.0
         sink.close()
 
@@ -121,7 +124,7 @@ def test_dead_servers_never_block_or_raise() -> None:
 def test_graphite_recovers_when_the_server_comes_back() -> None:
     port = free_port()
     sink = GraphiteMetrics(SinkSettings("127.0.0.1", port), retry_seconds=0.05)
-    sink.increment("lost")  # nobody listens yet: dropped, not queued forever, not raised
+    sink.send_count("lost")  # nobody listens yet: dropped, not queued forever, not raised
     server = socketserver.ThreadingTCPServer(("127.0.0.1", port), _Lines)
     server.lines = []  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -130,9 +133,43 @@ def test_graphite_recovers_when_the_server_comes_back() -> None:
         deadline = time.monotonic() + 5
         while not any(line.startswith("vmpooler.back ") for line in lines):
             assert time.monotonic() < deadline, "graphite sink never reconnected"
-            sink.increment("back")
+            sink.send_count("back")
             time.sleep(0.02)
     finally:
         sink.close()
         server.shutdown()
         server.server_close()
+
+
+def test_the_statsd_name_of_every_event(udp: socket.socket) -> None:
+    sink = StatsdMetrics(SinkSettings("127.0.0.1", udp.getsockname()[1], "vmp"))
+    sink.checkout(Outcome.INVALID)  # a request whose names could not be read
+    sink.checkout(Outcome.RATELIMITED)
+    sink.checkout(Outcome.TOOMANY, "pool1")  # counted per request, not per name
+    sink.pool_figure(Figure.RUNNING, "pool1", 2)
+    sink.duration(Phase.BOOT, "pool1", 0.25)
+    assert [udp.recv(512) for _ in range(5)] == [
+        b"vmp.checkout.invalid.unknown:1|c", b"vmp.checkout.ratelimited:1|c", b"vmp.checkout.toomany:1|c",
+        b"vmp.running.pool1:2|g", b"vmp.boot.pool1:250.000000|ms"]
+
+
+def test_prometheus_counts_the_same_events_by_label() -> None:
+    registry = Registry()
+    inner = StatsdNames()
+    tee = Tee(inner, registry)
+    tee.checkout(Outcome.SUCCESS, "pool1")
+    tee.checkout(Outcome.SUCCESS, "pool1")
+    tee.checkout(Outcome.INVALID)
+    tee.checkout(Outcome.RATELIMITED)
+    tee.duration(Phase.CLONE, "pool1", 3.0)
+    tee.pool_figure(Figure.READY, "pool1", 4)
+    assert inner.counts == ["checkout.success.pool1"] * 2 + ["checkout.invalid.unknown", "checkout.ratelimited"]
+    assert inner.last("timing", "clone.pool1") == 3.0 and inner.last("gauge", "ready.pool1") == 4
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(generate_latest(registry.registry).decode())
+               for s in family.samples}
+    assert samples[("vmpooler_checkouts_total", (("outcome", "success"), ("pool", "pool1")))] == 2
+    assert samples[("vmpooler_checkouts_total", (("outcome", "invalid"), ("pool", "unknown")))] == 1
+    assert samples[("vmpooler_checkouts_total", (("outcome", "ratelimited"), ("pool", "")))] == 1
+    assert samples[("vmpooler_clone_seconds_count", (("pool", "pool1"),))] == 1
+    assert samples[("vmpooler_clone_seconds_sum", (("pool", "pool1"),))] == 3.0

@@ -13,6 +13,7 @@ from vmpooler_core.errors import RateLimited
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.keys import Keys
 from vmpooler_core.ratelimit import Bucket, exceeded
+from vmpooler_core.replies import Counted, Empty, NoSuchVm, OverRate
 
 K = Keys()
 TOKEN = "abcdefghijklmnopqrstuvwxyz012345"
@@ -24,7 +25,7 @@ def bucket(limit: int = 4, period: int = 60, token: str = "", token_limit: int =
 
 async def allowed(inventory: Inventory, b: Bucket, times: int) -> int:
     """How many of `times` requests in a row go ahead."""
-    return sum([(await inventory.rate_limit(b))[0] == "ok" for _ in range(times)])
+    return sum([await inventory.rate_limit(b) == Counted() for _ in range(times)])
 
 
 def elapse(r: redis.Redis, key: str, seconds: float) -> None:
@@ -38,10 +39,10 @@ async def test_a_burst_of_exactly_limit_then_refusals_that_count_nothing(
     b = bucket(limit=4)
     assert await allowed(inventory, b, 4) == 4
     stored = sync_redis.get(b.address_key)
-    raw = await inventory.rate_limit(b)
-    assert raw[0] == "ratelimited"
+    reply = await inventory.rate_limit(b)
+    assert isinstance(reply, OverRate)
     assert sync_redis.get(b.address_key) == stored  # a refused request is not counted
-    err = exceeded(raw)
+    err = exceeded(reply)
     assert (err.limit, err.period) == (4, 60)
     assert 10 <= err.retry_after <= 15  # one interval (60 s / 4) until the next request
     assert abs(err.reset - (time.time() + 60)) <= 5  # the whole allowance is back a period from now
@@ -99,11 +100,11 @@ async def test_a_failing_limiter_lets_the_request_through(inventory: Inventory) 
     broken = Bucket("", 0, 0, "", 5, "not a number", K.rate_bucket("other", "address", "x"))  # type: ignore[arg-type]
     assert await allowed(inventory, broken, 10) == 10
     # ...also inside checkout.lua: the checkout itself goes on.
-    assert (await inventory.checkout([("pool1", 1, ["pool1"])], rate=broken))[0] == "empty"
+    assert await inventory.checkout([("pool1", 1, ["pool1"])], rate=broken) == Empty("pool1")
 
 
 def test_exceeded_rounds_up_to_whole_seconds() -> None:
-    err = exceeded(["ratelimited", 3, 60000, 1, 1_700_000_000_001])
+    err = exceeded(OverRate(3, 60000, 1, 1_700_000_000_001))
     assert isinstance(err, RateLimited)
     assert (err.retry_after, err.reset) == (1, 1_700_000_001)  # never "retry after 0 seconds"
 
@@ -114,7 +115,7 @@ async def test_the_scripts_without_rate_arguments_are_unchanged(
     # Callers that pass no bucket (the CLI's Redis backend, older callers) are never limited.
     for _ in range(30):
         if script == "checkout":
-            assert (await inventory.checkout([("pool1", 1, ["pool1"])]))[0] == "empty"
+            assert await inventory.checkout([("pool1", 1, ["pool1"])]) == Empty("pool1")
         else:
-            assert (await inventory.return_vm("nosuchvm"))[0] == "notfound"
+            assert await inventory.return_vm("nosuchvm") == NoSuchVm()
     assert not list(sync_redis.scan_iter(K.ratelimit("*")))

@@ -12,12 +12,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import assert_never
 
+from .access import Access
 from .config import Config
 from .errors import InvalidRequest, NoCapacity, NotCheckedOut, NotFound, TooManyVms, Unauthorized, UnknownPool
 from .inventory import Inventory
-from .metrics import Metrics
+from .metrics import Metrics, Outcome
 from .ratelimit import Bucket, exceeded
+from .replies import BadToken, CheckedOut, Empty, NoSuchVm, NotOwner, NotRunning, OverRate, Returned, TooMany
 from .request import CheckoutRequest, validate
 
 
@@ -43,55 +46,60 @@ class Checkout:
         self.config = config
         self.inventory = inventory
         self.metrics = metrics
+        self.access = Access(config, inventory)
 
     async def take(self, request: CheckoutRequest, token: str | None = None, rate: Bucket | None = None) -> Allocation:
         try:
             validate(request, self.config)
         except UnknownPool as err:
             for name in err.names:
-                self.metrics.increment(f"checkout.invalid.{name}")
+                self.metrics.checkout(Outcome.INVALID, name)
             raise
         except InvalidRequest:
-            self.metrics.increment("checkout.invalid.unknown")
+            self.metrics.checkout(Outcome.INVALID)
             raise
         # Direct pool requests are served first and then aliases, fewest target pools first: a
         # flexible alias must not take the last VM of a pool that another entry can only get there.
         entries = sorted(((name, count, self.config.candidates(name)) for name, count in request.counts if count),
                          key=lambda e: (e[0] not in self.config.pool_index, len(e[2])))
-        # Tokens only mean something when auth is configured (as in the original).
-        use_token = token if (token and self.config.auth_enabled) else ""
+        use_token = self.access.credited(token)
         lifetime = self.config.app.vm_lifetime_auth if use_token else None
-        raw = await self.inventory.checkout(entries, token=use_token,
-                                            lifetime=lifetime if lifetime and lifetime > 0 else None,
-                                            cap=self.config.app.max_vms_per_token, rate=rate)
-        if raw[0] == "unauthorized":
-            raise Unauthorized("invalid token")
-        if raw[0] == "ratelimited":
-            self.metrics.increment("checkout.ratelimited")
-            raise exceeded(raw)
-        if raw[0] == "toomany":
-            self.metrics.increment("checkout.toomany")
-            raise TooManyVms(int(raw[1]), int(raw[2]))
-        if raw[0] == "empty":
-            self.metrics.increment(f"checkout.empty.{raw[1]}")
-            raise NoCapacity(f"not enough ready VMs for {raw[1]!r}", raw[1])
-        # Report in the order the client asked, whatever order the script served the entries in.
-        position = {name: index for index, name in enumerate(request.names())}
-        vms = tuple(sorted(((raw[i], raw[i + 1], raw[i + 2]) for i in range(1, len(raw), 3)),
-                           key=lambda vm: position[vm[0]]))
-        for _, pool, _ in vms:
-            self.metrics.increment(f"checkout.success.{pool}")
-        return Allocation(vms)
+        reply = await self.inventory.checkout(entries, token=use_token,
+                                              lifetime=lifetime if lifetime and lifetime > 0 else None,
+                                              cap=self.config.app.max_vms_per_token, rate=rate)
+        match reply:
+            case CheckedOut(served):
+                # Report in the order the client asked, whatever order the script served the entries in.
+                position = {name: index for index, name in enumerate(request.names())}
+                vms = tuple(sorted(served, key=lambda vm: position[vm[0]]))
+                for _, pool, _ in vms:
+                    self.metrics.checkout(Outcome.SUCCESS, pool)
+                return Allocation(vms)
+            case Empty(name):
+                self.metrics.checkout(Outcome.EMPTY, name)
+                raise NoCapacity(f"not enough ready VMs for {name!r}", name)
+            case BadToken():
+                raise Unauthorized("invalid token")
+            case TooMany(held, cap):
+                self.metrics.checkout(Outcome.TOOMANY)
+                raise TooManyVms(held, cap)
+            case OverRate():
+                self.metrics.checkout(Outcome.RATELIMITED)
+                raise exceeded(reply)
+        assert_never(reply)
 
     async def give_back(self, host: str, token: str | None = None, rate: Bucket | None = None) -> str:
         """running -> completed; returns the pool. The VM is destroyed by the manager."""
-        raw = await self.inventory.return_vm(host, token or "", rate)
-        if raw[0] == "ratelimited":
-            raise exceeded(raw)
-        if raw[0] == "notfound":
-            raise NotFound(f"no VM named {host!r}")
-        if raw[0] == "unauthorized":
-            raise Unauthorized(f"{host} was checked out with another token")
-        if raw[0] == "notrunning":
-            raise NotCheckedOut(f"{host} is not checked out")
-        return str(raw[1])
+        reply = await self.inventory.return_vm(host, token or "", rate)
+        match reply:
+            case Returned(pool):
+                return pool
+            case NoSuchVm():
+                raise NotFound(f"no VM named {host!r}")
+            case NotOwner():
+                raise Unauthorized(f"{host} was checked out with another token")
+            case NotRunning():
+                raise NotCheckedOut(f"{host} is not checked out")
+            case OverRate():
+                raise exceeded(reply)
+        assert_never(reply)

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from redis import asyncio as aioredis
 
-from . import clock, scripts
+from . import clock, replies, scripts
 from .keys import STATES, Keys
 from .ratelimit import Bucket
 
@@ -42,9 +42,9 @@ class Inventory:
 
     async def checkout(self, entries: Sequence[CheckoutEntry], *, token: str = "",
                        lifetime: int | None = None, now: str | None = None, cap: int | None = None,
-                       rate: Bucket | None = None) -> list[str]:
-        """Raw result of checkout.lua: ["ok", req, pool, host, ...] | ["empty", name] | ["unauthorized"]
-        | ["toomany", held, cap] (the token is at its `cap`) | ["ratelimited", ...] (over `rate`)."""
+                       rate: Bucket | None = None) -> replies.CheckoutReply:
+        """checkout.lua, all or nothing: TooMany when the token would go over `cap`, OverRate when the
+        request is over `rate`."""
         hours = "" if lifetime is None else lifetime
         args: list[str | int | float] = [now or clock.stamp(), token, hours, len(entries)]
         for requested, count, candidates in entries:
@@ -53,16 +53,15 @@ class Inventory:
             args.append("" if cap is None else cap)
         if rate is not None:
             args += rate.args()
-        return list(await self._run("checkout", *args))
+        return replies.checkout(await self._run("checkout", *args))
 
-    async def return_vm(self, host: str, token: str = "", rate: Bucket | None = None) -> list[str]:
-        """Raw result of return.lua: ["ok", pool] | ["notfound"] | ["unauthorized", pool] | ["notrunning", pool]
-        | ["ratelimited", ...] (over `rate`)."""
-        return list(await self._run("return", host, token, *(rate.args() if rate else ())))
+    async def return_vm(self, host: str, token: str = "", rate: Bucket | None = None) -> replies.ReturnReply:
+        """return.lua: running -> completed, unless the VM was checked out with another token."""
+        return replies.returned(await self._run("return", host, token, *(rate.args() if rate else ())))
 
-    async def rate_limit(self, rate: Bucket) -> list[str]:
-        """Count one request against its bucket (ratelimit.lua): ["ok"] | ["ratelimited", ...]."""
-        return list(await self._run("ratelimit", *rate.args()))
+    async def rate_limit(self, rate: Bucket) -> replies.RateReply:
+        """Count one request against its bucket (ratelimit.lua)."""
+        return replies.rate(await self._run("ratelimit", *rate.args()))
 
     async def held(self, token: str) -> set[str]:
         """The hosts checked out with `token` and still running, as the per-token cap counts them."""
@@ -73,28 +72,29 @@ class Inventory:
         flat: list[str | int | float] = []
         for field, value in (fields or {}).items():
             flat += [field, str(value)]
-        return bool(await self._run("move", pool, host, source, target, *flat))
+        return replies.moved(await self._run("move", pool, host, source, target, *flat))
 
-    async def forget(self, pool: str, host: str, *, destroyed: bool, only_from: str | None = None) -> int:
-        """Out of every set of its pool; the number of sets it left. With `only_from`, only if it is still
-        in that state, else -1 and nothing changes."""
+    async def forget(self, pool: str, host: str, *, destroyed: bool,
+                     only_from: str | None = None) -> replies.ForgetResult:
+        """Out of every set of its pool. With `only_from`, only if it is still in that state (else Kept)."""
         stamp = clock.stamp() if destroyed else ""
-        return int(await self._run("forget", pool, host, stamp, self.data_ttl, *((only_from,) if only_from else ())))
+        only = (only_from,) if only_from else ()
+        return replies.forgotten(await self._run("forget", pool, host, stamp, self.data_ttl, *only))
 
     async def discover(self, pool: str, hosts: Iterable[str]) -> list[str]:
         hosts = list(hosts)
         if not hosts:
             return []
-        return list(await self._run("discover", pool, *hosts))
+        return replies.discovered(await self._run("discover", pool, *hosts))
 
     # The manager's fill, coordination and statistics ---------------------------------------------
 
     async def reserve_clone(self, pool: str, host: str, template: str, *, size: int, owner: str,
-                            now: str | None = None) -> str:
+                            now: str | None = None) -> replies.Reservation:
         """Record a clone about to start, only while `owner` holds the pool's lease and ready + pending
-        is below `size`. Returns "ok", "taken" (the hostname is in use), "full" or "lease" (lost)."""
-        code = int(await self._run("add_pending", pool, host, now or clock.stamp(), template, size, owner))
-        return {1: "ok", 0: "taken", -1: "full", -2: "lease"}[code]
+        is below `size`."""
+        return replies.reservation(await self._run("add_pending", pool, host, now or clock.stamp(), template,
+                                                   size, owner))
 
     async def pool_state(self, pool: str) -> tuple[dict[str, set[str]], dict[str, str]]:
         """Every state set of one pool and its `active` hash (host -> checkout), in one round trip."""
@@ -111,21 +111,19 @@ class Inventory:
         hosts = list(hosts)
         if not hosts:
             return []
-        return list(await self._run("settle_discovered", pool, *hosts))
+        return replies.settled(await self._run("settle_discovered", pool, *hosts))
 
     async def leases(self, owner: str, pools: Sequence[str], mode: str, seconds: float) -> set[str]:
         """Acquire, renew or release pool leases (see lua/lease.lua); returns the pools held after."""
         if not pools:
             return set()
-        held = await self._run("lease", owner, mode, int(seconds * 1000), *pools)
-        return {pool for pool, mine in zip(pools, held, strict=True) if int(mine)}
+        return replies.leases(await self._run("lease", owner, mode, int(seconds * 1000), *pools), pools)
 
     async def presence(self, owner: str, now: float, stale_after: float, clones: int | None = None,
                        leave: bool = False) -> set[str]:
         """Heartbeat (or leave) and recount the clone counter; returns the live managers' ids."""
-        live = await self._run("presence", owner, f"{now:.3f}", f"{stale_after:.3f}",
-                               "" if clones is None else clones, "leave" if leave else "")
-        return set(live)
+        return set(replies.present(await self._run("presence", owner, f"{now:.3f}", f"{stale_after:.3f}",
+                                                   "" if clones is None else clones, "leave" if leave else "")))
 
     async def record_clone(self, pool: str, host: str, seconds: float, date: str | None = None) -> None:
         """The VM's `clone_time` and the day's clone statistics, in one transaction."""
@@ -235,9 +233,8 @@ class Inventory:
 
     async def touch_token(self, token: str, now: str | None = None) -> str | None:
         """Stamp a token's `last` use and return its user; None when the token does not exist."""
-        user = await self._run("touch_token", token, now or clock.stamp())
-        return None if user is None else str(user)
+        return replies.token_user(await self._run("touch_token", token, now or clock.stamp()))
 
-    async def status_figures(self, pools: Sequence[str], date: str) -> list[str]:
-        """Raw result of status.lua (see the script's header for the layout)."""
-        return list(await self._run("status", date, *pools))
+    async def status_figures(self, pools: Sequence[str], date: str) -> replies.StatusFigures:
+        """Everything /status counts (status.lua), in one round trip."""
+        return replies.status(await self._run("status", date, *pools), pools)

@@ -1,7 +1,10 @@
-"""Metrics: exactly one sink, chosen from the config (statsd wins over graphite; else none).
+"""Metrics: what happened, as typed events, sent to exactly one sink chosen from the config (statsd wins
+over graphite; else none).
 
-Names are the original's: `<prefix>.checkout.success.<pool>`, `checkout.empty.<name>`,
-`checkout.invalid.<name>`, `ready.<pool>`, `running.<pool>`, `clone.<template>`, `destroy.<pool>`.
+Callers report events (`checkout`, `duration`, `pool_figure`); the names are made by the sinks. The
+statsd and graphite sinks use the original's, `<prefix>.<label>` with labels `checkout.success.<pool>`,
+`checkout.empty.<name>`, `checkout.invalid.<name>`, `ready.<pool>`, `running.<pool>`,
+`clone.<pool>`, `boot.<pool>`, `destroy.<pool>`; Prometheus (vmpoolerd/prometheus.py) its own.
 A dead or unreachable metrics server never raises into the caller and never blocks it: statsd is a
 UDP datagram, and graphite lines go through a bounded queue to one background sender thread.
 """
@@ -13,6 +16,8 @@ import queue
 import socket
 import threading
 import time
+from abc import ABC, abstractmethod
+from enum import StrEnum
 from typing import Any, Protocol
 
 from .config import MetricsSettings, SinkSettings
@@ -20,28 +25,84 @@ from .config import MetricsSettings, SinkSettings
 log = logging.getLogger("vmpooler.metrics")
 
 
+class Outcome(StrEnum):
+    """How a checkout ended."""
+
+    SUCCESS = "success"  # one event per VM handed out, named by the pool that supplied it
+    EMPTY = "empty"  # named by the requested name that found too few ready VMs
+    INVALID = "invalid"  # one per unknown name; no name when none could be read
+    RATELIMITED = "ratelimited"
+    TOOMANY = "toomany"  # the token holds its cap of VMs
+
+    def subject(self, name: str | None) -> str | None:
+        """What the outcome is counted against: its name for success, empty and invalid ("unknown"
+        for a request whose names could not be read, as the original counts it); nothing for the others."""
+        if self in (Outcome.RATELIMITED, Outcome.TOOMANY):
+            return None
+        return name or "unknown"
+
+
+class Phase(StrEnum):
+    """Timed stages of a VM's life, each reported per pool by the manager."""
+
+    CLONE = "clone"  # the provider's clone call
+    BOOT = "boot"  # clone start to ready
+    DESTROY = "destroy"  # the provider's destroy call
+
+
+class Figure(StrEnum):
+    """Pool sizes the manager reports on each pass."""
+
+    READY = "ready"
+    RUNNING = "running"
+
+
 class Metrics(Protocol):
-    def increment(self, label: str, value: int = 1) -> None: ...
-    def gauge(self, label: str, value: float) -> None: ...
-    def timing(self, label: str, seconds: float) -> None: ...
+    def checkout(self, outcome: Outcome, name: str | None = None) -> None: ...
+    def duration(self, phase: Phase, pool: str, seconds: float) -> None: ...
+    def pool_figure(self, figure: Figure, pool: str, value: int) -> None: ...
     def close(self) -> None: ...
 
 
 class NullMetrics:
-    def increment(self, label: str, value: int = 1) -> None:
+    def checkout(self, outcome: Outcome, name: str | None = None) -> None:
         pass
 
-    def gauge(self, label: str, value: float) -> None:
+    def duration(self, phase: Phase, pool: str, seconds: float) -> None:
         pass
 
-    def timing(self, label: str, seconds: float) -> None:
+    def pool_figure(self, figure: Figure, pool: str, value: int) -> None:
         pass
 
     def close(self) -> None:
         pass
 
 
-class StatsdMetrics:
+class NamedSink(ABC):
+    """A sink that names each event as the original did, `<label>` with a value of a statsd type: the one
+    place those names are made. Statsd and graphite send them; tests may record them."""
+
+    def checkout(self, outcome: Outcome, name: str | None = None) -> None:
+        subject = outcome.subject(name)
+        self.send_count(f"checkout.{outcome}" if subject is None else f"checkout.{outcome}.{subject}")
+
+    def duration(self, phase: Phase, pool: str, seconds: float) -> None:
+        self.send_timing(f"{phase}.{pool}", seconds)
+
+    def pool_figure(self, figure: Figure, pool: str, value: int) -> None:
+        self.send_gauge(f"{figure}.{pool}", value)
+
+    @abstractmethod
+    def send_count(self, label: str) -> None: ...
+
+    @abstractmethod
+    def send_gauge(self, label: str, value: float) -> None: ...
+
+    @abstractmethod
+    def send_timing(self, label: str, seconds: float) -> None: ...
+
+
+class StatsdMetrics(NamedSink):
     def __init__(self, settings: SinkSettings) -> None:
         self.settings = settings
         self._client: object | None = None
@@ -69,20 +130,20 @@ class StatsdMetrics:
         except OSError as err:  # a datagram that cannot be sent is dropped, never raised
             log.debug("statsd send failed: %s", err)
 
-    def increment(self, label: str, value: int = 1) -> None:
-        self._send("incr", label, value)
+    def send_count(self, label: str) -> None:
+        self._send("incr", label, 1)
 
-    def gauge(self, label: str, value: float) -> None:
+    def send_gauge(self, label: str, value: float) -> None:
         self._send("gauge", label, value)
 
-    def timing(self, label: str, seconds: float) -> None:
+    def send_timing(self, label: str, seconds: float) -> None:
         self._send("timing", label, seconds * 1000.0)
 
     def close(self) -> None:
         pass
 
 
-class GraphiteMetrics:
+class GraphiteMetrics(NamedSink):
     """Plaintext protocol, `<prefix>.<label> <value> <epoch>`, over one reused TCP connection."""
 
     QUEUE_LIMIT = 10_000
@@ -102,14 +163,14 @@ class GraphiteMetrics:
         except queue.Full:
             pass  # the server is down and the backlog is full: drop rather than grow or block
 
-    def increment(self, label: str, value: int = 1) -> None:
+    def send_count(self, label: str) -> None:
+        self._put(label, 1)
+
+    def send_gauge(self, label: str, value: float) -> None:
         self._put(label, value)
 
-    def gauge(self, label: str, value: float) -> None:
-        self._put(label, value)
-
-    def timing(self, label: str, seconds: float) -> None:
-        self._put(label, seconds)
+    def send_timing(self, label: str, seconds: float) -> None:
+        self._put(label, seconds)  # graphite takes seconds, as the original sent them
 
     def close(self) -> None:
         try:

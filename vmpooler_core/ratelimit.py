@@ -7,12 +7,12 @@ the token's when it exists, the client address's otherwise. The caller only name
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .config import ClassLimits
 from .errors import RateLimited
 from .keys import Keys
+from .replies import OverRate
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,7 @@ class Bucket:
                 self.address_limit, self.address_period_ms, self.address_key]
 
 
-def exceeded(raw: Sequence[object]) -> RateLimited:
-    """The exception for a script's `{"ratelimited", limit, period ms, retry ms, full-again epoch ms}`."""
-    limit, period_ms, retry_ms, reset_ms = (int(str(value)) for value in raw[1:5])
-    return RateLimited(limit, period_ms // 1000, max(1, math.ceil(retry_ms / 1000)), math.ceil(reset_ms / 1000))
+def exceeded(over: OverRate) -> RateLimited:
+    """The exception for a script's answer that the request is over its limit, in whole seconds."""
+    return RateLimited(over.limit, over.period_ms // 1000, max(1, math.ceil(over.retry_ms / 1000)),
+                       math.ceil(over.reset_ms / 1000))

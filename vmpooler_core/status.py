@@ -8,13 +8,14 @@ from typing import Any
 from . import clock
 from .config import Config
 from .inventory import Inventory
+from .replies import Durations
 
 
-def _durations(figures: list[str]) -> dict[str, Any]:
-    count, total, low, high = int(figures[0]), float(figures[1]), float(figures[2]), float(figures[3])
+def _durations(figures: Durations) -> dict[str, Any]:
+    count, total = figures.count, figures.total
     return {
-        "duration": {"average": round(total / count, 2) if count else 0, "min": round(low, 2),
-                     "max": round(high, 2), "total": round(total, 2)},
+        "duration": {"average": round(total / count, 2) if count else 0, "min": round(figures.low, 2),
+                     "max": round(figures.high, 2), "total": round(total, 2)},
         "count": {"total": count},
     }
 
@@ -22,13 +23,13 @@ def _durations(figures: list[str]) -> dict[str, Any]:
 async def status(config: Config, inventory: Inventory, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
     names = [pool.name for pool in config.pools]
-    raw = await inventory.status_figures(names, clock.today(now))
-    cloning = int(raw[0])
+    figures = await inventory.status_figures(names, clock.today(now))
     pools: dict[str, Any] = {}
     totals = {"ready": 0, "running": 0, "pending": 0, "completed": 0}
     empty: list[str] = []
-    for index, pool in enumerate(config.pools):
-        ready, running, pending, completed = (int(x) for x in raw[9 + index * 4: 13 + index * 4])
+    for pool in config.pools:
+        counts = figures.pools[pool.name]
+        ready, running, pending, completed = counts.ready, counts.running, counts.pending, counts.completed
         entry: dict[str, Any] = {"ready": ready, "running": running, "pending": pending, "max": pool.size}
         if pool.alias:
             entry["alias"] = list(pool.alias)
@@ -47,13 +48,13 @@ async def status(config: Config, inventory: Inventory, now: float | None = None)
         summary["empty"] = empty
     summary["uptime"] = round(now - config.loaded_at, 1)
     return {
-        "boot": _durations(raw[1:5]),
+        "boot": _durations(figures.boot),
         "capacity": {"current": totals["ready"], "total": size,
                      "percent": round(100.0 * totals["ready"] / size, 1) if size else 0},
-        "clone": _durations(raw[5:9]),
+        "clone": _durations(figures.clone),
         "pools": pools,
-        "queue": {"pending": totals["pending"], "cloning": cloning,
-                  "booting": max(0, totals["pending"] - cloning), "ready": totals["ready"],
+        "queue": {"pending": totals["pending"], "cloning": figures.cloning,
+                  "booting": max(0, totals["pending"] - figures.cloning), "ready": totals["ready"],
                   "running": totals["running"], "completed": totals["completed"],
                   "total": sum(totals.values())},
         "status": summary,

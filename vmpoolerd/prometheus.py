@@ -6,8 +6,8 @@ Two kinds of figures:
 - events (checkouts by outcome, clone, boot and destroy durations, API latency by route) are counted by
   the process they happen in; scrape every process, as with any multi-process service.
 
-Events arrive through the same `Metrics` calls that feed statsd or graphite (`Tee` sends each call to
-both), so the core needs no Prometheus knowledge.
+Events arrive as the same typed `Metrics` events that feed statsd or graphite (`Tee` sends each one to
+both), so the core needs no Prometheus knowledge and no name is parsed here.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from prometheus_client.utils import floatToGoString
 
 from vmpooler_core.config import Config
 from vmpooler_core.inventory import Inventory
-from vmpooler_core.metrics import Metrics
+from vmpooler_core.metrics import Figure, Metrics, Outcome, Phase
 
 _VM_SECONDS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 _API_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -49,9 +49,9 @@ class _PerRequest(Collector):
         series[bisect_left(self.bounds, seconds)] += 1  # the last bucket is +Inf
         series[-1] += seconds
 
-    def count_checkout(self, outcome: str, name: str, value: float) -> None:
+    def count_checkout(self, outcome: str, name: str) -> None:
         key = (outcome, name)
-        self.checkouts[key] = self.checkouts.get(key, 0.0) + value
+        self.checkouts[key] = self.checkouts.get(key, 0.0) + 1
 
     def collect(self) -> Iterator[Metric]:
         checkouts = CounterMetricFamily("vmpooler_checkouts", "Checkout outcomes per pool or requested name",
@@ -101,28 +101,23 @@ class Registry:
 
 
 class Tee:
-    """A `Metrics` that forwards every call to the configured sink and records it for Prometheus."""
+    """A `Metrics` that sends every event to the configured sink and records it for Prometheus."""
 
     def __init__(self, inner: Metrics, prom: Registry) -> None:
         self.inner = inner
         self.prom = prom
+        self._durations = {Phase.CLONE: prom.clone, Phase.BOOT: prom.boot, Phase.DESTROY: prom.destroy}
 
-    def increment(self, label: str, value: int = 1) -> None:
-        self.inner.increment(label, value)
-        kind, _, rest = label.partition(".")
-        if kind == "checkout":
-            outcome, _, name = rest.partition(".")
-            self.prom.per_request.count_checkout(outcome, name, value)
+    def checkout(self, outcome: Outcome, name: str | None = None) -> None:
+        self.inner.checkout(outcome, name)
+        self.prom.per_request.count_checkout(outcome.value, outcome.subject(name) or "")
 
-    def gauge(self, label: str, value: float) -> None:
-        self.inner.gauge(label, value)  # pool gauges are read from Redis at scrape time instead
+    def duration(self, phase: Phase, pool: str, seconds: float) -> None:
+        self.inner.duration(phase, pool, seconds)
+        self._durations[phase].labels(pool).observe(seconds)
 
-    def timing(self, label: str, seconds: float) -> None:
-        self.inner.timing(label, seconds)
-        kind, _, pool = label.partition(".")
-        histogram = {"clone": self.prom.clone, "boot": self.prom.boot, "destroy": self.prom.destroy}.get(kind)
-        if histogram is not None:
-            histogram.labels(pool).observe(seconds)
+    def pool_figure(self, figure: Figure, pool: str, value: int) -> None:
+        self.inner.pool_figure(figure, pool, value)  # Prometheus reads pool figures from Redis at scrape time
 
     def close(self) -> None:
         self.inner.close()

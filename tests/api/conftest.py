@@ -41,14 +41,6 @@ pools:
 MakeClient = Callable[..., AbstractContextManager[TestClient]]
 
 
-class Recorder(NullMetrics):
-    def __init__(self) -> None:
-        self.counts: list[str] = []
-
-    def increment(self, label: str, value: int = 1) -> None:
-        self.counts.append(label)
-
-
 def config_text(redis_url: str, *, auth: bool = False, pools: str = A8_POOLS, app: str = "") -> str:
     users = "".join(f"\n    {user}: '{digest}'" for user, digest in HASHES.items())
     auth_yaml = f"auth:\n  provider: users\n  users:{users}\n" if auth else ""

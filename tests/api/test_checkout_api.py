@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import redis
 
-from tests.api.conftest import NO_ALIAS_POOLS, TOKEN, MakeClient, Recorder, TestClient
+from tests.api.conftest import NO_ALIAS_POOLS, TOKEN, MakeClient, TestClient
 from tests.api.helpers import K, expect_json, expect_unauthorized, make_token, members, ready, vm
+from tests.conftest import StatsdNames
 
 FORMS = ("body", "path")
 
@@ -40,7 +41,7 @@ def test_alias_is_keyed_by_the_real_pool(client: TestClient, r: redis.Redis, for
 @pytest.mark.parametrize("form", FORMS)
 def test_unknown_pool_is_404_and_takes_nothing(make_client: MakeClient, r: redis.Redis, form: str) -> None:
     ready(r, "pool1", "vm1")
-    metrics = Recorder()
+    metrics = StatsdNames()
     with make_client(metrics=metrics) as client:
         expect_json(checkout(client, form, {"poolpoolpool": 1}), False, 404)
         expect_json(checkout(client, form, {"pool1": 1, "poolpoolpool": 1}), False, 404)
@@ -163,7 +164,7 @@ def test_zero_count_entry_contributes_nothing(client: TestClient, r: redis.Redis
 
 def test_metrics_for_success_and_empty(make_client: MakeClient, r: redis.Redis) -> None:
     ready(r, "pool1", "a1")
-    metrics = Recorder()
+    metrics = StatsdNames()
     with make_client(metrics=metrics) as client:
         checkout(client, "body", {"poolone": 1})
         checkout(client, "body", {"pool2": 1})
@@ -181,7 +182,7 @@ def test_metrics_for_success_and_empty(make_client: MakeClient, r: redis.Redis) 
 ])
 def test_bad_bodies_are_400(make_client: MakeClient, r: redis.Redis, body: bytes) -> None:
     ready(r, "pool1", "a1")
-    metrics = Recorder()
+    metrics = StatsdNames()
     with make_client(metrics=metrics) as client:
         expect_json(client.post("/api/v1/vm", content=body), False, 400)
     assert members(r, "ready", "pool1") == {"a1"}

@@ -15,7 +15,7 @@ import pytest
 import redis
 from redis import asyncio as aioredis
 
-from tests.conftest import make_config
+from tests.conftest import StatsdNames, make_config
 from vmpooler_core.config import Config
 from vmpooler_core.keys import STATES, Keys
 from vmpooler_core.provider import Provider
@@ -34,27 +34,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-class RecordingMetrics:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, float]] = []
-
-    def increment(self, label: str, value: int = 1) -> None:
-        self.sent.append(("increment", label, value))
-
-    def gauge(self, label: str, value: float) -> None:
-        self.sent.append(("gauge", label, value))
-
-    def timing(self, label: str, seconds: float) -> None:
-        self.sent.append(("timing", label, seconds))
-
-    def close(self) -> None:
-        pass
-
-    def last(self, kind: str, label: str) -> float | None:
-        values = [v for k, name, v in self.sent if k == kind and name == label]
-        return values[-1] if values else None
 
 
 # Small times, so that tests run in a blink: every pass re-checks ready VMs, and outages are retried
@@ -87,13 +66,13 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def metrics() -> RecordingMetrics:
-    return RecordingMetrics()
+def metrics() -> StatsdNames:
+    return StatsdNames()
 
 
 @pytest.fixture
 async def make_manager(aredis: aioredis.Redis, redis_url: str, clock: FakeClock,
-                       metrics: RecordingMetrics) -> AsyncIterator[MakeManager]:
+                       metrics: StatsdNames) -> AsyncIterator[MakeManager]:
     """Build managers (same Redis, same clock); every one is shut down, its providers closed, at the end."""
     made: list[tuple[Manager, dict[str, Provider]]] = []
 

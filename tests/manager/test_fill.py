@@ -10,7 +10,8 @@ from typing import Any
 
 import redis
 
-from tests.manager.conftest import MakeManager, RecordingMetrics, dummy_config, on_redis, passes, states
+from tests.conftest import StatsdNames
+from tests.manager.conftest import MakeManager, dummy_config, on_redis, passes, states
 from vmpooler_core import clock as stamps
 from vmpooler_core.keys import Keys
 from vmpooler_core.provider import CloneSpec
@@ -29,7 +30,7 @@ POOLS = """
 
 
 async def test_fill_to_size_and_record(make_manager: MakeManager, sync_redis: redis.Redis,
-                                       metrics: RecordingMetrics) -> None:
+                                       metrics: StatsdNames) -> None:
     config = dummy_config(POOLS, prefix="t-")
     manager = await make_manager(config)
     report = await manager.run_once()

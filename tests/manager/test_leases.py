@@ -9,6 +9,7 @@ import redis
 
 from tests.manager.conftest import MakeManager, dummy_config, states
 from vmpooler_core.keys import Keys
+from vmpooler_core.replies import Reservation
 
 K = Keys()
 POOLS = "".join(f"  - name: p{i}\n    size: 3\n" for i in range(4))
@@ -46,11 +47,11 @@ async def test_reservation_refuses_without_the_lease_or_over_size(make_manager: 
                                                                   sync_redis: redis.Redis) -> None:
     manager = await make_manager(dummy_config("  - name: p\n    size: 1\n"))
     inventory = manager.inventory
-    assert await inventory.reserve_clone("p", "h1", "t", size=1, owner="me") == "lease"
+    assert await inventory.reserve_clone("p", "h1", "t", size=1, owner="me") is Reservation.LEASE_LOST
     sync_redis.set(K.lease("p"), "me")
-    assert await inventory.reserve_clone("p", "h1", "t", size=1, owner="me") == "ok"
-    assert await inventory.reserve_clone("p", "h2", "t", size=1, owner="me") == "full"
-    assert await inventory.reserve_clone("p", "h1", "t", size=2, owner="me") == "taken"
+    assert await inventory.reserve_clone("p", "h1", "t", size=1, owner="me") is Reservation.RESERVED
+    assert await inventory.reserve_clone("p", "h2", "t", size=1, owner="me") is Reservation.FULL
+    assert await inventory.reserve_clone("p", "h1", "t", size=2, owner="me") is Reservation.TAKEN
     assert sync_redis.smembers(K.pending("p")) == {"h1"}
     assert sync_redis.hget(K.vm("h1"), "cloned_by") == "me"
 

@@ -13,10 +13,10 @@ import pytest
 import redis
 from redis import asyncio as aioredis
 
+from tests.conftest import StatsdNames
 from tests.manager.conftest import (
     FakeClock,
     MakeManager,
-    RecordingMetrics,
     dummy_config,
     on_redis,
     passes,
@@ -74,7 +74,7 @@ async def test_refill_after_checkout(make_manager: MakeManager, sync_redis: redi
 
 async def test_lifetime_expiry_then_destroy(make_manager: MakeManager, sync_redis: redis.Redis,
                                             aredis: aioredis.Redis, clock: FakeClock,
-                                            metrics: RecordingMetrics) -> None:
+                                            metrics: StatsdNames) -> None:
     config = dummy_config(ONE_POOL, vm_lifetime=2)
     manager = await make_manager(config)
     await filled(manager, sync_redis)

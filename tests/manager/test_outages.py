@@ -13,7 +13,8 @@ import pytest
 import redis
 from redis import asyncio as aioredis
 
-from tests.manager.conftest import MakeManager, RecordingMetrics, dummy_config, on_redis, states
+from tests.conftest import StatsdNames
+from tests.manager.conftest import MakeManager, dummy_config, on_redis, states
 from tests.redis_server import RedisServer
 from vmpooler_core.provider import CloneSpec, ProviderUnavailable, VmFacts
 from vmpooler_core.redis_client import connect_blocking
@@ -121,7 +122,7 @@ async def test_redis_outage_and_recovery(tmp_path: Any, caplog: pytest.LogCaptur
     check = redis.Redis.from_url(server.url, decode_responses=True, socket_timeout=1)
     config = dummy_config("  - name: p\n    size: 3\n")
     providers = build_providers(on_redis(config, server.url))
-    manager = Manager(config, client, providers, RecordingMetrics(), stop_grace=2)
+    manager = Manager(config, client, providers, StatsdNames(), stop_grace=2)
     stop = asyncio.Event()
     loop = asyncio.create_task(manager.run_forever(stop))
     try:

@@ -2,9 +2,8 @@
 
 Pools and aliases come from the vmpooler config file; checkout is the core's one atomic Lua step, so a
 checkout from here and one through any number of API servers can never hand out the same VM.
-The API's rules apply here too (vmpoolerd/api/access.py): with `auth:` configured, queued work and
-lifetime changes need a valid token, a VM checked out with a token is changed or returned only with
-that token, and a token is listed or deleted only by its owner.
+Who may change, return or queue work on a VM, and who may list or delete a token, is the core's one
+policy (vmpooler_core/access.py), the same the API server applies.
 """
 
 from __future__ import annotations
@@ -13,10 +12,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-from vmpooler_core import config_loader, tokens, vms
+from vmpooler_core import config_loader, vms
+from vmpooler_core.access import Access
 from vmpooler_core.checkout import Checkout
 from vmpooler_core.config import Config, RedisSettings
-from vmpooler_core.errors import NotFound
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.metrics import NullMetrics
 from vmpooler_core.redis_client import connect
@@ -28,8 +27,6 @@ from ..exit_codes import ExitCode
 from .base import Allocated, PoolRow, rows_from_status
 
 T = TypeVar("T")
-
-AUTH_OFF = "authentication is not configured (the vmpooler config has no auth: section)"
 
 
 def load_config(source: str | None, env: Mapping[str, str]) -> Config:
@@ -58,6 +55,7 @@ class RedisBackend:
         self._client = connect(settings, max_connections=4, connect_timeout=connect_timeout)
         self.inventory = Inventory(self._client, data_ttl_hours=config.redis.data_ttl)
         self._checkout = Checkout(config, self.inventory, NullMetrics())
+        self.access = Access(config, self.inventory)
 
     def _run(self, work: Coroutine[Any, Any, T]) -> T:
         from redis import exceptions
@@ -80,11 +78,6 @@ class RedisBackend:
 
     def _host(self, host: str) -> str:
         return vms.shorten(host, self.config.app.domain)
-
-    async def _vm(self, host: str) -> tuple[str, dict[str, str]]:
-        short = self._host(host)
-        data, _ = await vms.load(self.inventory, short)
-        return short, data
 
     # Pools ---------------------------------------------------------------------------------------
 
@@ -114,28 +107,17 @@ class RedisBackend:
 
     def modify(self, host: str, change: Mapping[str, Any]) -> None:
         async def work() -> None:
-            short, data = await self._vm(host)  # unknown VM first, as the API answers 404 first
-            auth = self.config.auth_enabled
-            has_token = False
-            if "lifetime" in change and auth and self.token:
-                has_token = bool(await tokens.use(self.inventory, self.token))
-            parsed = vms.parse_modification(change, self.config, has_token)
-            if parsed.lifetime is not None and auth:
-                vms.require_owner(data, self.token)
-            await vms.modify(self.inventory, short, parsed)
+            short = self._host(host)
+            data, _ = await vms.load(self.inventory, short)  # unknown VM first, as the API answers 404 first
+            await vms.modify(self.inventory, short, await self.access.modification(data, change, self.token))
 
         self._run(work())
 
     def _task(self, host: str, work: Callable[[str, dict[str, str]], Awaitable[T]]) -> T:
-        """Queued work (snapshot, revert, disk), checked as the API checks it: with auth configured a
-        valid token first (before the VM's existence is revealed), then the VM, then its owner."""
+        """Queued work (snapshot, revert, disk) on a VM the policy lets this token work on."""
         async def run() -> T:
-            if self.config.auth_enabled:
-                await tokens.use(self.inventory, self.token)
-            short, data = await self._vm(host)
-            if self.config.auth_enabled:
-                vms.require_owner(data, self.token)
-            return await work(short, data)
+            short = self._host(host)
+            return await work(short, await self.access.vm_for_work(short, self.token))
 
         return self._run(run())
 
@@ -150,21 +132,11 @@ class RedisBackend:
 
     # Tokens: written directly; whoever can write to this Redis needs no password -----------------
 
-    def _need_auth(self) -> None:
-        if not self.config.auth_enabled:
-            raise NotFound(AUTH_OFF)
-
     def token_create(self, user: str, password: str | None) -> str:
-        self._need_auth()
-        return self._run(self.inventory.create_token(user))
+        return self._run(self.access.create_token(user))
 
     def token_list(self, user: str, password: str | None) -> dict[str, dict[str, str]]:
-        self._need_auth()
-        mine = self._run(tokens.of_user(self.inventory, user))
-        if not mine:
-            raise NotFound(f"{user} has no tokens")
-        return mine
+        return self._run(self.access.tokens_of(user))
 
     def token_delete(self, token: str, user: str, password: str | None) -> None:
-        self._need_auth()
-        self._run(tokens.revoke(self.inventory, token, user))
+        self._run(self.access.revoke(token, user))

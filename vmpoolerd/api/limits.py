@@ -19,6 +19,7 @@ from starlette.requests import Request
 from vmpooler_core.config import RateLimitSettings
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.ratelimit import Bucket, exceeded
+from vmpooler_core.replies import OverRate
 from vmpooler_core.tokens import TOKEN_RE
 
 log = logging.getLogger("vmpooler.api")
@@ -63,7 +64,7 @@ class Limiter:
         """Count the request; RateLimited when it is over. With Redis failing, requests go unlimited
         (said once per outage): the handler's own Redis call then answers for the outage."""
         try:
-            raw = await self.inventory.rate_limit(self.bucket(request, request_class))
+            reply = await self.inventory.rate_limit(self.bucket(request, request_class))
         except RedisError as err:
             if not self.failing:
                 self.failing = True
@@ -73,5 +74,5 @@ class Limiter:
         if self.failing:
             self.failing = False
             log.warning("rate limiter: redis answers again; requests are limited again")
-        if raw[0] == "ratelimited":
-            raise exceeded(raw)
+        if isinstance(reply, OverRate):
+            raise exceeded(reply)

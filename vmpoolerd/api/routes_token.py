@@ -7,34 +7,28 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from vmpooler_core import tokens
-from vmpooler_core.errors import NotFound
-
-from .access import require_user
+from .credentials import require_user
 from .endpoint import ok
 from .services import Services
 
 
 async def list_tokens(request: Request, services: Services) -> Response:
     user = await require_user(request, services)
-    found = await tokens.of_user(services.inventory, user)
-    if not found:
-        raise NotFound(f"{user} has no tokens")
-    return ok(found)
+    return ok(await services.access.tokens_of(user))
 
 
 async def create_token(request: Request, services: Services) -> Response:
     user = await require_user(request, services)
-    return ok({"token": await services.inventory.create_token(user)})
+    return ok({"token": await services.access.create_token(user)})
 
 
 async def show_token(request: Request, services: Services) -> Response:
     user = await require_user(request, services)
     token = request.path_params["token"]
-    return ok({token: await tokens.describe(services.config, services.inventory, token, user)})
+    return ok({token: await services.access.token(token, user)})
 
 
 async def revoke_token(request: Request, services: Services) -> Response:
     user = await require_user(request, services)
-    await tokens.revoke(services.inventory, request.path_params["token"], user)
+    await services.access.revoke(request.path_params["token"], user)
     return ok()

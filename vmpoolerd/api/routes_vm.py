@@ -15,10 +15,10 @@ from vmpooler_core import vms
 from vmpooler_core.checkout import Allocation
 from vmpooler_core.config import Config
 from vmpooler_core.errors import InvalidRequest, NotFound
+from vmpooler_core.metrics import Outcome
 from vmpooler_core.ratelimit import Bucket
 from vmpooler_core.request import CheckoutRequest
 
-from .access import require_owner, require_token
 from .endpoint import document, ok
 from .inputs import auth_token, hostname, json_body
 from .limits import RateClass
@@ -51,7 +51,7 @@ async def _checkout(request: Request, services: Services,
         wanted = await parse()
     except (InvalidRequest, NotFound):
         # Malformed or odd names: counted as the original counts a null body, never as a metric name.
-        services.metrics.increment("checkout.invalid.unknown")
+        services.metrics.checkout(Outcome.INVALID)
         raise
     allocation = await services.checkout.take(wanted, token=auth_token(request),
                                               rate=_rate(request, services, RateClass.CHECKOUT))
@@ -80,15 +80,7 @@ async def get_vm(request: Request, services: Services) -> Response:
 async def modify_vm(request: Request, services: Services) -> Response:
     host = hostname(request, services.config)
     vm, _state = await vms.load(services.inventory, host)  # unknown VM: 404 before the body is read
-    body = await json_body(request)
-    token = auth_token(request)
-    changes_lifetime = isinstance(body, dict) and "lifetime" in body
-    has_token = False
-    if changes_lifetime and services.config.auth_enabled and token:
-        has_token = bool(await require_token(request, services))
-    change = vms.parse_modification(body, services.config, has_token)
-    if change.lifetime is not None:
-        require_owner(services, vm, token)
+    change = await services.access.modification(vm, await json_body(request), auth_token(request))
     await vms.modify(services.inventory, host, change)
     return ok()
 
@@ -100,12 +92,9 @@ async def return_vm(request: Request, services: Services) -> Response:
 
 
 async def _owned_vm(request: Request, services: Services) -> tuple[str, dict[str, str]]:
-    """Token first (401 before the VM's existence is revealed), then the VM (404), then ownership."""
-    token = await require_token(request, services)
-    host = hostname(request, services.config)
-    vm, _state = await vms.load(services.inventory, host)
-    require_owner(services, vm, token)
-    return host, vm
+    # The host name is checked by the policy, after the token: 401 before a VM's existence is revealed.
+    host = vms.shorten(request.path_params["hostname"], services.config.app.domain)
+    return host, await services.access.vm_for_work(host, auth_token(request))
 
 
 async def add_disk(request: Request, services: Services) -> Response:

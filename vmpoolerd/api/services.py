@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from redis import asyncio as aioredis
 
+from vmpooler_core.access import Access
 from vmpooler_core.auth import Authenticator
 from vmpooler_core.checkout import Checkout
 from vmpooler_core.config import Config
@@ -29,6 +30,7 @@ class Services:
     redis: aioredis.Redis
     inventory: Inventory
     checkout: Checkout
+    access: Access
     metrics: Metrics
     authenticator: Authenticator | None
     # Each request may spend `deadlines.seconds` waiting on Redis (or an auth backend) before it is
@@ -48,5 +50,5 @@ class Services:
               loop: asyncio.AbstractEventLoop, prometheus: Registry | None = None) -> Services:
         inventory = Inventory(redis, Keys(), config.redis.data_ttl)
         limiter = Limiter(config.rate_limits, inventory, config.auth_enabled) if config.rate_limits.enabled else None
-        return cls(config, redis, inventory, Checkout(config, inventory, metrics), metrics, authenticator,
-                   Deadlines(loop, deadline), OutageLog(), prometheus, limiter)
+        return cls(config, redis, inventory, Checkout(config, inventory, metrics), Access(config, inventory),
+                   metrics, authenticator, Deadlines(loop, deadline), OutageLog(), prometheus, limiter)

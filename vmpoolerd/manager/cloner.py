@@ -16,7 +16,9 @@ from collections import Counter
 
 from vmpooler_core import clock
 from vmpooler_core.config import PoolConfig
+from vmpooler_core.metrics import Phase
 from vmpooler_core.provider import CloneSpec, Provider, ProviderError
+from vmpooler_core.replies import Kept, Reservation
 
 from .context import REDIS_ERRORS, Context
 from .hostnames import new_hostname
@@ -79,14 +81,14 @@ class Cloner:
                 outcome = await self.ctx.inventory.reserve_clone(
                     pool.name, host, template, size=pool.size, owner=self.ctx.owner,
                     now=clock.stamp(self.ctx.clock()))
-                if outcome == "ok":
+                if outcome is Reservation.RESERVED:
                     self._publish()
                     await self._run(pool, provider, host, template, slot)
                     return
             finally:
                 self.inflight.pop(host, None)
-            if outcome != "taken":
-                return  # "full" or "lease": another manager has the pool, or it is full
+            if outcome is not Reservation.TAKEN:
+                return  # FULL or LEASE_LOST: the pool is full, or another manager has it
         log.error("clone skipped pool=%s: %d hostnames in a row already in use", pool.name, _NAME_ATTEMPTS)
 
     async def _run(self, pool: PoolConfig, provider: Provider, host: str, template: str, slot: _Slot) -> None:
@@ -106,7 +108,8 @@ class Cloner:
             # out of pending: the provider can fail the call after the VM was made (vCenter stops
             # answering while the clone task ends), and by then a pass may have found the VM ready and a
             # client checked it out. Such a VM is as good as any other; it stays where it is.
-            if await self.ctx.inventory.forget(pool.name, host, destroyed=False, only_from="pending") < 0:
+            forgotten = await self.ctx.inventory.forget(pool.name, host, destroyed=False, only_from="pending")
+            if isinstance(forgotten, Kept):
                 log.warning("clone reported failed pool=%s vm=%s: %s; the VM had already passed its checks, so "
                             "it is kept", pool.name, host, err)
             else:
@@ -119,7 +122,7 @@ class Cloner:
         slot.release()
         seconds = time.monotonic() - started
         await self.ctx.inventory.record_clone(pool.name, host, seconds, clock.today(self.ctx.clock()))
-        self.ctx.metrics.timing(f"clone.{pool.name}", seconds)
+        self.ctx.metrics.duration(Phase.CLONE, pool.name, seconds)
         log.info("clone done pool=%s vm=%s seconds=%.1f", pool.name, host, seconds)
         self.ctx.poke(pool.name)
 

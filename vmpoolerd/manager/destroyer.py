@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
+from vmpooler_core.metrics import Phase
 from vmpooler_core.provider import Provider, ProviderError
 
 from .background import Background
@@ -60,7 +61,7 @@ class Destroyer:
         finally:
             self.inflight.pop(host, None)
         seconds = time.monotonic() - started
-        self.ctx.metrics.timing(f"destroy.{pool}", seconds)
+        self.ctx.metrics.duration(Phase.DESTROY, pool, seconds)
         log.info("destroyed pool=%s vm=%s seconds=%.1f", pool, host, seconds)
 
     async def drain(self) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import logging
 
 from vmpooler_core import clock
+from vmpooler_core.metrics import Phase
 
 from .pool_pass import PoolPass
 
@@ -74,7 +75,7 @@ async def check_pending(p: PoolPass) -> None:
             if await p.move(host, "pending", "ready", "ready", {"ready": stamp, "check": stamp}):
                 if age is not None:
                     await p.ctx.inventory.record_boot(p.name, host, age, clock.today(p.now))
-                    p.ctx.metrics.timing(f"boot.{p.name}", age)  # clone start to ready
+                    p.ctx.metrics.duration(Phase.BOOT, p.name, age)
         elif host not in p.protected and (age is None or age > timeout):
             why = f"not ready after {timeout / 60:.0f} minutes: {reason}"
             await p.move(host, "pending", "completed", why, level=logging.WARNING)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from vmpooler_core import clock
 from vmpooler_core.config import PoolConfig
 from vmpooler_core.provider import Provider, VmFacts
+from vmpooler_core.replies import Kept
 
 from .cloner import Cloner
 from .context import Context
@@ -69,7 +70,8 @@ class PoolPass:
     async def forget(self, host: str, destroyed: bool, reason: str, only_from: str | None = None) -> None:
         """Out of every set (forget.lua); the hash is kept for data_ttl. With `only_from`, only if the VM
         is still in that state when the script runs."""
-        if await self.ctx.inventory.forget(self.name, host, destroyed=destroyed, only_from=only_from) < 0:
+        result = await self.ctx.inventory.forget(self.name, host, destroyed=destroyed, only_from=only_from)
+        if isinstance(result, Kept):
             return
         for members in self.sets.values():
             members.discard(host)

@@ -7,6 +7,7 @@ import logging
 import time
 
 from vmpooler_core.config import PoolConfig
+from vmpooler_core.metrics import Figure
 from vmpooler_core.provider import Provider
 
 from . import lifecycle, reconcile
@@ -66,8 +67,8 @@ class PoolWorker:
 
     async def _report(self, p: PoolPass) -> None:
         ready = len(p.sets["ready"])
-        self.ctx.metrics.gauge(f"ready.{p.name}", ready)
-        self.ctx.metrics.gauge(f"running.{p.name}", len(p.sets["running"]))
+        self.ctx.metrics.pool_figure(Figure.READY, p.name, ready)
+        self.ctx.metrics.pool_figure(Figure.RUNNING, p.name, len(p.sets["running"]))
         empty = ready == 0 and self.pool.size > 0
         if empty != self._empty:
             changed = await self.ctx.inventory.mark_empty(p.name, empty)
