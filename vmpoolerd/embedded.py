@@ -122,9 +122,9 @@ class StateLock:
         except BaseException:
             os.close(fd)
             raise
+        self._fd = fd  # held from here: a failed write below is released like any failed start
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n{url}\n".encode(), 0)
-        self._fd = fd
 
     @staticmethod
     def _owner(fd: int, patience: float = 0.5) -> AlreadyRunning:
@@ -202,8 +202,8 @@ class EmbeddedRedis:
 
     def start(self, url: str = NO_API, timeout: float = 10.0) -> EmbeddedRedis:
         """Own the directory (recording `url`, where this daemon's API answers), then start the server."""
-        self.lock.take(url)  # before anything else: a refused daemon leaves the owner's files alone
         try:
+            self.lock.take(url)  # before anything else: a refused daemon leaves the owner's files alone
             return self._start(timeout)
         except BaseException:
             self.stop()
