@@ -42,10 +42,11 @@ def configuration(args: cli_args.Arguments, env: Mapping[str, str]) -> Iterator[
     if config_loader.resolve_source(args.config, env) is not None:
         yield config_loader.load(args.config, env=env)
         return
-    server = embedded.EmbeddedRedis(embedded.state_dir(env)).start()
+    server = embedded.EmbeddedRedis(embedded.state_dir(env))
+    config = config_loader.load(text=embedded.demo_config_text(server.url), env=env,
+                                source="<embedded demo configuration>")
+    server.start(api_url(args, config))  # or AlreadyRunning, when another daemon owns the state directory
     try:
-        config = config_loader.load(text=embedded.demo_config_text(server.url), env=env,
-                                    source="<embedded demo configuration>")
         print(f"vmpoolerd: no configuration given: running the demo pools on an embedded Redis "
               f"(data in {server.dir}); pass --config FILE for a real deployment", file=sys.stderr)
         yield config
@@ -53,9 +54,22 @@ def configuration(args: cli_args.Arguments, env: Mapping[str, str]) -> Iterator[
         server.stop()
 
 
+def listen_address(args: cli_args.Arguments, config: Config) -> daemon.Listen:
+    return daemon.Listen(args.bind or config.app.bind, config.app.port if args.port is None else args.port)
+
+
+def api_url(args: cli_args.Arguments, config: Config) -> str:
+    """Where this daemon's API will answer, for the message that refuses a second daemon."""
+    if args.role == "manager":
+        return embedded.NO_API
+    where = listen_address(args, config)
+    host = f"[{where.host}]" if ":" in where.host else where.host
+    return f"http://{host}:{where.port}"
+
+
 def serve(args: cli_args.Arguments, config: Config) -> ExitCode:
     logs.configure(args.log_level or config.app.log_level, config.app.logfile)
-    where = daemon.Listen(args.bind or config.app.bind, config.app.port if args.port is None else args.port)
+    where = listen_address(args, config)
     try:
         daemon.run(args.role, config, where, args.manager_id)
     except daemon.RoleUnavailable as err:
@@ -113,6 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with configuration(args, os.environ) as config:
             code = serve(args, config)
         return exit_past_provider_calls(code)
+    except embedded.AlreadyRunning as err:
+        print(err, file=sys.stderr)
+        return ExitCode.UNAVAILABLE
     except ConfigError as err:
         if args.debug:
             raise
