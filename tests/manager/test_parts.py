@@ -110,7 +110,8 @@ async def test_build_providers_and_the_blocking_twin(aredis: aioredis.Redis, syn
                          ":pools:\n  - name: p\n    size: 1\n    provider: fake\n")
     providers = build_providers(config, aredis)
     try:
-        assert set(providers) == {"fake", "dummy"} and providers["fake"].ready_check == "hostname"
+        # Only the configured one: no implicit dummy provider beside it (issue 12).
+        assert set(providers) == {"fake"} and providers["fake"].ready_check == "hostname"
         providers["fake"].clone("p", CloneSpec("vm1", "t", "p"))
         assert sync_redis.hkeys("vmpooler__dummy__fake__p") == ["vm1"]
     finally:
