@@ -196,7 +196,8 @@ def test_an_unused_key_of_another_provider_kind_is_still_an_error() -> None:
     ("vsphere: {server: vc, clone_time: 1}", "providers.vsphere.clone_time", "unknown key"),  # a dummy option
     ("vsphere: {username: u}", "providers.vsphere.server", "is required"),
     ("vsphere: {sever: vc}", "providers.vsphere.sever", "did you mean `server`? (server is required)"),
-    ("vc2: {provider_class: vsphre, server: vc}", "providers.vc2", "unknown provider 'vsphre'"),
+    ("vc2: {provider_class: vsphre, server: vc}", "providers.vc2",
+     "unknown provider 'vsphre', did you mean `vsphere`?"),
 ])
 def test_provider_options_are_checked_against_the_kinds_declaration(entry: str, key: str, message: str) -> None:
     err = error_of(f"providers:\n  {entry}\n")
@@ -270,6 +271,8 @@ def test_the_dummy_provider_only_when_named() -> None:
     assert "dummy" not in make_config(VSPHERE).providers
     err = error_of(VSPHERE + "pools:\n  - {name: a, size: 1, provider: fake}\n")
     assert err.reason == "unknown provider 'fake' (configured: vsphere)"
+    err = error_of(VSPHERE + "pools:\n  - {name: a, size: 1, provider: vshpere}\n")
+    assert err.reason == "unknown provider 'vshpere', did you mean `vsphere`? (configured: vsphere)"
 
 
 def test_the_demo_configuration_names_its_dummy_provider() -> None:

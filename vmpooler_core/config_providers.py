@@ -8,6 +8,8 @@ the dummy one.) Each provider entry is checked against its kind's declared optio
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from types import MappingProxyType
 from typing import Any, cast
 
@@ -29,8 +31,8 @@ def configured_providers(top: Node) -> dict[str, ProviderConfig]:
         options = section.child(name)
         kind = str(options.text("provider_class", name))
         if kind not in PROVIDER_KINDS:
-            raise section.error(name, f"unknown provider {kind!r} (known: {', '.join(PROVIDER_KINDS)}); "
-                                "name one of them, or set `provider_class:`")
+            raise section.error(name, f"unknown provider {kind!r}{_hint(kind, PROVIDER_KINDS)} (known: "
+                                f"{', '.join(PROVIDER_KINDS)}); name one of them, or set `provider_class:`")
         providers[name] = _entry(name, kind, options)
     if top.has("vsphere") and "vsphere" in providers:
         top.ignore("vsphere")
@@ -88,5 +90,11 @@ def provider_of(node: Node, name: str, providers: dict[str, ProviderConfig]) -> 
     if named == "dummy" and named not in providers:
         providers[named] = ProviderConfig("dummy", "dummy")  # named, so wanted: with its defaults
     if named not in providers:
-        return node.error("provider", f"unknown provider {named!r} (configured: {', '.join(providers) or 'none'})")
+        return node.error("provider", f"unknown provider {named!r}{_hint(named, providers)} "
+                          f"(configured: {', '.join(providers) or 'none'})")
     return named
+
+
+def _hint(name: str, names: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(names), n=1)
+    return f", did you mean `{close[0]}`?" if close else ""
