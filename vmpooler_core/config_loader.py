@@ -86,8 +86,9 @@ def _sentinel(item: Mapping[Any, Any], node: Node, index: int) -> tuple[str, int
     entry = Node(item, node.source, f"{node.where('sentinels')}[{index}]", node.line_of("sentinels"))
     entry.require("host")
     address = (str(entry.text("host", "")), int(entry.integer("port", 26379, minimum=1)))
-    for _, key in entry.unread():
-        raise entry.unknown(key)
+    stray = next(entry.unread(), None)
+    if stray is not None:
+        raise entry.unknown(stray[1])
     return address
 
 
