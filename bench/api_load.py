@@ -175,7 +175,7 @@ def start_daemon(redis_url: str, workdir: str, rate_limits: bool = False) -> tup
     config = Path(workdir) / "vmpooler.yaml"
     pools = "\n".join(f"  - {{name: pool{n}, alias: [alias{n}], size: 100000}}" for n in range(1, POOLS + 1))
     config.write_text(f"redis: {{url: '{redis_url}'}}\nconfig: {{domain: example.com, log_level: WARNING}}\n"
-                      f"pools:\n{pools}\n{RATE_LIMITS if rate_limits else ''}")
+                      f"providers: {{dummy: {{}}}}\npools:\n{pools}\n{RATE_LIMITS if rate_limits else ''}")
     proc = subprocess.Popen([sys.executable, "-m", "vmpoolerd", "api", "--config", str(config), "--port",
                              str(port)], cwd=ROOT)
     deadline = time.monotonic() + 20

@@ -57,7 +57,8 @@ def fill(url: str, size: int) -> None:
 async def measure(url: str, seconds: float, tasks: int, cycle: bool, size: int) -> float:
     """Requests per second of timed work only: in `checkout` mode the VMs are put back between
     timed batches (untimed), so the figure is the checkout request alone."""
-    cfg = load(text=f"redis: {{url: '{url}'}}\npools:\n  - {{name: pool1, size: 1}}\n", env={})
+    cfg = load(text=f"redis: {{url: '{url}'}}\nproviders: {{dummy: {{}}}}\npools:\n  - {{name: pool1, size: 1}}\n",
+               env={})
     client = connect(cfg.redis)
     inventory = Inventory(client)
     co = Checkout(cfg, inventory, NullMetrics())

@@ -37,6 +37,7 @@ K = Keys()
 CONFIG = """
 :config:
   domain: company.com
+:providers: {dummy: {}}
 :pools:
   - name: pool1
     size: 5

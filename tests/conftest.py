@@ -99,6 +99,7 @@ POOLS_YAML = """
 :config:
   domain: company.com
   vm_lifetime_auth: 2
+:providers: {dummy: {}}
 :pools:
   - name: pool1
     alias: [poolone]

@@ -101,7 +101,7 @@ async def test_alias_to_an_empty_pool(co: Checkout, sync_redis: redis.Redis) -> 
 
 
 async def test_config_with_no_aliases_at_all(inventory: Inventory, sync_redis: redis.Redis) -> None:
-    cfg = make_config("pools:\n  - {name: pool1, size: 1}\n  - {name: pool2, size: 1}\n")
+    cfg = make_config("providers: {dummy: {}}\npools:\n  - {name: pool1, size: 1}\n  - {name: pool2, size: 1}\n")
     co = Checkout(cfg, inventory, NullMetrics())
     ready(sync_redis, "pool1", "vm1")
     assert (await co.take(from_path("pool1"))).hosts() == ["vm1"]
@@ -118,7 +118,8 @@ async def test_name_and_alias_merge_under_the_pool(co: Checkout, sync_redis: red
 
 
 async def test_multi_pool_alias_spreads_and_falls_over(inventory: Inventory, sync_redis: redis.Redis) -> None:
-    cfg = make_config("pools:\n - {name: a, alias: generic, size: 1}\n - {name: b, alias: generic, size: 1}\n")
+    cfg = make_config("providers: {dummy: {}}\n"
+                      "pools:\n - {name: a, alias: generic, size: 1}\n - {name: b, alias: generic, size: 1}\n")
     co = Checkout(cfg, inventory, NullMetrics())
     ready(sync_redis, "a", "a1")
     ready(sync_redis, "b", "b1", "b2")
@@ -128,7 +129,7 @@ async def test_multi_pool_alias_spreads_and_falls_over(inventory: Inventory, syn
 
 
 async def test_pool_itself_is_tried_before_its_alias_targets(inventory: Inventory, sync_redis: redis.Redis) -> None:
-    cfg = make_config("pools:\n - {name: a, size: 1}\n - {name: b, alias: x, size: 1}\n")
+    cfg = make_config("providers: {dummy: {}}\npools:\n - {name: a, size: 1}\n - {name: b, alias: x, size: 1}\n")
     co = Checkout(cfg, inventory, NullMetrics())
     ready(sync_redis, "b", "b1")
     assert (await co.take(from_path("x"))).by_pool() == {"b": ["b1"]}
@@ -169,6 +170,7 @@ TOKEN = "abcdefghijklmnopqrstuvwxyz012345"
 AUTH_YAML = """
 config: {vm_lifetime_auth: 2}
 auth: {provider: users, users: {jdoe: 'x'}}
+providers: {dummy: {}}
 pools:
   - {name: pool1, size: 5}
 """

@@ -23,6 +23,7 @@ from vmpooler_core.request import CheckoutRequest
 
 CONFIG = """
 redis: {url: "%s"}
+providers: {dummy: {}}
 pools:
   - {name: a, alias: [any, small], size: 1}
   - {name: b, alias: [any], size: 1}

@@ -18,6 +18,7 @@ from vmpooler_core.redis_client import connect
 from vmpooler_core.request import CheckoutRequest
 
 CONFIG = make_config("""
+providers: {dummy: {}}
 pools:
   - {name: p1, alias: [one, all], size: 1}
   - {name: p2, alias: [all, two], size: 1}

@@ -105,7 +105,8 @@ def test_keys_without_colons_are_the_same() -> None:
 
 
 def test_alias_naming_several_pools() -> None:
-    cfg = make_config("pools:\n - {name: a, alias: generic, size: 1}\n - {name: b, alias: [generic], size: 1}\n")
+    cfg = make_config("providers: {dummy: {}}\n"
+                      "pools:\n - {name: a, alias: generic, size: 1}\n - {name: b, alias: [generic], size: 1}\n")
     assert cfg.aliases["generic"] == ("a", "b")
     assert cfg.candidates("generic") == ("a", "b")
 
@@ -116,7 +117,7 @@ def test_no_config_at_all_is_empty() -> None:
 
 
 def test_passwords_never_shown() -> None:
-    cfg = make_config(ERA_A + ":redis_password_check: 1\n")
+    cfg = make_config(ERA_A)
     text = repr(cfg) + str(cfg.providers["vsphere"]) + cfg.redis.describe()
     assert "swordfish" not in text
     assert cfg.providers["vsphere"].options["password"].reveal() == "swordfish"
@@ -166,7 +167,8 @@ def test_error_from_a_file_names_the_file(tmp_path) -> None:  # type: ignore[no-
 
 def test_env_overrides_win_and_are_checked(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "c.yaml"
-    path.write_text("config:\n  task_limit: 3\n  domain: a.com\npools:\n  - {name: p, size: 1}\n")
+    path.write_text("config:\n  task_limit: 3\n  domain: a.com\nproviders: {dummy: {}}\n"
+                    "pools:\n  - {name: p, size: 1}\n")
     cfg = config_loader.load(env={"VMPOOLER_CONFIG_FILE": str(path), "VMPOOLER_TASK_LIMIT": "7",
                                   "VMPOOLER_DOMAIN": "b.com", "VMPOOLER_REDIS_URL": "redis://h:1/2",
                                   "VMPOOLER_STATSD_SERVER": "s.example"})
@@ -178,7 +180,7 @@ def test_env_overrides_win_and_are_checked(tmp_path) -> None:  # type: ignore[no
 
 
 def test_vmpooler_config_env_may_hold_the_yaml_document() -> None:
-    cfg = config_loader.load(env={"VMPOOLER_CONFIG": "pools:\n  - {name: p, size: 2}\n"})
+    cfg = config_loader.load(env={"VMPOOLER_CONFIG": "pools:\n  - {name: p, size: 2, provider: dummy}\n"})
     assert cfg.pool("p").size == 2
 
 

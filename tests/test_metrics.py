@@ -73,7 +73,7 @@ async def test_checkout_metrics_reach_statsd(udp: socket.socket, inventory: Inve
                                              sync_redis: redis.Redis) -> None:
     port = udp.getsockname()[1]
     cfg = make_config(f"statsd: {{server: 127.0.0.1, port: {port}, prefix: vmp}}\n"
-                      "pools:\n  - {name: pool1, alias: poolone, size: 1}\n")
+                      "providers: {dummy: {}}\npools:\n  - {name: pool1, alias: poolone, size: 1}\n")
     co = Checkout(cfg, inventory, from_settings(cfg.metrics))
     sync_redis.sadd(Keys().ready("pool1"), "vm1")
     await co.take(from_path("poolone"))

@@ -67,7 +67,7 @@ def sentinel_group() -> Iterator[tuple[RedisServer, RedisServer, int]]:
 async def test_checkout_carries_on_after_failover(sentinel_group: tuple[RedisServer, RedisServer, int]) -> None:
     master, replica, port = sentinel_group
     cfg = make_config(f"redis:\n  sentinels: ['127.0.0.1:{port}']\n  master: vmp\n  socket_timeout: 1\n"
-                      "pools:\n  - {name: pool1, size: 1}\n")
+                      "providers: {dummy: {}}\npools:\n  - {name: pool1, size: 1}\n")
     direct = redis.Redis(port=master.port, decode_responses=True)
     direct.sadd(K.ready("pool1"), *(f"vm{i}" for i in range(10)))
     direct.close()

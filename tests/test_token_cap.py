@@ -28,7 +28,8 @@ OTHER = "bbcdefghijklmnopqrstuvwxyz012345"
 def capped(cap: int | None = 2) -> Config:
     users = f"auth:\n  provider: users\n  users:\n    jdoe: '{hash_password('x', iterations=1000)}'\n"
     setting = f"config:\n  max_vms_per_token: {cap}\n" if cap else ""
-    return make_config(f"{setting}{users}pools:\n  - {{name: pool1, size: 10}}\n  - {{name: pool2, size: 10}}\n")
+    return make_config(f"{setting}{users}providers: {{dummy: {{}}}}\n"
+                       "pools:\n  - {name: pool1, size: 10}\n  - {name: pool2, size: 10}\n")
 
 
 def ready(r: redis.Redis, pool: str, *hosts: str) -> None:

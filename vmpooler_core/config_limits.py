@@ -30,9 +30,10 @@ _HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 
 def _unknown(node: Node, known: tuple[str, ...]) -> None:
+    node.known(*known)
     for key in node.keys():
         if key not in known:
-            raise node.error(key, f"unknown key (known: {', '.join(known)})")
+            raise node.unknown(key, f" (known: {', '.join(known)})")
 
 
 def _rate(node: Node) -> Rate:

@@ -1,7 +1,9 @@
 """Load the original vmpooler's YAML format into a frozen `Config`.
 
 Keys may be written `:pools:` (the Ruby symbol form) or `pools:`; both mean the same. Every error is a
-`ConfigError` naming the file, the line and the key, so an admin can go straight to it.
+`ConfigError` naming the file, the line and the key, so an admin can go straight to it. A key the loader
+does not read is an error too (with the nearest valid key as a hint), unless it is one of the original's
+that we do not use (config_keys.py): those load, with one warning naming them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, cast
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from . import config_keys
 from .config import (
     AppSettings,
     AuthSettings,
@@ -29,11 +32,10 @@ from .config import (
     SinkSettings,
 )
 from .config_limits import rate_limits
-from .config_node import Node, item_line
+from .config_node import Node
+from .config_providers import configured_providers, provider_of, read_options, ready_check_of
 from .errors import ConfigError
-
-_READY_CHECKS = ("tcp", "hostname", "none")
-
+from .provider_options import PROVIDER_KINDS, Option
 
 # Environment overrides ---------------------------------------------------------------------------
 
@@ -80,15 +82,26 @@ def _apply_env(top: Node, env: Mapping[str, str]) -> dict[str, Node]:
 
 # Sections ----------------------------------------------------------------------------------------
 
+def _sentinel(item: Mapping[Any, Any], node: Node, index: int) -> tuple[str, int]:
+    entry = Node(item, node.source, f"{node.where('sentinels')}[{index}]", node.line_of("sentinels"))
+    entry.require("host")
+    address = (str(entry.text("host", "")), int(entry.integer("port", 26379, minimum=1)))
+    stray = next(entry.unread(), None)
+    if stray is not None:
+        raise entry.unknown(stray[1])
+    return address
+
+
 def _redis(node: Node) -> RedisSettings:
+    node.accept_unused(config_keys.REDIS)
     sentinels: list[tuple[str, int]] = []
     raw = node.raw("sentinels")
     if raw is not None:
         if not isinstance(raw, list):
             raise node.error("sentinels", "must be a list of host:port strings or {host, port} mappings")
-        for item in raw:
+        for index, item in enumerate(raw):
             if isinstance(item, Mapping):
-                sentinels.append((str(item.get("host")), int(item.get("port", 26379))))
+                sentinels.append(_sentinel(item, node, index))
             elif isinstance(item, str) and re.fullmatch(r"[^:\s]+(:\d+)?", item):
                 host, _, port = item.partition(":")
                 sentinels.append((host, int(port or 26379)))
@@ -119,6 +132,7 @@ def _app(node: Node) -> AppSettings:
     def req_int(key: str, default: int, minimum: int = 0) -> int:
         return node.integer(key, default, minimum=minimum)
 
+    node.accept_unused(config_keys.CONFIG)
     level = str(node.text("log_level", "INFO")).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise node.error("log_level", f"must be one of DEBUG, INFO, WARNING, ERROR (got {level!r})")
@@ -151,8 +165,7 @@ def _app(node: Node) -> AppSettings:
 def _sink(node: Node, default_port: int) -> SinkSettings | None:
     if not list(node.keys()):
         return None
-    if not node.has("server"):
-        raise node.error("server", "is required")
+    node.require("server")
     return SinkSettings(
         server=str(node.text("server", "")),
         port=node.integer("port", default_port, minimum=1),
@@ -161,85 +174,34 @@ def _sink(node: Node, default_port: int) -> SinkSettings | None:
 
 
 def _metrics(statsd: Node, graphite: Node) -> MetricsSettings:
-    chosen = _sink(statsd, 8125)
-    if chosen is not None:
-        # statsd and graphite are mutually exclusive; statsd takes precedence.
-        return MetricsSettings(statsd=chosen)
-    return MetricsSettings(graphite=_sink(graphite, 2003))
+    # Both are checked; statsd and graphite are mutually exclusive and statsd takes precedence.
+    chosen, fallback = _sink(statsd, 8125), _sink(graphite, 2003)
+    return MetricsSettings(statsd=chosen) if chosen is not None else MetricsSettings(graphite=fallback)
 
 
-def _providers(top: Node) -> dict[str, ProviderConfig]:
-    providers: dict[str, ProviderConfig] = {}
-    section = top.child("providers")
-    for name in section.keys():
-        options = section.child(name)
-        kind = str(options.text("provider_class", name))
-        if kind not in ("vsphere", "dummy"):
-            raise section.error(name, f"unknown provider {kind!r} (known: vsphere, dummy)")
-        _check_provider(options, kind)
-        providers[name] = ProviderConfig(name, cast(Any, kind), MappingProxyType(options.plain()))
-    legacy = top.child("vsphere")
-    if list(legacy.keys()) and "vsphere" not in providers:
-        # The era-A top-level `:vsphere:` section is the `vsphere` provider.
-        _check_provider(legacy, "vsphere")
-        providers["vsphere"] = ProviderConfig("vsphere", "vsphere", MappingProxyType(legacy.plain()))
-    providers.setdefault("dummy", ProviderConfig("dummy", "dummy"))
-    return providers
-
-
-# Provider options with a fixed meaning; the providers (vmpoolerd/providers) document them and their
-# defaults. Checked here so that a bad value is reported with its line.
-_DUMMY_SECONDS = ("clone_time", "boot_time", "destroy_time")
-_DUMMY_PERCENTS = ("clone_fail_percent", "destroy_fail_percent", "ready_fail_percent")
-
-
-def _check_provider(options: Node, kind: str) -> None:
-    ready_check = options.text("ready_check", None)
-    if ready_check is not None and ready_check not in _READY_CHECKS:
-        raise options.error("ready_check", f"must be one of {', '.join(_READY_CHECKS)}")
-    if kind == "vsphere":
-        _require(options, "server")
-        options.integer("port", 443, minimum=1)
-        options.number("timeout", 60.0)
-        options.flag("insecure", False)
-        return
-    for key in _DUMMY_SECONDS:
-        options.number(key, 0.0)
-    for key in _DUMMY_PERCENTS:
-        if options.number(key, 0.0) > 100:
-            raise options.error(key, "must be a percentage from 0 to 100")
-
-
-def _require(node: Node, key: str) -> None:
-    if not node.has(key):
-        raise node.error(key, "is required")
-
-
-_POOL_KEYS = frozenset({"name", "alias", "template", "folder", "datastore", "size", "clone_target",
-                        "timeout", "ready_ttl", "provider", "ready_check", "ready_check_port"})
-
-
-def _pool(node: Node, providers: Mapping[str, ProviderConfig], default_provider: str) -> PoolConfig:
-    if not node.has("name"):
-        raise node.error("name", "is required")
+def _pool(node: Node, providers: dict[str, ProviderConfig]) -> tuple[PoolConfig, ConfigError | None]:
+    node.require("name")
     name = str(node.text("name", ""))
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", name):
         raise node.error("name", f"{name!r} may use only letters, digits, '.', '_' and '-'")
-    if not node.has("size"):
-        raise node.error("size", "is required")
-    provider = str(node.text("provider", default_provider))
-    if provider not in providers:
-        raise node.error("provider", f"unknown provider {provider!r} (configured: {', '.join(providers)})")
-    if providers[provider].kind == "vsphere":
-        _require(node, "template")
-        _require(node, "folder")
-    ready_check = node.text("ready_check", None)
-    if ready_check is not None and ready_check not in _READY_CHECKS:
-        raise node.error("ready_check", f"must be one of {', '.join(_READY_CHECKS)}")
-    options = {k: v for k, v in node.plain().items() if k not in _POOL_KEYS}
+    node.require("size")
+    size = node.integer("size", 0, minimum=0)
+    provider = provider_of(node, name, providers)
+    # A pool's own keys depend on its provider's kind; with none chosen yet, any kind's are accepted.
+    kinds = [providers[provider].kind] if isinstance(provider, str) else list(PROVIDER_KINDS)
+    pool_options: tuple[Option, ...] = ()
+    for kind in kinds:
+        node.accept_unused(config_keys.POOL + PROVIDER_KINDS[kind].original_pool_options)
+        pool_options += PROVIDER_KINDS[kind].pool_options
+    if kinds == ["vsphere"]:
+        node.require("template")
+        node.require("folder")
+    ready_check = ready_check_of(node)
+    read_options(node, pool_options)
+    options = {k: v for k, v in node.plain().items() if k in {o.name for o in pool_options}}
     return PoolConfig(
         name=name,
-        size=node.integer("size", 0, minimum=0),
+        size=size,
         alias=tuple(a for a in node.names("alias") if a != name),
         template=node.text("template", None),
         folder=node.text("folder", None),
@@ -247,47 +209,45 @@ def _pool(node: Node, providers: Mapping[str, ProviderConfig], default_provider:
         clone_target=node.text("clone_target", None),
         timeout=node.integer("timeout", None, minimum=1),
         ready_ttl=node.integer("ready_ttl", None),
-        provider=provider,
+        provider=provider if isinstance(provider, str) else "",
         ready_check=cast(Any, ready_check),
         ready_check_port=node.integer("ready_check_port", 22, minimum=1),
         options=MappingProxyType(options),
-    )
+    ), None if isinstance(provider, str) else provider
 
 
-def _pools(top: Node, providers: Mapping[str, ProviderConfig]) -> tuple[PoolConfig, ...]:
+def _pools(top: Node, providers: dict[str, ProviderConfig]) -> tuple[tuple[PoolConfig, ...], ConfigError | None]:
+    """The pools, and the first pool's error in choosing its provider (raised after the key check)."""
     raw = top.raw("pools")
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
+    if raw is not None and not isinstance(raw, list):
         raise top.error("pools", "must be a list of pools")
-    # Era-A configs with only the legacy vsphere section meant every pool lives in vSphere.
-    default_provider = "vsphere" if "vsphere" in providers and not top.has("providers") else "dummy"
+    nodes = top.items("pools")
     pools: list[PoolConfig] = []
     seen: dict[str, int | None] = {}
-    for index, item in enumerate(raw):
-        line = item_line(raw, index)
-        node = Node(item, top.source, f"pools[{index}]", line)
-        pool = _pool(node, providers, default_provider)
+    unchosen: list[ConfigError] = []
+    for node in nodes:
+        pool, error = _pool(node, providers)
+        unchosen += [error] if error else []
         if pool.name in seen:
             raise node.error("name", f"duplicate pool name {pool.name!r} (first at line {seen[pool.name]})")
-        seen[pool.name] = line
+        seen[pool.name] = node.line
         pools.append(pool)
-    names = set(seen)
-    for index, pool in enumerate(pools):
+    for node, pool in zip(nodes, pools, strict=True):
         for alias in pool.alias:
-            if alias in names:
-                node = Node(raw[index], top.source, f"pools[{index}]", item_line(raw, index))
+            if alias in seen:
                 raise node.error("alias", f"alias {alias!r} is the name of another pool")
-    return tuple(pools)
+    return tuple(pools), (unchosen[0] if unchosen else None)
 
 
 def _auth(node: Node, base_dir: Path) -> AuthSettings | None:
     if not list(node.keys()):
         return None
     provider = node.text("provider", None)
+    node.known("ldap", "users", "users_file")  # valid whichever provider is chosen; the other's unused
     if provider == "ldap":
         ldap = node.child("ldap")
-        _require(ldap, "host")
+        ldap.accept_unused(config_keys.LDAP)
+        ldap.require("host")
         encryption = str(ldap.text("encryption", "start_tls"))
         if encryption not in ("start_tls", "simple_tls", "none"):
             raise ldap.error("encryption", "must be start_tls, simple_tls or none")
@@ -382,24 +342,35 @@ def load(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
     source = source or "<text>"
     data = _parse(text, source)
     top = Node(data, source, "")
+    top.accept_unused(config_keys.TOP)
     base_dir = Path(source).parent if Path(source).exists() else Path.cwd()
     sections = _apply_env(top, env)
-    providers = _providers(top)
-    pools = _pools(top, providers)
+    providers = configured_providers(top)
+    pools, unchosen = _pools(top, providers)
     aliases: dict[str, list[str]] = {}
     for pool in pools:
         for alias in pool.alias:
             aliases.setdefault(alias, []).append(pool.name)
+    redis, app = _redis(sections["redis"]), _app(sections["config"])
+    metrics = _metrics(sections["statsd"], sections["graphite"])
+    auth = _auth(top.child("auth"), base_dir)
+    tagfilter = _tagfilter(top.child("tagfilter"))
+    graphs = top.child("graphs")
+    graphs.text("server", None), graphs.text("prefix", None)  # the dashboard's graph source: display only
+    limits = rate_limits(top.child("rate_limits"), sections["config"])
+    config_keys.check(top)  # last: every section has been read, so every valid key has been asked for
+    if unchosen is not None:
+        raise unchosen
     return Config(
-        redis=_redis(sections["redis"]),
-        app=_app(sections["config"]),
+        redis=redis,
+        app=app,
         pools=pools,
         providers=MappingProxyType(providers),
-        metrics=_metrics(sections["statsd"], sections["graphite"]),
-        auth=_auth(top.child("auth"), base_dir),
-        tagfilter=MappingProxyType(_tagfilter(top.child("tagfilter"))),
-        graphs=MappingProxyType(top.child("graphs").plain()),
-        rate_limits=rate_limits(top.child("rate_limits"), sections["config"]),
+        metrics=metrics,
+        auth=auth,
+        tagfilter=MappingProxyType(tagfilter),
+        graphs=MappingProxyType(graphs.plain()),
+        rate_limits=limits,
         source=source,
         pool_names=frozenset({p.name for p in pools} | set(aliases)),
         aliases=MappingProxyType({a: tuple(ps) for a, ps in aliases.items()}),

@@ -1,10 +1,17 @@
 """A YAML mapping as the config loader reads it: keys with or without the Ruby colon, typed getters,
-and errors that name the file, the line and the key (or the environment variable that set it)."""
+and errors that name the file, the line and the key (or the environment variable that set it).
+
+Every getter records the key it was asked for. What the loader asks for is, by definition, what the
+configuration may contain: after the load, `unread()` walks the tree for the keys nobody asked for, so
+the list of valid keys is the loader's own reads and cannot drift from them.
+"""
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -27,6 +34,12 @@ class Node:
         self._raw: dict[str, Any] = {}
         self._lines: dict[str, int | None] = {}
         self._env: dict[str, str] = {}  # key -> environment variable that set it
+        self._read: set[str] = set()
+        self._ignored: set[str] = set()  # read, then set aside on purpose: reported as unused
+        self._children: dict[str, Node] = {}
+        self._items: dict[str, list[Node]] = {}
+        # Patterns (fnmatch) of keys the original vmpooler accepts here that this one does not use.
+        self._unused: tuple[str, ...] = ()
         if data is None:
             return
         if not isinstance(data, Mapping):
@@ -39,11 +52,30 @@ class Node:
     def keys(self) -> Iterator[str]:
         return iter(self._raw)
 
+    def _get(self, key: str) -> Any:
+        self._read.add(key)
+        return self._raw.get(key)
+
     def has(self, key: str) -> bool:
-        return self._raw.get(key) is not None
+        return self._get(key) is not None
 
     def raw(self, key: str) -> Any:
-        return self._raw.get(key)
+        return self._get(key)
+
+    def known(self, *keys: str) -> None:
+        """Keys valid here that this configuration does not need (another choice's settings)."""
+        self._read.update(keys)
+
+    def require(self, key: str) -> None:
+        """`key` must be set. When it is missing and another key looks like a misspelling of it, that
+        key is the error: "sze: unknown key; did you mean `size`?" says more than "size is required"."""
+        if self.has(key):
+            return
+        unread = [k for k in self._raw if k not in self._read and not self.is_unused(k)]
+        close = difflib.get_close_matches(key, unread, n=1, cutoff=0.75)
+        if close:
+            raise self.error(close[0], f"unknown key; did you mean `{key}`? ({key} is required)")
+        raise self.error(key, "is required")
 
     def where(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
@@ -55,7 +87,64 @@ class Node:
                            key=self.where(key))
 
     def child(self, key: str) -> Node:
-        return Node(self._raw.get(key), self.source, self.where(key), self._lines.get(key, self.line))
+        """The mapping under `key` (empty when unset); one Node per key, so its reads are kept."""
+        found = self._children.get(key)
+        if found is None:
+            found = Node(self._get(key), self.source, self.where(key), self._lines.get(key, self.line))
+            self._children[key] = found
+        return found
+
+    def items(self, key: str) -> list[Node]:
+        """The list of mappings under `key` (empty when unset), e.g. the pools."""
+        found = self._items.get(key)
+        if found is None:
+            value = self._get(key)
+            if value is None:
+                value = []
+            if not isinstance(value, list):
+                raise self.error(key, "must be a list")
+            found = [Node(item, self.source, f"{self.where(key)}[{index}]", item_line(value, index))
+                     for index, item in enumerate(value)]
+            self._items[key] = found
+        return found
+
+    # Keys nobody reads ---------------------------------------------------------------------------
+
+    def accept_unused(self, patterns: Iterable[str]) -> None:
+        """Keys matching these patterns are known (the original vmpooler's) but unused: not an error."""
+        self._unused += tuple(patterns)
+
+    def is_unused(self, key: str) -> bool:
+        """Known but unused: the original's, or set aside by the loader."""
+        return key in self._ignored or any(fnmatch.fnmatchcase(key, pattern) for pattern in self._unused)
+
+    def ignore(self, key: str) -> None:
+        """The loader saw `key` and sets it aside on purpose: reported with the unused keys."""
+        self._read.add(key)
+        self._ignored.add(key)
+
+    def unread(self) -> Iterator[tuple[Node, str]]:
+        """(node, key) for every key in this mapping and those below it that no getter asked for, or
+        that the loader ignored; in file order within each mapping."""
+        for key in self._raw:
+            if key not in self._read or key in self._ignored:
+                yield self, key
+        for key, child in self._children.items():
+            if key not in self._ignored:
+                yield from child.unread()
+        for items in self._items.values():
+            for item in items:
+                yield from item.unread()
+
+    def line_of(self, key: str) -> int | None:
+        return self._lines.get(key, self.line)
+
+    def unknown(self, key: str, also: str = "") -> ConfigError:
+        """The error for a key that has no meaning here, with the closest valid key as a hint."""
+        valid = sorted(self._read - self._ignored) + [p for p in self._unused if "*" not in p]
+        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+        hint = f"; did you mean `{close[0]}`?" if close else ""
+        return self.error(key, f"unknown key{hint}{also}")
 
     def override(self, key: str, value: str, variable: str) -> None:
         """Environment overrides: the value wins, and errors name the variable instead of a line."""
@@ -65,7 +154,7 @@ class Node:
     # Typed getters -------------------------------------------------------------------------------
 
     def text(self, key: str, default: T) -> str | T:
-        value = self._raw.get(key)
+        value = self._get(key)
         if value is None:
             return default
         if isinstance(value, (Mapping, list)):
@@ -73,7 +162,7 @@ class Node:
         return str(value)
 
     def integer(self, key: str, default: T, minimum: int | None = 0) -> int | T:
-        value = self._raw.get(key)
+        value = self._get(key)
         if value is None:
             return default
         try:
@@ -85,7 +174,7 @@ class Node:
         return number
 
     def number(self, key: str, default: float) -> float:
-        value = self._raw.get(key)
+        value = self._get(key)
         if value is None:
             return default
         try:
@@ -98,7 +187,7 @@ class Node:
 
     def names(self, key: str) -> tuple[str, ...]:
         """A string or a list of strings, normalised to a tuple once, here."""
-        value = self._raw.get(key)
+        value = self._get(key)
         if value is None:
             return ()
         if isinstance(value, str):
@@ -108,11 +197,11 @@ class Node:
         raise self.error(key, "must be a string or a list of strings")
 
     def secret(self, key: str) -> Secret | None:
-        value = self._raw.get(key)
+        value = self._get(key)
         return None if value is None else Secret(str(value))
 
     def flag(self, key: str, default: bool) -> bool:
-        value = self._raw.get(key)
+        value = self._get(key)
         if value is None:
             return default
         if isinstance(value, bool):

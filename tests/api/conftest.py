@@ -28,11 +28,13 @@ HASHES = {user: hash_password(password, iterations=1000) for user, password in P
 TOKEN = "abcdefghijklmnopqrstuvwxyz012345"
 
 A8_POOLS = """
+providers: {dummy: {}}
 pools:
   - {name: pool1, alias: [poolone], size: 5}
   - {name: pool2, size: 10}
 """
 NO_ALIAS_POOLS = """
+providers: {dummy: {}}
 pools:
   - {name: pool1, size: 5}
   - {name: pool2, size: 10}

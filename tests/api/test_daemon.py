@@ -64,7 +64,7 @@ def serving_api(config: Path, log_level: str = "warning") -> Iterator[Served]:
 
 def write_config(path: Path, redis_url: str, extra: str = "") -> Path:
     path.write_text(f"redis: {{url: '{redis_url}'}}\nconfig:\n  domain: company.com\n{extra}"
-                    "pools:\n  - {name: pool1, alias: [poolone], size: 2}\n")
+                    "providers: {dummy: {}}\npools:\n  - {name: pool1, alias: [poolone], size: 2}\n")
     return path
 
 

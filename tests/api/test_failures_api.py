@@ -37,7 +37,8 @@ def test_unexpected_exception_is_a_json_500_with_a_logged_request_id(
 
 
 def _client(url: str, deadline: float | None = None) -> TestClient:
-    config = make_config(f"redis: {{url: '{url}', socket_timeout: 1}}\npools:\n  - {{name: pool1, size: 1}}\n")
+    config = make_config(f"redis: {{url: '{url}', socket_timeout: 1}}\n"
+                         "providers: {dummy: {}}\npools:\n  - {name: pool1, size: 1}\n")
     return TestClient(create_app(config, metrics=NullMetrics(), deadline=deadline))
 
 

@@ -41,6 +41,7 @@ def live_url(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
     config = Path(tmp_path_factory.mktemp("schemathesis")) / "vmpooler.yaml"
     config.write_text(f"redis: {{url: '{redis_server.url}'}}\nconfig:\n  domain: company.com\n"
                       f"  vm_lifetime_auth: 2\nauth:\n  provider: users\n  users:{users}\n"
+                      "providers: {dummy: {}}\n"
                       "pools:\n  - {name: pool1, alias: [poolone], size: 5}\n  - {name: pool2, size: 10}\n")
     with serving_api(config, "error") as served:
         yield served.url

@@ -62,7 +62,7 @@ def config_yaml(server: RedisServer, redis_section: str) -> str:
             f"    password: '{VSPHERE_PASSWORD}'\n"
             "config:\n  max_vms_per_token: 1\n"
             "rate_limits:\n  enabled: true\n  checkout: {limit: 3}\n"
-            "pools:\n  - {name: pool1, size: 2}\n")
+            "pools:\n  - {name: pool1, size: 2, provider: dummy}\n")
 
 
 def redis_sections(server: RedisServer, password: str = REDIS_PASSWORD) -> dict[str, str]:

@@ -83,7 +83,8 @@ def test_dashboard_stats(client: TestClient, r: redis.Redis, make_client: MakeCl
                                                                   "pool2": {"size": 10, "ready": 0}}
     assert client.get("/dashboard/stats/vmpooler/pool/?history=1").json()["pool1"] == {
         "size": 5, "ready": 1, "history": [1]}
-    pools = "pools:\n - {name: centos-6-x86_64, size: 1}\n - {name: centos-7-x86_64, size: 1}\n" \
+    pools = "providers: {dummy: {}}\n" \
+            "pools:\n - {name: centos-6-x86_64, size: 1}\n - {name: centos-7-x86_64, size: 1}\n" \
             " - {name: debian-7-x86_64, size: 1}\n - {name: solo, size: 1}\n"
     running(r, "centos-6-x86_64", "c1")
     running(r, "centos-7-x86_64", "c2")

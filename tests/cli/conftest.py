@@ -31,6 +31,7 @@ PASSWORD = "s3cr3t"
 POOLS_YAML = """
 :config:
   domain: company.com
+:providers: {dummy: {}}
 :pools:
   - name: pool1
     alias: [poolone]
@@ -48,6 +49,7 @@ AUTH_YAML = f"""
   users:
     jdoe: '{hash_password(PASSWORD, iterations=1000)}'
     eve: '{hash_password(PASSWORD, iterations=1000)}'
+:providers: {{dummy: {{}}}}
 :pools:
   - name: pool1
     size: 5

@@ -70,8 +70,9 @@ def alive(pid: int) -> bool:
 
 def write_config(path: Path, redis_url: str, *, pools: str, app: str = "", extra: str = "") -> Path:
     """A config file: `pools` is the YAML list body, `app` lines of the `config:` section, `extra` any
-    other top-level sections."""
-    path.write_text(f"redis: {{url: '{redis_url}'}}\nconfig:\n  domain: company.com\n{app}{extra}"
+    other top-level sections (the dummy provider with its defaults unless they have `providers:`)."""
+    providers = "" if "providers:" in extra else "providers: {dummy: {}}\n"
+    path.write_text(f"redis: {{url: '{redis_url}'}}\nconfig:\n  domain: company.com\n{app}{extra}{providers}"
                     f"pools:\n{pools}")
     return path
 

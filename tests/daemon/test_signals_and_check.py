@@ -90,7 +90,8 @@ def test_check_fails_in_bounded_time_when_redis_is_down_or_hung(tmp_path: Path, 
     assert (code, verdict["ok"], verdict["redis"]) == (1, False, False) and took < 10, (verdict, took)
 
     hung = tmp_path / "hung.yaml"
-    hung.write_text(f"redis: {{url: 'redis://127.0.0.1:{silent_redis}/0', socket_timeout: 1}}\npools:\n{POOL}")
+    hung.write_text(f"redis: {{url: 'redis://127.0.0.1:{silent_redis}/0', socket_timeout: 1}}\n"
+                    f"providers: {{dummy: {{}}}}\npools:\n{POOL}")
     code, verdict, took = check(hung, tmp_path)
     assert (code, verdict["ok"], verdict["redis"]) == (1, False, False), verdict
     assert took < 1 + 6, took  # the configured socket timeout, plus the start of a Python process

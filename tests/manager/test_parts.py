@@ -129,7 +129,8 @@ def test_build_providers_and_the_blocking_client(redis_url: str, sync_redis: red
                          ":pools:\n  - name: p\n    size: 1\n    provider: fake\n")
     providers = build_providers(on_redis(config, redis_url))
     try:
-        assert set(providers) == {"fake", "dummy"} and providers["fake"].ready_check == "hostname"
+        # Only the configured one: no implicit dummy provider beside it (issue 12).
+        assert set(providers) == {"fake"} and providers["fake"].ready_check == "hostname"
         providers["fake"].clone("p", CloneSpec("vm1", "t", "p"))
         assert sync_redis.hkeys("vmpooler__dummy__fake__p") == ["vm1"]
     finally:
