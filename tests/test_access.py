@@ -16,7 +16,7 @@ from vmpooler_core.keys import Keys
 K = Keys()
 TOKEN = "abcdefghijklmnopqrstuvwxyz012345"
 OTHER = "bcdefghijklmnopqrstuvwxyz0123456"
-AUTH = make_config("auth: {provider: users, users: {jdoe: x}}\npools:\n  - {name: pool1, size: 1}\n")
+AUTH = make_config("auth: {provider: users, users: {jdoe: x}}\npools:\n  - {name: pool1, size: 1, provider: dummy}\n")
 OPEN = make_config("")
 
 
