@@ -10,6 +10,8 @@
 //     the task completes (optionally after -clone-delay), instead of the
 //     simulator's synchronous clone;
 //   - spec.powerOn is honoured (the stock simulator ignores it);
+//   - the clone spec's config.annotation reaches the clone (the stock clone
+//     drops it; vmpooler's ownership mark lives there);
 //   - a powered-on clone reports guest.hostName (from the clone spec's
 //     extraConfig "guestinfo.hostname"), a 127.0.0.x guest.ipAddress and
 //     running tools, which the stock simulator never sets by itself;
@@ -229,7 +231,7 @@ func (t *templateVM) clone(ctx *simulator.Context, req *types.CloneVM_Task) (typ
 		}
 	}
 
-	body := t.VirtualMachine.CloneVMTask(ctx, req).(*methods.CloneVM_TaskBody)
+	body := t.VirtualMachine.CloneVMTask(ctx, withAnnotation(req, t.Config.Annotation)).(*methods.CloneVM_TaskBody)
 	if body.Fault_ != nil {
 		if f, ok := body.Fault_.Detail.Fault.(types.BaseMethodFault); ok {
 			return nil, f
@@ -265,6 +267,31 @@ func (t *templateVM) clone(ctx *simulator.Context, req *types.CloneVM_Task) (typ
 		return nil, fault
 	}
 	return ref, nil
+}
+
+// withAnnotation is req with the annotation vSphere gives the clone: the
+// spec's config.annotation, else the source's (`source`). The stock clone
+// builds the new VM's config without either; its "SET.<property>" extraConfig
+// keys set a property while the VM is being created, so the note is there
+// from the clone's first moments, as on vSphere.
+func withAnnotation(req *types.CloneVM_Task, source string) *types.CloneVM_Task {
+	var config types.VirtualMachineConfigSpec
+	if req.Spec.Config != nil {
+		config = *req.Spec.Config
+	}
+	annotation := source
+	if config.Annotation != "" {
+		annotation = config.Annotation
+	}
+	if annotation == "" {
+		return req
+	}
+	config.ExtraConfig = append(append([]types.BaseOptionValue(nil), config.ExtraConfig...),
+		&types.OptionValue{Key: "SET.config.annotation", Value: annotation},
+		&types.OptionValue{Key: "SET.summary.config.annotation", Value: annotation})
+	copied := *req
+	copied.Spec.Config = &config
+	return &copied
 }
 
 // reportGuest sets what VMware Tools would report once the guest has booted.
