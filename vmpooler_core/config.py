@@ -87,6 +87,11 @@ class AppSettings:
     manager_loop_seconds: float = 5.0  # seconds between the manager's passes over all pools
     manager_backoff_max: float = 60.0  # longest wait (seconds) between retries of a Redis or provider outage
     max_vms_per_token: int | None = None  # VMs one token may hold checked out at once; None = no cap
+    # This pooler's identity, marked on each clone; None: the one stored in Redis (made on the first start).
+    pooler_id: str | None = None
+    # Destroy VMs found in a pool folder that Redis does not know and that carry no pooler mark at all
+    # (made by hand, by the original vmpooler). Off: they are left alone and reported once.
+    purge_unconfigured: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,7 +159,17 @@ def _app(node: Node) -> AppSettings:
         manager_loop_seconds=node.number("manager_loop_seconds", 5.0),
         manager_backoff_max=node.number("manager_backoff_max", 60.0),
         max_vms_per_token=opt_int("max_vms_per_token", minimum=1),
+        pooler_id=_pooler_id(node),
+        purge_unconfigured=node.flag("purge_unconfigured", False),
     )
+
+
+def _pooler_id(node: Node) -> str | None:
+    value = node.text("pooler_id", None)
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}", value):
+        raise node.error("pooler_id", f"{value!r} may use only letters, digits, '.', '_', ':' and '-' "
+                                      "(at most 64, starting with a letter or digit)")
+    return value
 
 
 def _sink(node: Node, default_port: int) -> SinkSettings | None:

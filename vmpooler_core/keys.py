@@ -97,6 +97,18 @@ class Keys:
         managers (lua/presence.lua)."""
         return self._k("tasks", "clone", "managers")
 
+    def pooler_id(self) -> str:
+        """String: this pooler's identity, made once (SET NX) by the first manager on this Redis and read by
+        every other. Each clone is marked with it, and a VM found in a pool folder that Redis does not know
+        is destroyed only when it carries it (manager/ownership.py)."""
+        return self._k("pooler_id")
+
+    def spared(self, pool: str) -> str:
+        """Hash host -> the pooler id marked on it ("" for none): VMs in the pool's folder that Redis does
+        not know and that this pooler leaves alone (another pooler's, or unmarked without
+        `purge_unconfigured`), so that each is reported once (lua/spare.lua)."""
+        return self._k("spared", pool)
+
     def dummy_folder(self, provider: str, folder: str) -> str:
         """Hash VM name -> JSON record: the VMs of one folder (or pool) of a dummy provider."""
         return self._k("dummy", provider, folder)

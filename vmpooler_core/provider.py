@@ -31,6 +31,9 @@ class VmFacts:
     guest_hostname: str | None = None
     guest_ip: str | None = None
     host: str | None = None  # the hypervisor host it runs on
+    # The identity of the pooler that cloned it (CloneSpec.pooler_id), read back from the VM; None when it
+    # carries no such mark (made by hand, by the original vmpooler, or by a version without marks).
+    pooler_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,7 @@ class CloneSpec:
     annotation: str = ""  # JSON notes on the VM (the vSphere provider adds `created_by`)
     linked: bool = True  # a linked clone when the template allows it (it has a snapshot)
     timeout: float = 900.0  # seconds the clone may take before it counts as failed
+    pooler_id: str | None = None  # the cloning pooler's identity, to mark the VM with (VmFacts.pooler_id)
 
 
 @runtime_checkable
