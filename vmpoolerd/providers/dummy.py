@@ -52,6 +52,7 @@ class DummyVm:
     host: str | None = None
     snapshots: dict[str, float] = dataclasses.field(default_factory=dict)  # name -> taken at
     disks: list[int] = dataclasses.field(default_factory=list)  # sizes in GB, in the order added
+    pooler_id: str | None = None  # the mark of the pooler that cloned it (vSphere keeps it in the annotation)
 
     @classmethod
     def from_json(cls, raw: str) -> DummyVm | None:
@@ -60,12 +61,13 @@ class DummyVm:
             data = json.loads(raw)
             if not isinstance(data, dict):
                 return None
-            host = data.get("host")
+            host, mark = data.get("host"), data.get("pooler_id")
             return cls(created=float(data.get("created", 0)), boots_at=float(data.get("boots_at", 0)),
                        on=bool(data.get("on")), template=str(data.get("template", "")),
                        broken=bool(data.get("broken")), host=None if host is None else str(host),
                        snapshots={str(k): float(v) for k, v in (data.get("snapshots") or {}).items()},
-                       disks=[int(size) for size in data.get("disks") or []])
+                       disks=[int(size) for size in data.get("disks") or []],
+                       pooler_id=mark if isinstance(mark, str) and mark else None)
         except (ValueError, TypeError, AttributeError):
             return None
 
@@ -125,7 +127,7 @@ class DummyProvider:
             return VmFacts(name, powered_on=False)
         booted = record.on and not record.broken and now >= record.boots_at
         return VmFacts(name, powered_on=record.on, guest_hostname=name if booted else None,
-                       guest_ip=self.guest_ip if booted else None, host=record.host)
+                       guest_ip=self.guest_ip if booted else None, host=record.host, pooler_id=record.pooler_id)
 
     # The Provider protocol -----------------------------------------------------------------------
 
@@ -140,7 +142,8 @@ class DummyProvider:
             raise ProviderError(f"dummy: injected failure cloning {spec.name}")
         now = self.clock()
         record = DummyVm(created=now, boots_at=now + self.boot_time, on=True, template=spec.template,
-                         broken=self._chance(self.ready_fail_percent), host=spec.target or "dummy-host")
+                         broken=self._chance(self.ready_fail_percent), host=spec.target or "dummy-host",
+                         pooler_id=spec.pooler_id)
         created = self._redis(lambda: self.redis.hsetnx(self._key(pool, spec.folder), spec.name,
                                                         record.to_json()))
         if not created:

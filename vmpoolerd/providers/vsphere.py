@@ -9,6 +9,10 @@ connection (server, port, username, password, insecure, timeout, datacenter), pl
 Pool `template` and `folder` are paths under the datacenter's VM folder ("templates/centos-6-x86_64",
 "vmpooler/centos-6-x86_64"); `datastore` a datastore name; `clone_target` a cluster under the host
 folder, where the clone goes to the least-loaded host.
+
+Each clone's annotation (its vSphere notes) is JSON: the pool and manager, `created_by`, `base_template`
+and `creation_timestamp` as the original vmpooler writes them, and `pooler_id`, the mark of the pooler
+that cloned it. The inventory reads the mark back (`VmFacts.pooler_id`) in its one batched query.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ log = logging.getLogger("vmpooler.providers.vsphere")
 vim: Any = _vim  # built at run time: untyped to a type checker
 
 _VM_PROPS = ["name", "config.template", "runtime.powerState", "runtime.host", "guest.hostName",
-             "guest.ipAddress"]
+             "guest.ipAddress", "config.annotation"]
+_MARK = "pooler_id"  # the annotation's key for the identity of the pooler that cloned the VM
 _HOST_PROPS = ["name", "runtime.connectionState", "runtime.inMaintenanceMode",
                "summary.quickStats.overallCpuUsage", "summary.quickStats.overallMemoryUsage",
                "summary.hardware.cpuMhz", "summary.hardware.numCpuCores", "summary.hardware.memorySize"]
@@ -106,7 +111,8 @@ class VsphereProvider:
                     name=props["name"], powered_on=props.get("runtime.powerState") == "poweredOn",
                     guest_hostname=props.get("guest.hostName") or None,
                     guest_ip=props.get("guest.ipAddress") or None,
-                    host=host._moId if host is not None else None)
+                    host=host._moId if host is not None else None,
+                    pooler_id=pooler_mark(props.get("config.annotation")))
             return found
 
         return self.session.run(read)
@@ -143,7 +149,13 @@ class VsphereProvider:
         try:
             note = json.loads(spec.annotation) if spec.annotation else {}
         except ValueError:
-            return spec.annotation
+            note = None
+        if not isinstance(note, dict):
+            if not spec.pooler_id:
+                return spec.annotation
+            note = {"notes": spec.annotation}  # free text cannot carry the mark: it goes under a key
+        if spec.pooler_id:
+            note[_MARK] = spec.pooler_id
         note.setdefault("created_by", self.session.user)
         note.setdefault("base_template", spec.template)
         note.setdefault("creation_timestamp", clock.stamp())
@@ -225,6 +237,20 @@ class VsphereProvider:
 
     def close(self) -> None:
         self.session.close()
+
+
+def pooler_mark(annotation: object) -> str | None:
+    """The pooler id a VM's annotation carries (see `VsphereProvider._annotation`); None for any other
+    note: none, free text, or the original vmpooler's JSON (name, created_by, base_template,
+    creation_timestamp), which names the vCenter user, not a pooler."""
+    if not isinstance(annotation, str) or _MARK not in annotation:
+        return None
+    try:
+        note = json.loads(annotation)
+    except ValueError:
+        return None
+    mark = note.get(_MARK) if isinstance(note, dict) else None
+    return mark if isinstance(mark, str) and mark else None
 
 
 def _placement(content: Any, template: Any) -> tuple[Any, Any]:
