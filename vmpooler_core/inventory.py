@@ -87,6 +87,23 @@ class Inventory:
             return []
         return replies.discovered(await self._run("discover", pool, *hosts))
 
+    async def spare(self, pool: str, marks: Mapping[str, str | None]) -> replies.Spared:
+        """Record the unknown VMs of the pool's folder that are not this pooler's to destroy (host -> the
+        pooler mark they carry, None for none): all of them, as every other entry is dropped."""
+        flat: list[str] = []
+        for host, mark in marks.items():
+            flat += [host, mark or ""]
+        return replies.spared(await self._run("spare", pool, *flat))
+
+    async def claim_pooler_id(self, candidate: str) -> str:
+        """The pooler id stored in Redis, `candidate` stored first when there is none (one transaction),
+        so every manager on this Redis gets the same."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(self.keys.pooler_id(), candidate, nx=True)
+        pipe.get(self.keys.pooler_id())
+        _, stored = await pipe.execute()
+        return str(stored)
+
     # The manager's fill, coordination and statistics ---------------------------------------------
 
     async def reserve_clone(self, pool: str, host: str, template: str, *, size: int, owner: str,
@@ -96,14 +113,17 @@ class Inventory:
         return replies.reservation(await self._run("add_pending", pool, host, now or clock.stamp(), template,
                                                    size, owner))
 
-    async def pool_state(self, pool: str) -> tuple[dict[str, set[str]], dict[str, str]]:
-        """Every state set of one pool and its `active` hash (host -> checkout), in one round trip."""
+    async def pool_state(self, pool: str) -> tuple[dict[str, set[str]], dict[str, str], dict[str, str]]:
+        """Every state set of one pool, its `active` hash (host -> checkout) and the VMs of its folder left
+        alone (host -> pooler mark, see `spare`), in one round trip."""
         pipe = self.redis.pipeline(transaction=True)
         for state in STATES:
             pipe.smembers(self.keys.state(state, pool))
         pipe.hgetall(self.keys.active(pool))
-        *sets, active = await pipe.execute()
-        return ({state: set(members) for state, members in zip(STATES, sets, strict=True)}, dict(active))
+        pipe.hgetall(self.keys.spared(pool))
+        *sets, active, spared = await pipe.execute()
+        return ({state: set(members) for state, members in zip(STATES, sets, strict=True)}, dict(active),
+                dict(spared))
 
     async def settle_discovered(self, pool: str, hosts: Iterable[str]) -> list[str]:
         """Discovered hosts still in the provider -> completed (or just out of discovered when they

@@ -245,6 +245,29 @@ settled = _hosts("settle_discovered")  # the hosts moved to `completed`
 present = _hosts("presence")  # the live managers' ids
 
 
+@dataclass(frozen=True, slots=True)
+class Spared:
+    """What spare.lua changed: VMs newly left alone and those whose mark changed (host -> mark, "" for
+    none), and the hosts no longer left alone (gone from the folder, or now known or ours)."""
+
+    new: dict[str, str]
+    changed: dict[str, str]
+    dropped: list[str]
+
+
+def _pairs(values: Sequence[object]) -> dict[str, str]:
+    flat = _strings(values)
+    if len(flat) % 2:
+        raise ValueError(values)
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+@_parser("spare")
+def spared(reply: Any) -> Spared:
+    new, changed, dropped = reply
+    return Spared(_pairs(new), _pairs(changed), _strings(dropped))
+
+
 @_parser("touch_token")
 def token_user(reply: Any) -> str | None:
     """The token's user; None when the token does not exist."""

@@ -28,11 +28,12 @@ from redis.exceptions import NoScriptError, ResponseError
 NAMES = ("checkout", "return", "move", "add_pending", "forget", "discover", "status", "touch_token",
          "ratelimit",
          # the manager's
-         "settle_discovered", "lease", "presence")
+         "settle_discovered", "spare", "lease", "presence")
 
 # Lua libraries put in front of the scripts that use them: Redis has no include, and a second script
 # call would cost the request a second round trip.
-LIBRARIES: dict[str, tuple[str, ...]] = {"checkout": ("gcra",), "return": ("gcra",), "ratelimit": ("gcra",)}
+LIBRARIES: dict[str, tuple[str, ...]] = {"checkout": ("gcra",), "return": ("gcra",), "ratelimit": ("gcra",),
+                                         "discover": ("known",), "spare": ("known",)}
 
 
 def _read(name: str) -> str:

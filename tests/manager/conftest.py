@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -16,13 +17,16 @@ import redis
 from redis import asyncio as aioredis
 
 from tests.conftest import StatsdNames, make_config
+from tests.redis_server import RedisServer
 from vmpooler_core.config import Config
 from vmpooler_core.keys import STATES, Keys
+from vmpooler_core.metrics import NullMetrics
 from vmpooler_core.provider import Provider
 from vmpoolerd.manager import Manager
 from vmpoolerd.providers import build_providers, close_providers
 
 MakeManager = Callable[..., Awaitable[Manager]]
+MakeOther = Callable[..., Awaitable[tuple[Manager, redis.Redis]]]
 
 
 class FakeClock:
@@ -89,6 +93,36 @@ async def make_manager(aredis: aioredis.Redis, redis_url: str, clock: FakeClock,
     for manager, providers in made:
         await manager.shutdown()
         close_providers(providers)
+
+
+@pytest.fixture
+async def other_pooler(clock: FakeClock) -> AsyncIterator[MakeOther]:
+    """Another pooler: a manager on a Redis server of its own (a staging copy of the configuration, say),
+    started on demand. `make(config, providers_on=url)` returns it and a client of its Redis; the dummy
+    provider's VMs are kept on `providers_on` (the shared "vCenter"), else on its own Redis."""
+    servers: list[RedisServer] = []
+    made: list[tuple[Manager, dict[str, Provider], aioredis.Redis, redis.Redis]] = []
+
+    async def make(config: Config, providers_on: str | None = None) -> tuple[Manager, redis.Redis]:
+        server = RedisServer().start()
+        servers.append(server)
+        client = aioredis.Redis.from_url(server.url, decode_responses=True)
+        providers = build_providers(on_redis(config, providers_on or server.url))
+        manager = Manager(on_redis(config, server.url), client, providers, NullMetrics(), clock=clock,
+                          stop_grace=5.0)
+        sync = redis.Redis.from_url(server.url, decode_responses=True)
+        made.append((manager, providers, client, sync))
+        return manager, sync
+
+    yield make
+    for manager, providers, client, sync in made:
+        await manager.shutdown()
+        close_providers(providers)
+        await client.aclose()
+        sync.close()
+    for server in servers:
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)
 
 
 async def passes(manager: Manager, until: Callable[[], bool], limit: int = 20) -> int:

@@ -48,14 +48,16 @@ async def test_one_pass_after_a_crash_restores_agreement(make_manager: MakeManag
     now = clock()
     # The dead run of manager "m1" left: a clone recorded but never started, a finished clone still
     # pending, a ready VM someone deleted by hand, a completed VM whose destroy went through, one whose
-    # destroy never ran, and a VM in the folder that was never recorded (created by hand).
+    # destroy never ran, and a VM in the folder that was never recorded (a clone of this pooler, with its
+    # mark, whose record Redis lost).
+    sync_redis.set(K.pooler_id(), "this-pooler")
     record_pending(sync_redis, "lost", "m1", age=5, now=now)
     record_pending(sync_redis, "cloned", "m1", age=5, now=now)
     sync_redis.sadd(K.ready("pool1"), "deleted")
     sync_redis.sadd(K.completed("pool1"), "destroyed", "undestroyed")
     folder = K.dummy_folder("dummy", "pool1")
     for host in ("cloned", "undestroyed", "stranger"):
-        sync_redis.hset(folder, host, json.dumps({"on": True, "boots_at": 0}))
+        sync_redis.hset(folder, host, json.dumps({"on": True, "boots_at": 0, "pooler_id": "this-pooler"}))
     manager = await make_manager(dummy_config(POOL), manager_id="m1")  # the same manager, restarted
     await manager.run_once()
     await manager.drain()

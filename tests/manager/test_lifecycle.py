@@ -221,7 +221,9 @@ async def test_discovered_vm_is_completed_a_pass_later_then_destroyed(make_manag
                                                                       sync_redis: redis.Redis) -> None:
     manager = await make_manager(dummy_config(ONE_POOL))
     await filled(manager, sync_redis)
-    sync_redis.hset(K.dummy_folder("dummy", "pool1"), "stranger", json.dumps({"on": True}))
+    # A clone of this pooler (it carries our mark) whose record Redis lost.
+    ours = sync_redis.get(K.pooler_id())
+    sync_redis.hset(K.dummy_folder("dummy", "pool1"), "stranger", json.dumps({"on": True, "pooler_id": ours}))
     await manager.run_once()
     assert states(sync_redis, "pool1")["discovered"] == {"stranger"}
     await manager.run_once()

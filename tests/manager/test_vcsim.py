@@ -21,7 +21,7 @@ from pyVmomi import vim
 from redis import asyncio as aioredis
 
 from tests.conftest import make_config
-from tests.manager.conftest import FakeClock, MakeManager, passes, passes_for, states
+from tests.manager.conftest import FakeClock, MakeManager, MakeOther, passes, passes_for, states
 from tests.manager.procs import FillWatch, ManagerProcess, wait_until
 from tests.redis_server import free_port
 from tests.vcsim.server import VcsimServer
@@ -121,13 +121,15 @@ async def test_fill_and_refill(start_sim: StartSim, make_manager: MakeManager, s
     assert all(f.powered_on and f.guest_hostname == name and name.startswith("vp-")
                for name, f in facts.items())
     name = sorted(ready)[0]
-    extra = {o.key: o.value for o in vm_object(sim, f"vmpooler/pool1/{name}").config.extraConfig}
+    vm = vm_object(sim, f"vmpooler/pool1/{name}")
+    extra = {o.key: o.value for o in vm.config.extraConfig}
     assert extra["guestinfo.hostname"] == name
-    # (The simulator drops a clone spec's annotation, so `VsphereProvider._annotation` is checked alone.)
-    provider = VsphereProvider(config.providers["vsphere"], config.pool_index)
-    note = json.loads(provider._annotation(CloneSpec(name, TEMPLATE, "f", annotation='{"pool": "pool1"}')))
+    # The clone's notes: the original's fields, and the mark of this pooler (the id stored in Redis),
+    # which the inventory reads back.
+    note = json.loads(vm.config.annotation)
     assert note["created_by"] == sim.user and note["base_template"] == TEMPLATE and note["pool"] == "pool1"
     assert stamps.parse(note["creation_timestamp"])
+    assert note["pooler_id"] == sync_redis.get(K.pooler_id()) == facts[name].pooler_id
     taken = (await Checkout(config, Inventory(aredis), NullMetrics()).take(from_path("pool1"))).hosts()
     await filled(manager, sync_redis)
     assert states(sync_redis, "pool1")["running"] == set(taken)
@@ -152,7 +154,8 @@ async def test_lifetime_expiry_destroys_the_vm(start_sim: StartSim, make_manager
 async def test_unknown_vm_in_the_folder_is_destroyed(start_sim: StartSim, make_manager: MakeManager,
                                                      sync_redis: redis.Redis) -> None:
     sim = start_sim()
-    config = make_config(vsphere_yaml(sim, pool_yaml(size=1)))
+    # Without a mark of ours, only purge_unconfigured has it destroyed (see test_unmarked_vm_is_left_alone).
+    config = make_config(vsphere_yaml(sim, pool_yaml(size=1), purge_unconfigured="true"))
     manager = await make_manager(config)
     await filled(manager, sync_redis, size=1)
     stranger = VsphereProvider(config.providers["vsphere"], config.pool_index)
@@ -163,6 +166,97 @@ async def test_unknown_vm_in_the_folder_is_destroyed(start_sim: StartSim, make_m
     await passes(manager, lambda: "stranger" not in folder_vms(config))
     assert "stranger" not in set().union(*states(sync_redis, "pool1").values())
     assert len(states(sync_redis, "pool1")["ready"]) == 1
+
+
+def left_alone(caplog: pytest.LogCaptureFixture, host: str) -> list[str]:
+    """The WARNINGs saying `host` was left alone (one per VM, not one per pass)."""
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING and r.getMessage().startswith(f"left alone pool=pool1 vm={host}:")]
+
+
+async def test_two_poolers_on_one_folder_leave_each_other_alone(start_sim: StartSim, make_manager: MakeManager,
+                                                                other_pooler: MakeOther,
+                                                                sync_redis: redis.Redis, aredis: aioredis.Redis,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    # A staging copy of the production configuration, with a Redis of its own, on the same vCenter folder.
+    config = make_config(vsphere_yaml(start_sim(), pool_yaml(size=2)))
+    prod = await make_manager(config)
+    await filled(prod, sync_redis, size=2)
+    taken = [(await Checkout(config, Inventory(aredis), NullMetrics()).take(from_path("pool1"))).hosts()[0]]
+    staging, staging_redis = await other_pooler(config)
+
+    async def both_until(done: Callable[[], bool], then: int = 0) -> None:
+        for _ in range(30):
+            for manager in (prod, staging):
+                await manager.run_once()
+                await manager.drain()
+            if done():
+                break
+        assert done(), "both pools full"
+        for _ in range(then):  # passes enough for a found VM to be discovered, completed and destroyed
+            for manager in (prod, staging):
+                await manager.run_once()
+                await manager.drain()
+
+    def full() -> bool:
+        return all(len(states(r, "pool1")["ready"]) == 2 for r in (sync_redis, staging_redis))
+
+    await both_until(full)
+    taken.append((await Checkout(config, staging.inventory, NullMetrics()).take(from_path("pool1"))).hosts()[0])
+    await both_until(full, then=4)
+    mine, theirs = (set().union(*states(r, "pool1").values()) for r in (sync_redis, staging_redis))
+    assert len(mine) == len(theirs) == 3 and not mine & theirs
+    assert set(folder_vms(config)) == mine | theirs, "no VM of either pooler destroyed"
+    assert taken[0] in states(sync_redis, "pool1")["running"]
+    assert taken[1] in states(staging_redis, "pool1")["running"]
+    for r in (sync_redis, staging_redis):
+        assert not states(r, "pool1")["discovered"] and not states(r, "pool1")["completed"]
+    # Each pooler reported each of the other's VMs once, naming both ids.
+    ids = {"prod": sync_redis.get(K.pooler_id()), "staging": staging_redis.get(K.pooler_id())}
+    assert ids["prod"] and ids["staging"] and ids["prod"] != ids["staging"]
+    for owner, hosts in (("prod", mine), ("staging", theirs)):
+        other = ids["staging" if owner == "prod" else "prod"]
+        for host in hosts:
+            lines = left_alone(caplog, host)
+            assert len(lines) == 1 and ids[owner] in lines[0] and other in lines[0], lines
+            assert folder_vms(config)[host].pooler_id == ids[owner]
+
+
+async def test_vm_of_ours_whose_record_is_lost_is_destroyed(start_sim: StartSim, make_manager: MakeManager,
+                                                            sync_redis: redis.Redis) -> None:
+    config = make_config(vsphere_yaml(start_sim(), pool_yaml(size=2)))
+    manager = await make_manager(config)
+    lost = sorted(await filled(manager, sync_redis, size=2))[0]
+    sync_redis.srem(K.ready("pool1"), lost)
+    sync_redis.delete(K.vm(lost))
+    await manager.run_once()
+    assert lost in states(sync_redis, "pool1")["discovered"], "it carries our mark"
+    await passes(manager, lambda: lost not in folder_vms(config))
+    await filled(manager, sync_redis, size=2)
+    agree(sync_redis, config)
+
+
+async def test_unmarked_vm_is_left_alone(start_sim: StartSim, make_manager: MakeManager, sync_redis: redis.Redis,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    config = make_config(vsphere_yaml(start_sim(), pool_yaml(size=1)))
+    manager = await make_manager(config)
+    await filled(manager, sync_redis, size=1)
+    # Made by hand, or by the original vmpooler (its note: name, created_by, base_template, creation time).
+    stranger = VsphereProvider(config.providers["vsphere"], config.pool_index)
+    original = json.dumps({"name": "ruby", "created_by": "user", "base_template": TEMPLATE,
+                           "creation_timestamp": "2026-01-01 00:00:00 +0000"})
+    stranger.clone("pool1", CloneSpec(name="by-hand", template=TEMPLATE, folder="vmpooler/pool1"))
+    stranger.clone("pool1", CloneSpec(name="ruby", template=TEMPLATE, folder="vmpooler/pool1", annotation=original))
+    stranger.close()
+    for _ in range(4):
+        await manager.run_once()
+        await manager.drain()
+    assert {"by-hand", "ruby"} <= set(folder_vms(config))
+    assert not {"by-hand", "ruby"} & set().union(*states(sync_redis, "pool1").values())
+    for host in ("by-hand", "ruby"):
+        lines = left_alone(caplog, host)
+        assert len(lines) == 1 and "purge_unconfigured" in lines[0], lines
+        assert folder_vms(config)[host].pooler_id is None
 
 
 async def test_pending_timeout_when_the_port_never_opens(start_sim: StartSim, make_manager: MakeManager,

@@ -96,7 +96,7 @@ class Cloner:
         spec = CloneSpec(name=host, template=template, folder=pool.folder or pool.name,
                          datastore=pool.datastore, target=target,
                          annotation=json.dumps({"pool": pool.name, "manager": self.ctx.owner}),
-                         timeout=self.ctx.timeout_seconds(pool))
+                         timeout=self.ctx.timeout_seconds(pool), pooler_id=self.ctx.pooler_id)
         started = time.monotonic()
         log.info("clone started pool=%s vm=%s template=%s", pool.name, host, template)
         try:

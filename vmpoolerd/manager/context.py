@@ -35,6 +35,8 @@ class Context:
     clock: Callable[[], float]  # epoch seconds; tests move it to age VMs
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # set when a pool deserves a pass soon
     woken: set[str] = field(default_factory=set)  # which pools
+    # This pooler's identity (ownership.py), marked on every clone; known from the first pass on.
+    pooler_id: str | None = None
 
     def poke(self, pool: str) -> None:
         self.woken.add(pool)

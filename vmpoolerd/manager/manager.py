@@ -34,6 +34,7 @@ from vmpooler_core.metrics import Metrics
 from vmpooler_core.provider import Provider, ProviderError, ProviderUnavailable
 from vmpooler_core.redis_client import connect
 
+from . import ownership
 from .backoff import Outage
 from .cloner import Cloner
 from .context import REDIS_ERRORS, Context
@@ -118,6 +119,8 @@ class Manager:
         if not self._registered:
             await self.inventory.register_pools(self.workers)
             self._registered = True
+        self.ctx.pooler_id = await ownership.identify(self.inventory, self.config.app.pooler_id,
+                                                      self.ctx.pooler_id)
         await self.ctx.presence.beat(time.time(), len(self.cloner.inflight))
         names = [name for name in (self.workers if pools is None else pools) if name in self.workers]
         held = await self.ctx.leases.acquire(names)

@@ -41,6 +41,8 @@ class PoolPass:
     # Hosts with a clone or destroy of this process in flight, or destroyed since the inventory was read:
     # the inventory may not show them as they are now, so the pass leaves them alone.
     protected: set[str] = field(default_factory=set)
+    # Redis: the VMs of the folder left alone as not ours to destroy (host -> their mark, see reconcile.py).
+    spared: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -53,9 +55,6 @@ class PoolPass:
         """Seconds since the time stamp in field `name` of the VM; None when there is none."""
         moment = clock.parse(self.field(host, name))
         return None if moment is None else self.now - moment
-
-    def known(self) -> set[str]:
-        return set().union(*self.sets.values())
 
     async def move(self, host: str, source: str, target: str, reason: str,
                    stamps: dict[str, object] | None = None, level: int = logging.INFO) -> bool:

@@ -40,14 +40,14 @@ class PoolWorker:
         read_at = time.monotonic()
         facts = await self.ctx.runner.call(self.provider.list_vms, name, self.pool.folder,
                                            timeout=_LIST_TIMEOUT)
-        sets, active = await self.ctx.inventory.pool_state(name)
+        sets, active, spared = await self.ctx.inventory.pool_state(name)
         hosts = sorted(sets["pending"] | sets["ready"] | sets["running"])
         raw = await self.ctx.inventory.vms(hosts, FIELDS)
         protected = (in_flight | self.cloner.hosts(name) | set(self.destroyer.inflight)
                      | self.destroyer.gone_since(read_at))
         fields = {host: dict(zip(FIELDS, values, strict=True)) for host, values in raw.items()}
         return PoolPass(self.ctx, self.cloner, self.destroyer, self.pool, self.provider, self.probe, facts,
-                        sets, active, fields, self.ctx.clock(), protected)
+                        sets, active, fields, self.ctx.clock(), protected, spared)
 
     async def check(self) -> int:
         """One pass over the pool; returns how many clones it is short of its size."""
