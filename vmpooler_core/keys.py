@@ -97,6 +97,11 @@ class Keys:
         managers (lua/presence.lua)."""
         return self._k("tasks", "clone", "managers")
 
+    def provider_health(self, provider: str) -> str:
+        """Hash manager id -> JSON: that manager's view of the provider's health, with the time it was
+        written (vmpooler_core/provider_health.py); the key expires when no manager refreshes it."""
+        return self._k("health", provider)
+
     def dummy_folder(self, provider: str, folder: str) -> str:
         """Hash VM name -> JSON record: the VMs of one folder (or pool) of a dummy provider."""
         return self._k("dummy", provider, folder)
