@@ -79,10 +79,10 @@ def _health_fields(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
         health = health if isinstance(health, Mapping) else {}
         text = str(health.get("state", "-"))
         if health.get("reason"):
-            text += f": {health['reason']} since {health.get('since', '-')}"
+            text += f" since {health.get('since', '-')}: {health['reason']}"
         for pool, problem in (health.get("pools") or {}).items():
             if isinstance(problem, Mapping):
-                text += f"; pool {pool} {problem.get('reason', '-')} since {problem.get('since', '-')}"
+                text += f"; pool {pool} since {problem.get('since', '-')}: {problem.get('reason', '-')}"
         fields.append((f"provider {name}", text))
     pools = doc.get("pools")
     for name, entry in (pools.items() if isinstance(pools, Mapping) else ()):
