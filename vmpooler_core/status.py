@@ -6,7 +6,6 @@ Added to the original's shape, only once a manager has reported on the providers
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -28,9 +27,10 @@ def _durations(figures: Durations) -> dict[str, Any]:
 async def status(config: Config, inventory: Inventory, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
     names = [pool.name for pool in config.pools]
-    # Side by side: the providers' health costs no extra round trip's wait.
-    figures, health = await asyncio.gather(inventory.status_figures(names, clock.today(now)),
-                                           provider_health.read(config, inventory, now))
+    figures = await inventory.status_figures(names, clock.today(now))
+    # One after the other, not side by side: a burst of /status requests must not take twice the
+    # connections of the pool (which refuses, rather than waits, past its size).
+    health = await provider_health.read(config, inventory, now)
     pools: dict[str, Any] = {}
     totals = {"ready": 0, "running": 0, "pending": 0, "completed": 0}
     empty: list[str] = []
