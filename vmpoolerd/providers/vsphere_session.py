@@ -1,9 +1,10 @@
 """One vCenter session, shared by the provider's threads, re-established when it expires or breaks.
 
 Every call goes through `Session.run(fn)`, which maps pyvmomi's failures to the two errors the manager
-acts on: `ProviderUnavailable` (vCenter unreachable, or the login refused: back off and retry) and
-`ProviderError` (this one operation failed). An expired session (NotAuthenticated) is logged in again and
-the call retried once, so a long-idle daemon never needs a restart.
+acts on: `ProviderUnavailable` (vCenter unreachable, or the login refused, as `ProviderLoginRefused`,
+which health reports tell apart: back off and retry) and `ProviderError` (this one operation failed). An
+expired session (NotAuthenticated) is logged in again and the call retried once, so a long-idle daemon
+never needs a restart.
 """
 
 from __future__ import annotations
