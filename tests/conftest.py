@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -8,6 +10,7 @@ from redis import asyncio as aioredis
 
 from tests.ldap_server import LdapServer
 from tests.redis_server import RedisServer
+from tests.vcsim.server import VcsimServer
 from vmpooler_core import config_loader
 from vmpooler_core.config import Config
 from vmpooler_core.inventory import Inventory
@@ -28,6 +31,34 @@ def ldap_server() -> Iterator[LdapServer]:
     server = LdapServer().start()
     yield server
     server.remove()
+
+
+TEMPLATE = "templates/centos-6-x86_64"  # the vCenter simulator's template
+StartSim = Callable[..., VcsimServer]
+
+
+@pytest.fixture
+def start_sim() -> Iterator[StartSim]:
+    """`start_sim(folders, port=None, password=None, clone_fail_percent=...)`: govmomi's vCenter simulator
+    (tests/vcsim), on `port` if given (to come back where a stopped one was), accepting only `password`
+    if given (else its default); every one started is stopped at the end of the test. These tests fail,
+    never skip, when it cannot be built or started, unless VMPOOLER_SKIP_VCSIM=1."""
+    if os.environ.get("VMPOOLER_SKIP_VCSIM") == "1":
+        pytest.skip("VMPOOLER_SKIP_VCSIM=1")
+    started: list[VcsimServer] = []
+
+    def start(folders: tuple[str, ...] = ("vmpooler/pool1",), port: int | None = None,
+              password: str | None = None, **kwargs: Any) -> VcsimServer:
+        extra = ["-listen", f"127.0.0.1:{port}"] if port else []
+        if password is not None:
+            extra += ["-password", password]
+        sim = VcsimServer(templates=[TEMPLATE], folders=list(folders), extra_args=extra, **kwargs)
+        started.append(sim.start())
+        return sim
+
+    yield start
+    for sim in started:
+        sim.stop()
 
 
 @pytest.fixture

@@ -32,6 +32,11 @@ def pool_cells(row: PoolRow) -> list[str]:
             _cell(row.size)]
 
 
+def short_lines(rows: Sequence[PoolRow]) -> list[str]:
+    """`pool: why it is short`, for the pools whose provider says why (under the pools table)."""
+    return [f"{row.name}: {row.reason}" for row in rows if row.reason]
+
+
 def plain_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Columns padded to line up, no borders and no colour: still readable, and `awk`/`cut` friendly."""
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
@@ -101,9 +106,11 @@ class Output:
 
     def pools_renderable(self, rows: Sequence[PoolRow]) -> RenderableType:
         """The pools table as rich draws it: ready in green, or red when a pool that should have VMs
-        has none (the pools the /status document calls empty)."""
+        has none (the pools the /status document calls empty); then why pools are short, if known."""
+        from rich.console import Group
         from rich.markup import escape
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(header_style="bold")
         for column in POOL_COLUMNS:
@@ -114,7 +121,10 @@ class Output:
                 empty = row.ready == 0 and (row.size or 0) > 0
                 cells[2] = f"[{'bold red' if empty else 'green'}]{cells[2]}[/]"
             table.add_row(*cells)
-        return table
+        reasons = short_lines(rows)
+        if not reasons:
+            return table
+        return Group(table, *(Text(line, style="yellow") for line in reasons))
 
     def pools(self, rows: Sequence[PoolRow]) -> None:
         if self.json:
@@ -123,6 +133,11 @@ class Output:
             self.print(self.pools_renderable(rows))
         else:
             self.line(plain_table(POOL_COLUMNS, [pool_cells(row) for row in rows]))
+            reasons = short_lines(rows)
+            if reasons:
+                self.line()
+                for line in reasons:
+                    self.line(line)
 
     def fields(self, pairs: Sequence[tuple[str, str]], title: str | None = None) -> None:
         """`name  value` lines: a record (one VM, the service status) for a person to read."""

@@ -18,8 +18,10 @@ SHAPES = {
     "revert": '{"ok": true, "hostname": str, "snapshot": str}',
     "disk": '{"ok": true, "hostname": str, "disk": str}',
     "pools": '{"pools": [{"name": str, "aliases": [str], "ready": int|null, "pending": int|null, '
-             '"running": int|null, "size": int|null}]}',
-    "status": 'the server\'s /status document as sent: {"boot", "capacity", "clone", "pools", "queue", "status"}',
+             '"running": int|null, "size": int|null, "reason"?: str (why it is short, when its provider is '
+             'degraded)}]}',
+    "status": 'the server\'s /status document as sent: {"boot", "capacity", "clone", "pools", "queue", "status"}, '
+              'and "providers" once a manager has reported on them',
     "watch": 'one line per refresh: {"time": "YYYY-MM-DDTHH:MM:SSZ", "pools": [...as pools...]}',
     "token create": '{"ok": true, "user": str, "token": str}',
     "token list": '{"user": str, "tokens": [{"token": str, "created": str, "last": str ("never" if unused)}]}',

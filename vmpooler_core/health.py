@@ -1,4 +1,5 @@
-"""Is this pooler healthy? Redis answers, and a manager has beaten its heart recently.
+"""Is this pooler healthy? Redis answers, a manager has beaten its heart recently, and no provider is
+degraded (cannot log in, unreachable, clones failing: provider_health.py).
 
 Used by the API's `/healthcheck` and by `vmpoolerd --check` (whose exit code a probe can use), so both
 give the same verdict.
@@ -11,13 +12,15 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from . import provider_health
 from .config import Config
 from .inventory import Inventory
 
 
 async def check(config: Config, inventory: Inventory, now: float | None = None) -> dict[str, Any]:
-    """`{"ok": bool, "redis": bool, "managers": int, "heartbeat_age": seconds | None, "reason": str}`.
-    A heartbeat older than the lease length means no manager is keeping the pools filled."""
+    """`{"ok": bool, "redis": bool, "managers": int, "heartbeat_age": seconds | None, "reason": str}`,
+    plus `providers` once a manager has reported on them (see `with_providers`). A heartbeat older than
+    the lease length means no manager is keeping the pools filled."""
     now = time.time() if now is None else now
     try:
         beats: list[tuple[str, float]] = await inventory.redis.zrevrange(  # type: ignore[assignment]
@@ -31,4 +34,23 @@ async def check(config: Config, inventory: Inventory, now: float | None = None) 
     if not live:
         reason = "no manager heartbeat" if age is None else f"last manager heartbeat {age}s ago"
         return {"ok": False, "redis": True, "managers": 0, "heartbeat_age": age, "reason": reason}
-    return {"ok": True, "redis": True, "managers": len(live), "heartbeat_age": age, "reason": "healthy"}
+    verdict = {"ok": True, "redis": True, "managers": len(live), "heartbeat_age": age, "reason": "healthy"}
+    return await with_providers(config, inventory, now, verdict)
+
+
+async def with_providers(config: Config, inventory: Inventory, now: float,
+                         verdict: dict[str, Any]) -> dict[str, Any]:
+    """`verdict` with the providers' health: a `providers` block once a manager has reported, and
+    unhealthy, every degraded provider's reason and since when, when one is."""
+    try:
+        health = await provider_health.read(config, inventory, now)
+    except (RedisError, OSError) as err:
+        return {"ok": False, "redis": False, "managers": 0, "heartbeat_age": None,
+                "reason": f"redis unreachable: {type(err).__name__}"}
+    block = provider_health.block(health)
+    if block is None:
+        return verdict
+    reasons = [reason for provider in health.values() for reason in provider.reasons()]
+    if reasons:
+        verdict = {**verdict, "ok": False, "reason": "; ".join(reasons)}
+    return {**verdict, "providers": block}

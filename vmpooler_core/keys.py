@@ -109,6 +109,11 @@ class Keys:
         `purge_unconfigured`), so that each is reported once (lua/spare.lua)."""
         return self._k("spared", pool)
 
+    def provider_health(self, provider: str) -> str:
+        """Hash manager id -> JSON: that manager's view of the provider's health, with the time it was
+        written (vmpooler_core/provider_health.py); the key expires when no manager refreshes it."""
+        return self._k("health", provider)
+
     def dummy_folder(self, provider: str, folder: str) -> str:
         """Hash VM name -> JSON record: the VMs of one folder (or pool) of a dummy provider."""
         return self._k("dummy", provider, folder)

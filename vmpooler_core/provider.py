@@ -22,6 +22,11 @@ class ProviderUnavailable(ProviderError):
     """The provider cannot be reached at all (vCenter down, session lost): back off and retry."""
 
 
+class ProviderLoginRefused(ProviderUnavailable):
+    """The provider answered but refused the configured credentials (vSphere's InvalidLogin): retrying
+    cannot help until the configuration is fixed, so health reports say "cannot log in", not "unreachable"."""
+
+
 @dataclass(frozen=True, slots=True)
 class VmFacts:
     """What the provider knows of one VM, read in the pool's batched inventory query."""

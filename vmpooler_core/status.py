@@ -1,11 +1,15 @@
-"""The service-wide `/status` document (era A shape plus the late-2016 `pools` block)."""
+"""The service-wide `/status` document (era A shape plus the late-2016 `pools` block).
+
+Added to the original's shape, only once a manager has reported on the providers: a `providers` block
+(each provider's health) and, in a pool short of VMs whose provider is degraded, its `reason`.
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from . import clock
+from . import clock, provider_health
 from .config import Config
 from .inventory import Inventory
 from .replies import Durations
@@ -24,6 +28,9 @@ async def status(config: Config, inventory: Inventory, now: float | None = None)
     now = time.time() if now is None else now
     names = [pool.name for pool in config.pools]
     figures = await inventory.status_figures(names, clock.today(now))
+    # One after the other, not side by side: a burst of /status requests must not take twice the
+    # connections of the pool (which refuses, rather than waits, past its size).
+    health = await provider_health.read(config, inventory, now)
     pools: dict[str, Any] = {}
     totals = {"ready": 0, "running": 0, "pending": 0, "completed": 0}
     empty: list[str] = []
@@ -33,6 +40,10 @@ async def status(config: Config, inventory: Inventory, now: float | None = None)
         entry: dict[str, Any] = {"ready": ready, "running": running, "pending": pending, "max": pool.size}
         if pool.alias:
             entry["alias"] = list(pool.alias)
+        provider = health.get(pool.provider)
+        why = provider.why_short(pool.name) if provider is not None and ready < pool.size else None
+        if why:
+            entry["reason"] = why
         pools[pool.name] = entry
         for state, value in (("ready", ready), ("running", running), ("pending", pending),
                              ("completed", completed)):
@@ -47,7 +58,7 @@ async def status(config: Config, inventory: Inventory, now: float | None = None)
     if empty:
         summary["empty"] = empty
     summary["uptime"] = round(now - config.loaded_at, 1)
-    return {
+    doc: dict[str, Any] = {
         "boot": _durations(figures.boot),
         "capacity": {"current": totals["ready"], "total": size,
                      "percent": round(100.0 * totals["ready"] / size, 1) if size else 0},
@@ -59,3 +70,6 @@ async def status(config: Config, inventory: Inventory, now: float | None = None)
                   "total": sum(totals.values())},
         "status": summary,
     }
+    providers = provider_health.block(health)
+    # The original sorts the top level: `providers` goes between `pools` and `queue`.
+    return doc if providers is None else dict(sorted({**doc, "providers": providers}.items()))

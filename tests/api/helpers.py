@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import redis
+from redis import asyncio as aioredis
 
+from vmpooler_core import config_loader
+from vmpooler_core.inventory import Inventory
 from vmpooler_core.keys import Keys
+from vmpoolerd.manager.health_report import HealthReport
 
 K = Keys()
 
@@ -59,3 +66,21 @@ def expect_json(response: httpx.Response, ok: bool, status: int) -> Any:
 def expect_unauthorized(response: httpx.Response) -> None:
     expect_json(response, False, 401)
     assert response.headers["www-authenticate"] == 'Basic realm="Authentication required"'
+
+
+def report_health(redis_url: str, config_text: str, saw: Callable[[HealthReport], None], manager: str = "m1") -> None:
+    """A manager of `config_text` that holds every pool, has seen what `saw` tells its health report and
+    has just beaten its heart: its report published by the real writer (vmpoolerd/manager/health_report.py)."""
+    config = config_loader.load(text=config_text, env={"VMPOOLER_REDIS_URL": redis_url}, source="test.yaml")
+
+    async def publish() -> None:
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            report = HealthReport(Inventory(client), manager, config)
+            saw(report)
+            await report.publish(pool.name for pool in config.pools)
+            await client.zadd(K.heartbeats(), {manager: time.time()})
+        finally:
+            await client.aclose()
+
+    asyncio.run(publish())

@@ -9,9 +9,11 @@ import pytest
 import redis
 import schemathesis
 
-from tests.api.conftest import MakeClient, TestClient
-from tests.api.helpers import K, expect_json, ready, running
+from tests.api.conftest import A8_POOLS, MakeClient, TestClient
+from tests.api.helpers import K, expect_json, ready, report_health, running
+from vmpooler_core.provider import ProviderError, ProviderUnavailable
 from vmpoolerd.api import routing
+from vmpoolerd.manager.health_report import HealthReport
 
 TODAY = datetime.datetime.now(datetime.UTC).date()
 
@@ -132,3 +134,45 @@ def test_wrong_methods_are_json_405_with_allow(client: TestClient, method: str, 
 def test_head_is_answered_like_get_without_a_body(client: TestClient) -> None:
     response = client.head("/api/v1/status")
     assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+
+
+def test_a_degraded_provider_is_in_healthcheck_and_status(client: TestClient, redis_url: str) -> None:
+    def unreachable(report: HealthReport) -> None:
+        report.pool_failed("pool1", ProviderUnavailable("dummy: connection refused"))
+        report.pool_failed("pool2", ProviderError("dummy: folder vmpooler/pool2 not found"))
+
+    report_health(redis_url, A8_POOLS, unreachable)
+    document = schemathesis.openapi.from_dict(client.get("/api/v1/openapi.json").json())
+    response = client.get("/healthcheck")
+    verdict = expect_json(response, False, 503)
+    document["/healthcheck"]["GET"].validate_response(response)
+    dummy = verdict["providers"]["dummy"]
+    since, pool_since = dummy["since"], dummy["pools"]["pool2"]["since"]
+    assert verdict == {
+        "ok": False, "code": "unhealthy", "redis": True, "managers": 1, "heartbeat_age": verdict["heartbeat_age"],
+        "reason": f"provider dummy is unreachable since {since}: dummy: connection refused; provider dummy cannot "
+                  f"list its VMs for pool pool2 since {pool_since}: dummy: folder vmpooler/pool2 not found",
+        "providers": {"dummy": {
+            "ok": False, "state": "degraded", "problem": "unreachable", "since": since,
+            "reason": "is unreachable: dummy: connection refused",
+            "pools": {"pool2": {"problem": "inventory", "since": pool_since,
+                                "reason": "cannot list its VMs: dummy: folder vmpooler/pool2 not found"}}}}}
+    response = client.get("/api/v1/status")
+    document["/status"]["GET"].validate_response(response)
+    doc = response.json()
+    assert list(doc) == sorted(doc) and doc["providers"] == verdict["providers"]
+    # The provider's own problem explains both pools; a full pool needs no explaining.
+    for pool in ("pool1", "pool2"):
+        assert doc["pools"][pool]["reason"] == f"provider dummy is unreachable since {since}: dummy: connection refused"
+
+    # Another manager working the same provider without trouble does not hide the first one's view...
+    report_health(redis_url, A8_POOLS, lambda report: report.pool_read("pool1"), manager="m2")
+    assert expect_json(client.get("/healthcheck"), False, 503)["managers"] == 2
+    # ...and once the first one can read its pools again, all is well.
+    report_health(redis_url, A8_POOLS, lambda report: [report.pool_read(pool) for pool in ("pool1", "pool2")])
+    response = client.get("/healthcheck")
+    verdict = expect_json(response, True, 200)
+    document["/healthcheck"]["GET"].validate_response(response)
+    assert (verdict["reason"], verdict["providers"]) == ("healthy", {"dummy": {"ok": True, "state": "ok"}})
+    doc = client.get("/api/v1/status").json()
+    assert "reason" not in doc["pools"]["pool1"] and doc["providers"] == verdict["providers"]

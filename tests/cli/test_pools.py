@@ -6,8 +6,11 @@ import json
 
 import redis
 
-from tests.cli.conftest import K, Vmp, ready
+from tests.api.helpers import report_health
+from tests.cli.conftest import POOLS_YAML, K, Vmp, ready
 from vmpooler_cli.exit_codes import ExitCode
+from vmpooler_core.provider import ProviderError
+from vmpoolerd.manager.health_report import CLONE_FAILURES, HealthReport
 
 
 def _stock(r: redis.Redis) -> None:
@@ -95,3 +98,36 @@ def test_both_backends_give_the_same_answers(both: tuple[Vmp, Vmp], sync_redis: 
                        (["show", "nosuch"], ExitCode.NOT_FOUND), (["return", "a1"], ExitCode.NOT_FOUND),
                        (["tag", "b1", "a b=c"], ExitCode.USAGE)):
         assert direct(*args).exit_code == api(*args).exit_code == code, args
+
+
+
+def clones_failing_in_pool2(report: HealthReport) -> None:
+    report.pool_read("pool1")
+    for _ in range(CLONE_FAILURES):
+        report.clone_failed("pool2", ProviderError("dummy: template pool2 is gone"))
+
+
+def test_pools_and_status_say_why_a_pool_is_short(vmp: Vmp, sync_redis: redis.Redis, redis_url: str) -> None:
+    _stock(sync_redis)
+    report_health(redis_url, POOLS_YAML, clones_failing_in_pool2)
+    doc = vmp.json("status")
+    since = doc["providers"]["dummy"]["pools"]["pool2"]["since"]
+    why = f"provider dummy fails to clone since {since}: dummy: template pool2 is gone"
+    assert doc["providers"] == {"dummy": {"ok": False, "state": "degraded", "pools": {"pool2": {
+        "problem": "clone", "reason": "fails to clone: dummy: template pool2 is gone", "since": since}}}}
+    assert doc["pools"]["pool2"]["reason"] == why and "reason" not in doc["pools"]["pool1"]
+    pools = vmp.json("pools")["pools"]
+    assert pools[1] == {"name": "pool2", "aliases": [], "ready": 0, "pending": 0, "running": 2, "size": 10,
+                        "reason": why}
+    assert "reason" not in pools[0]
+    assert vmp.ok("pools").stdout.splitlines() == [
+        "POOL   ALIASES  READY  PENDING  RUNNING  SIZE",
+        "pool1  poolone  3      1        0        5",
+        "pool2           0      0        2        10",
+        "",
+        f"pool2: {why}",
+    ]
+    text = vmp.ok("status").stdout
+    assert f"  provider dummy  degraded; pool pool2 since {since}: fails to clone: dummy: template pool2 is gone\n" \
+        in text, text
+    assert text.endswith(f"  pool pool2      short: {why}\n"), text

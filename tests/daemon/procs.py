@@ -5,6 +5,7 @@ stopped, even when a test fails half-way."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -75,6 +76,16 @@ def write_config(path: Path, redis_url: str, *, pools: str, app: str = "", extra
     path.write_text(f"redis: {{url: '{redis_url}'}}\nconfig:\n  domain: company.com\n{app}{extra}{providers}"
                     f"pools:\n{pools}")
     return path
+
+
+def check(config: Path, tmp_path: Path, timeout: float = 30) -> tuple[int, dict[str, Any], float]:
+    """`vmpoolerd --check --config FILE`: exit code, the verdict it printed, seconds it took."""
+    started = time.monotonic()
+    done = subprocess.run([*console_script("vmpoolerd"), "--check", "--config", str(config)], env=clean_env(tmp_path),
+                          capture_output=True, text=True, timeout=timeout)
+    took = time.monotonic() - started
+    assert done.stdout.strip(), done.stderr
+    return done.returncode, json.loads(done.stdout), took
 
 
 def fill(r: redis.Redis, state: str, pool: str, hosts: Sequence[str]) -> None:

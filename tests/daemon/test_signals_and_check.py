@@ -4,11 +4,9 @@ a daemon with a manager runs."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 import redis
 
 from tests.daemon.conftest import StartDaemon
-from tests.daemon.procs import K, clean_env, console_script, wait_until, write_config
+from tests.daemon.procs import K, check, wait_until, write_config
 from tests.redis_server import free_port
 
 POOL = "  - {name: pool1, size: 1}\n"
@@ -55,16 +53,6 @@ def test_sighup_reopens_the_log_file(tmp_path: Path, redis_url: str, start_daemo
     old = rotated.read_text()
     assert "API listening on" in old and "Shutting down" not in old, old
     assert " INFO " not in daemon.log()
-
-
-def check(config: Path, tmp_path: Path, timeout: float = 30) -> tuple[int, dict[str, object], float]:
-    """`vmpoolerd --check --config FILE`: exit code, the verdict it printed, seconds it took."""
-    started = time.monotonic()
-    done = subprocess.run([*console_script("vmpoolerd"), "--check", "--config", str(config)], env=clean_env(tmp_path),
-                          capture_output=True, text=True, timeout=timeout)
-    took = time.monotonic() - started
-    assert done.stdout.strip(), done.stderr
-    return done.returncode, json.loads(done.stdout), took
 
 
 def test_check_fails_without_a_manager_heartbeat(tmp_path: Path, redis_url: str, sync_redis: redis.Redis) -> None:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import redis
 from pyVmomi import vim
 from redis import asyncio as aioredis
 
-from tests.conftest import make_config
+from tests.conftest import TEMPLATE, StartSim, make_config
 from tests.manager.conftest import FakeClock, MakeManager, MakeOther, passes, passes_for, states
 from tests.manager.procs import FillWatch, ManagerProcess, wait_until
 from tests.redis_server import free_port
@@ -38,28 +37,6 @@ from vmpoolerd.providers.vsphere import VsphereProvider
 
 pytestmark = pytest.mark.vcsim
 K = Keys()
-TEMPLATE = "templates/centos-6-x86_64"
-StartSim = Callable[..., VcsimServer]
-
-
-@pytest.fixture
-def start_sim() -> Iterator[StartSim]:
-    if os.environ.get("VMPOOLER_SKIP_VCSIM") == "1":
-        pytest.skip("VMPOOLER_SKIP_VCSIM=1")
-    started: list[VcsimServer] = []
-
-    def start(folders: tuple[str, ...] = ("vmpooler/pool1",), port: int | None = None,
-              **kwargs: Any) -> VcsimServer:
-        extra = ["-listen", f"127.0.0.1:{port}"] if port else []
-        sim = VcsimServer(templates=[TEMPLATE], folders=list(folders), extra_args=extra, **kwargs)
-        started.append(sim.start())
-        return sim
-
-    yield start
-    for sim in started:
-        sim.stop()
-
-
 def vsphere_yaml(sim: VcsimServer, pools: str, redis_url: str | None = None, ready_check: str = "hostname",
                  **app: object) -> str:
     settings = {"task_limit": 4, "vm_checktime": 0, "manager_lease_seconds": 3, "manager_loop_seconds": 0.2,

@@ -21,10 +21,12 @@ class PoolRow:
     pending: int | None = None
     running: int | None = None
     size: int | None = None
+    reason: str | None = None  # why it is short of ready VMs, when its provider is degraded
 
     def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "aliases": list(self.aliases), "ready": self.ready,
-                "pending": self.pending, "running": self.running, "size": self.size}
+        doc = {"name": self.name, "aliases": list(self.aliases), "ready": self.ready,
+               "pending": self.pending, "running": self.running, "size": self.size}
+        return doc if self.reason is None else {**doc, "reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +65,10 @@ def rows_from_status(pools: Mapping[str, Any]) -> list[PoolRow]:
     rows = []
     for name, entry in pools.items():
         entry = entry if isinstance(entry, Mapping) else {}
+        reason = entry.get("reason")
         rows.append(PoolRow(str(name), _aliases(entry.get("alias")), as_int(entry.get("ready")),
                             as_int(entry.get("pending")), as_int(entry.get("running")),
-                            as_int(entry.get("max"))))
+                            as_int(entry.get("max")), reason if isinstance(reason, str) and reason else None))
     return rows
 
 

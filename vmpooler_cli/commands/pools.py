@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 @json_option
 @click.pass_obj
 def pools(run: Run, as_json: bool) -> None:
-    """List the pools: aliases, ready, pending, running and size.
+    """List the pools: aliases, ready, pending, running and size; then, for a pool whose provider is
+    degraded, why it is short ("pool1: provider vcenter1 cannot log in since ...").
 
     \b
     Example:
@@ -65,15 +66,37 @@ def status_fields(doc: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]]]:
         ("clones", _duration(doc.get("clone"))),
         ("boots", _duration(doc.get("boot"))),
         ("uptime", f"{summary.get('uptime', '-')} s"),
+        *_health_fields(doc),
     ]
     return title, fields
+
+
+def _health_fields(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """One line per provider (servers that report on them), then one per pool it leaves short."""
+    providers = doc.get("providers")
+    fields: list[tuple[str, str]] = []
+    for name, health in (providers.items() if isinstance(providers, Mapping) else ()):
+        health = health if isinstance(health, Mapping) else {}
+        text = str(health.get("state", "-"))
+        if health.get("reason"):
+            text += f" since {health.get('since', '-')}: {health['reason']}"
+        for pool, problem in (health.get("pools") or {}).items():
+            if isinstance(problem, Mapping):
+                text += f"; pool {pool} since {problem.get('since', '-')}: {problem.get('reason', '-')}"
+        fields.append((f"provider {name}", text))
+    pools = doc.get("pools")
+    for name, entry in (pools.items() if isinstance(pools, Mapping) else ()):
+        if isinstance(entry, Mapping) and entry.get("reason"):
+            fields.append((f"pool {name}", f"short: {entry['reason']}"))
+    return fields
 
 
 @click.command(epilog=epilog("status"), short_help="Show the service-wide status.")
 @json_option
 @click.pass_obj
 def status(run: Run, as_json: bool) -> None:
-    """Show the service-wide status: capacity, queue, clone and boot times, empty pools.
+    """Show the service-wide status: capacity, queue, clone and boot times, empty pools, and the
+    providers' health with why pools are short (once a manager has reported on them).
 
     \b
     Example:

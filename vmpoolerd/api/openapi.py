@@ -203,7 +203,8 @@ def _other_paths() -> dict[str, dict[str, Op]]:
                 "text/javascript": {"schema": {"type": "string"}}, "text/css": {"schema": {"type": "string"}}}},
                 "404": _error_response("No such file")}}},
         "/healthcheck": {"get": {
-            "operationId": "getHealthcheck", "summary": "Redis reachable and a manager's heartbeat fresh",
+            "operationId": "getHealthcheck",
+            "summary": "Redis reachable, a manager's heartbeat fresh and no provider degraded",
             "responses": {"200": _health("Healthy"), "503": _health("Unhealthy: the reason says why")}}},
         "/metrics": {"get": {
             "operationId": "getMetrics", "summary": "Prometheus metrics (text exposition format)",
@@ -219,7 +220,8 @@ def _health(description: str) -> dict[str, Any]:
         "properties": {"ok": {"type": "boolean"}, "redis": {"type": "boolean"}, "managers": {"type": "integer"},
                        "heartbeat_age": {"type": "number", "nullable": True}, "reason": {"type": "string"},
                        "code": {"type": "string", "enum": ["unhealthy", "backend_unavailable"],
-                                "description": "Only when unhealthy"}}}}}}
+                                "description": "Only when unhealthy"},
+                       "providers": ref("Providers")}}}}}
 
 
 def _error_response(description: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from vmpooler_core.errors import ErrorCode
+from vmpooler_core.provider_health import SUMMARY
 
 Schema = dict[str, Any]
 
@@ -52,6 +53,19 @@ ERROR_CODE: Schema = {"type": "string", "enum": [code.value for code in ErrorCod
                       "description": "What went wrong, for programs: " + "; ".join(
                           f"`{code.value}`" for code in ErrorCode) + ". Branch on this, not on the reason."}
 NOT_OK: Schema = {"type": "boolean", "enum": [False]}
+_PROBLEM_KIND: Schema = {"type": "string", "enum": list(SUMMARY),
+                         "description": "; ".join(f"`{kind}`: {text}" for kind, text in SUMMARY.items())}
+_PROBLEM: Schema = obj(("problem", "reason", "since"), False, problem=_PROBLEM_KIND, reason=STR,
+                       since={**STR, "description": "When it began, UTC, YYYY-MM-DDTHH:MM:SSZ"})
+PROVIDERS: Schema = {
+    "type": "object", "description": "Each provider's health as the managers report it; present once one has",
+    "additionalProperties": obj(
+        ("ok", "state"), False, ok={"type": "boolean"},
+        state={"type": "string", "enum": ["ok", "degraded", "unknown"],
+               "description": "`unknown`: no manager has reported on it within its lease length"},
+        problem=_PROBLEM_KIND, reason=STR, since=_PROBLEM["properties"]["since"],
+        pools={"type": "object", "additionalProperties": _PROBLEM,
+               "description": "The provider's pools with a problem of their own"})}
 
 SCHEMAS: dict[str, Schema] = {
     "Error": obj(("ok", "code", "reason"), True, ok=NOT_OK, code=ERROR_CODE, reason=STR, request_id=STR),
@@ -84,7 +98,10 @@ SCHEMAS: dict[str, Schema] = {
                   boot=TASK_DAY, clone=TASK_DAY,
                   capacity=obj(("current", "total", "percent"), False, current=INT, total=INT, percent=NUM),
                   pools=obj((), obj(("ready", "running", "pending", "max"), False, ready=INT, running=INT,
-                                    pending=INT, max=INT, alias=STRINGS)),
+                                    pending=INT, max=INT, alias=STRINGS,
+                                    reason={**STR, "description": "Why the pool is short of ready VMs, when "
+                                                                  "its provider is degraded"})),
+                  providers=ref("Providers"),
                   queue=obj(("pending", "cloning", "booting", "ready", "running", "completed", "total"), False,
                             pending=INT, cloning=INT, booting=INT, ready=INT, running=INT, completed=INT,
                             total=INT),
@@ -98,5 +115,6 @@ SCHEMAS: dict[str, Schema] = {
     "TokenDetails": ok_with(obj(("vms",), STR, vms=obj(("running",), False, running=STRINGS))),
     "PoolStats": obj((), obj(("size", "ready"), False, size=INT, ready=INT, history={"type": "array",
                                                                                        "items": INT})),
+    "Providers": PROVIDERS,
     "RunningStats": obj((), obj(("running",), False, running=INT)),
 }

@@ -1,4 +1,5 @@
-"""`/healthcheck` (Redis reachable, a manager's heartbeat fresh) and `/metrics` (Prometheus text)."""
+"""`/healthcheck` (Redis reachable, a manager's heartbeat fresh, no provider degraded) and `/metrics`
+(Prometheus text)."""
 
 from __future__ import annotations
 

@@ -103,6 +103,7 @@ class Cloner:
             await self.ctx.runner.clone(provider.clone, pool.name, spec)
         except ProviderError as err:
             slot.release()
+            self.ctx.health.clone_failed(pool.name, err)
             # Out of pending at once, hash kept only for data_ttl (the original kept it forever). If a
             # half-made VM is left behind, the next pass finds it in the folder and destroys it. But only
             # out of pending: the provider can fail the call after the VM was made (vCenter stops
@@ -120,6 +121,7 @@ class Cloner:
             self._publish()
         # The provider's part is over: the next clone may start while this one is written down.
         slot.release()
+        self.ctx.health.clone_done(pool.name)
         seconds = time.monotonic() - started
         await self.ctx.inventory.record_clone(pool.name, host, seconds, clock.today(self.ctx.clock()))
         self.ctx.metrics.duration(Phase.CLONE, pool.name, seconds)

@@ -13,6 +13,7 @@ from vmpooler_core.inventory import Inventory
 from vmpooler_core.metrics import Metrics
 from vmpooler_core.provider import Provider
 
+from .health_report import HealthReport
 from .lease import Leases, Presence
 from .runner import ProviderRunner
 
@@ -32,6 +33,7 @@ class Context:
     leases: Leases
     presence: Presence
     owner: str  # this manager's id
+    health: HealthReport  # how its providers are doing, for /healthcheck and /status
     clock: Callable[[], float]  # epoch seconds; tests move it to age VMs
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # set when a pool deserves a pass soon
     woken: set[str] = field(default_factory=set)  # which pools

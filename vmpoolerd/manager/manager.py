@@ -39,6 +39,7 @@ from .backoff import Outage
 from .cloner import Cloner
 from .context import REDIS_ERRORS, Context
 from .destroyer import Destroyer
+from .health_report import HealthReport
 from .lease import Leases, Presence
 from .pool_worker import PoolWorker
 from .runner import ProviderRunner
@@ -88,7 +89,7 @@ class Manager:
             runner=ProviderRunner(app.task_limit),
             leases=Leases(inventory, self.id, app.manager_lease_seconds),
             presence=Presence(inventory, self.id, stale_after=app.manager_lease_seconds),
-            owner=self.id, clock=clock)
+            owner=self.id, health=HealthReport(inventory, self.id, config), clock=clock)
         self.cloner = Cloner(self.ctx)
         self.destroyer = Destroyer(self.ctx)
         self.tasks = TaskQueues(self.ctx)
@@ -139,16 +140,20 @@ class Manager:
                 report.worked.append(name)
                 self._provider_outages[self.workers[name].pool.provider].recovered()
                 self._pool_outages[name].recovered()
+                self.ctx.health.pool_read(name)
             else:
                 self._failed(name, result, report)
         report.clones = self._fill(short)
         report.tasks = await self.tasks.run()
+        await self.ctx.health.publish(self.ctx.leases.pools)
         return report
 
     def _failed(self, name: str, error: BaseException, report: PassReport) -> None:
         if isinstance(error, REDIS_ERRORS):
             raise error
         report.failed[name] = str(error)
+        if isinstance(error, ProviderError):
+            self.ctx.health.pool_failed(name, error)
         if isinstance(error, ProviderUnavailable):
             self._provider_outages[self.workers[name].pool.provider].failed(error)
         elif isinstance(error, ProviderError):
@@ -237,6 +242,7 @@ class Manager:
             try:
                 await self.ctx.leases.renew()
                 await self.ctx.presence.beat(time.time(), len(self.cloner.inflight))
+                await self.ctx.health.publish(self.ctx.leases.pools)  # fresh through a long pass
             except REDIS_ERRORS:
                 pass  # the passes report Redis outages
 
@@ -254,6 +260,7 @@ class Manager:
         try:
             await self.ctx.leases.release(self.workers)
             await self.ctx.presence.leave(time.time())
+            await self.ctx.health.withdraw()
         except REDIS_ERRORS as err:
             log.warning("leases not released (they expire by themselves): redis: %s", err)
         self.ctx.runner.close()

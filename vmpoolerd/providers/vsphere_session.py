@@ -1,9 +1,10 @@
 """One vCenter session, shared by the provider's threads, re-established when it expires or breaks.
 
 Every call goes through `Session.run(fn)`, which maps pyvmomi's failures to the two errors the manager
-acts on: `ProviderUnavailable` (vCenter unreachable, or the login refused: back off and retry) and
-`ProviderError` (this one operation failed). An expired session (NotAuthenticated) is logged in again and
-the call retried once, so a long-idle daemon never needs a restart.
+acts on: `ProviderUnavailable` (vCenter unreachable, or the login refused, as `ProviderLoginRefused`,
+which health reports tell apart: back off and retry) and `ProviderError` (this one operation failed). An
+expired session (NotAuthenticated) is logged in again and the call retried once, so a long-idle daemon
+never needs a restart.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pyVmomi import vim as _vim
 from pyVmomi import vmodl as _vmodl
 
 from vmpooler_core.config import Secret
-from vmpooler_core.provider import ProviderError, ProviderUnavailable
+from vmpooler_core.provider import ProviderError, ProviderLoginRefused, ProviderUnavailable
 
 T = TypeVar("T")
 # pyVmomi builds its types at run time: to a type checker they are untyped.
@@ -145,7 +146,8 @@ class Session:
                     raise ProviderUnavailable(f"vsphere {self.name}: session refused twice") from None
             except vim.fault.InvalidLogin:
                 self.reset(si)
-                raise ProviderUnavailable(f"vsphere {self.name}: login refused for {self.user}") from None
+                raise ProviderLoginRefused(f"vsphere {self.name}: {self.server}:{self.port}: login refused for "
+                                           f"user {self.user!r} (InvalidLogin)") from None
             except vmodl.fault.ManagedObjectNotFound as err:
                 self._cache = {}  # a cached reference went stale: look everything up again
                 raise ProviderError(f"vsphere {self.name}: {err.msg or 'object not found'}") from None
