@@ -1,14 +1,13 @@
 """Turning `async def handler(request, services) -> Response` into a Starlette endpoint.
 
 The wrapper gives every handler the same guarantees: a deadline (no client waits on a dead Redis
-for longer than `services.deadline`, give or take a sweep: deadlines.py), expected errors answered as
+for longer than `services.deadline`: deadlines.py), expected errors answered as
 JSON through errors.py, and, when rate limiting is on, the request counted against its client's limit
 first (limits.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -48,21 +47,13 @@ def endpoint(handler: Handler, rate_class: str | None = None) -> Endpoint:
 
     async def run(request: Request) -> Response:
         services: Services = request.app.state.services
-        task, cancels = services.deadlines.begin()
-        expired = False
         try:
-            try:
+            # TimeoutError when the deadline passes (answered 503 below); a CancelledError (the server
+            # stopping) goes on up.
+            async with services.deadlines.limit():
                 if counted_here is not None and services.limiter is not None:
                     await services.limiter.check(request, counted_here)
                 return await handler(request, services)
-            finally:
-                expired = services.deadlines.end(task, cancels)
-        except asyncio.CancelledError:
-            if not expired:
-                raise  # not ours to answer: the server is stopping
-            response = errors.from_exception(TimeoutError(), services.outages)  # 503
-            assert response is not None
-            return response
         except Exception as exc:
             response = errors.from_exception(exc, services.outages)
             if response is None:

@@ -14,8 +14,9 @@ from vmpooler_core.config import Config
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.keys import Keys
 from vmpooler_core.metrics import Metrics
+from vmpooler_core.seams import process_seams
 
-from .deadlines import Deadlines
+from .deadlines import Deadlines, make_deadlines
 from .errors import OutageLog
 from .limits import Limiter
 
@@ -49,4 +50,4 @@ class Services:
         inventory = Inventory(redis, Keys(), config.redis.data_ttl)
         limiter = Limiter(config.rate_limits, inventory, config.auth_enabled) if config.rate_limits.enabled else None
         return cls(config, redis, inventory, Checkout(config, inventory, metrics), metrics, authenticator,
-                   Deadlines(loop, deadline), OutageLog(), prometheus, limiter)
+                   make_deadlines(loop, deadline, process_seams()), OutageLog(), prometheus, limiter)
