@@ -37,7 +37,7 @@ class Seams:
 
     stock: frozenset[str] = frozenset()
     # Each seam's choice, made (and logged) at its first `fast` call and kept for the process's life.
-    _chosen: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
+    _chosen: dict[str, bool] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Seams:
