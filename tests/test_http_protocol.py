@@ -1,13 +1,11 @@
-"""vmpoolerd's uvicorn protocols (vmpoolerd/http_limits.py) put the same addresses in the ASGI scope as
-uvicorn's own does, over TCP and over a Unix socket: QuickConnectProtocol (the protocol seam's fast path),
-though it learns them with fewer system calls, and LimitedHttpToolsProtocol (its stock path)."""
+"""vmpoolerd's uvicorn protocol (vmpoolerd/http_limits.py) puts the same addresses in the ASGI scope as
+uvicorn's own does, over TCP and over a Unix socket."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import socket
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,11 +16,7 @@ import uvicorn
 import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from vmpooler_core.seams import Seams
-from vmpoolerd import http_limits
-from vmpoolerd.http_limits import LimitedHttpToolsProtocol, QuickConnectProtocol
-
-PROTOCOLS = (QuickConnectProtocol, LimitedHttpToolsProtocol, HttpToolsProtocol)
+from vmpoolerd.http_limits import LimitedHttpToolsProtocol
 
 Scope = MutableMapping[str, Any]
 
@@ -80,7 +74,7 @@ def test_unix_socket_addresses_match_uvicorns(loop_factory: Callable[[], asyncio
 
 async def tcp_addresses() -> None:
     seen = {}
-    for protocol in PROTOCOLS:
+    for protocol in (LimitedHttpToolsProtocol, HttpToolsProtocol):
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         address = sock.getsockname()
@@ -89,12 +83,12 @@ async def tcp_addresses() -> None:
             local = writer.get_extra_info("sockname")
             seen[protocol] = await ask(reader, writer)
         assert seen[protocol] == {"client": list(local), "server": list(address), "scheme": "http"}
-    assert len({json.dumps(addresses) for addresses in seen.values()}) == 3, "client ports differ, nothing else"
+    assert len({json.dumps(addresses) for addresses in seen.values()}) == 2, "client ports differ, nothing else"
 
 
 async def unix_addresses(tmp_path: Path) -> None:
     answers = []
-    for n, protocol in enumerate(PROTOCOLS):
+    for n, protocol in enumerate((LimitedHttpToolsProtocol, HttpToolsProtocol)):
         path = str(tmp_path / f"api{n}.sock")
         sock = socket.socket(socket.AF_UNIX)
         sock.bind(path)
@@ -102,24 +96,4 @@ async def unix_addresses(tmp_path: Path) -> None:
             answers.append((path, await ask(*await asyncio.open_unix_connection(path))))
     for path, answer in answers:
         assert answer["server"] == [path, None] and answer["scheme"] == "http"
-    assert answers[0][1]["client"] == answers[1][1]["client"] == answers[2][1]["client"]
-
-
-def test_the_seam_takes_the_quick_connect_unless_the_stock_path_is_asked_for() -> None:
-    assert http_limits.connection_made_changed() is None, "the uvicorn tested here carries the fast path"
-    assert http_limits.protocol_class(Seams()) is QuickConnectProtocol
-    stock = http_limits.protocol_class(Seams.from_env({"VMPOOLER_STOCK": "protocol"}))
-    assert stock is LimitedHttpToolsProtocol and stock.connection_made is HttpToolsProtocol.connection_made
-
-
-class ChangedHttpToolsProtocol(HttpToolsProtocol):
-    """A uvicorn release whose connection_made also records when the connection began."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.began = time.monotonic()
-
-
-def test_a_connection_made_that_does_more_is_detected() -> None:
-    reason = http_limits.connection_made_changed(ChangedHttpToolsProtocol)
-    assert reason is not None and "'began'" in reason and reason.startswith("ChangedHttpToolsProtocol.connection_made")
+    assert answers[0][1]["client"] == answers[1][1]["client"]

@@ -31,7 +31,7 @@ def lines(caplog: pytest.LogCaptureFixture) -> Iterator[Lines]:
     ("", set()),
     ("0", set()),
     ("scripts", {"scripts"}),
-    (" scripts , Protocol,", {"scripts", "protocol"}),
+    (" scripts , Stack,", {"scripts", "stack"}),
     ("all", seams.NAMES),
     ("ALL", seams.NAMES),
     ("1", seams.NAMES),
@@ -47,10 +47,10 @@ def test_no_variable_is_every_fast_path() -> None:
 
 def test_a_name_that_is_no_seam_is_said_and_ignored(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="vmpooler.seams"):
-        chosen = Seams.from_env({"VMPOOLER_STOCK": "script,deadlines"})
-    assert chosen.stock == {"deadlines"}
+        chosen = Seams.from_env({"VMPOOLER_STOCK": "script,stack"})
+    assert chosen.stock == {"stack"}
     assert [r.getMessage() for r in caplog.records] == [
-        "VMPOOLER_STOCK names no seam script (the seams: deadlines, protocol, scripts, stack); ignored"]
+        "VMPOOLER_STOCK names no seam script (the seams: scripts, stack); ignored"]
 
 
 def test_the_fast_path_when_nothing_stands_against_it(lines: Lines) -> None:
@@ -66,17 +66,17 @@ def test_the_stock_path_when_the_operator_names_the_seam_and_nothing_is_detected
         asked.append("detect")
         return None
 
-    chosen = Seams.from_env({"VMPOOLER_STOCK": "protocol"})
-    assert not chosen.fast("protocol", detect)
+    chosen = Seams.from_env({"VMPOOLER_STOCK": "stack"})
+    assert not chosen.fast("stack", detect)
     assert chosen.fast("scripts", detect), "the other seams keep their fast path"
     assert asked == ["detect"], "the stock seam's detection is not run"
-    assert lines()[0] == (logging.INFO, "seam protocol: stock path, because VMPOOLER_STOCK names it")
+    assert lines()[0] == (logging.INFO, "seam stack: stock path, because VMPOOLER_STOCK names it")
 
 
 def test_a_detected_change_takes_the_stock_path_with_a_warning(lines: Lines) -> None:
-    assert not Seams().fast("deadlines", lambda: "asyncio.Task has no uncancel")
-    assert lines() == [(logging.WARNING, "seam deadlines: stock path, because the installed library changed: "
-                                         "asyncio.Task has no uncancel")]
+    assert not Seams().fast("stack", lambda: "starlette.applications.Starlette has no build_middleware_stack")
+    assert lines() == [(logging.WARNING, "seam stack: stock path, because the installed library changed: "
+                                         "starlette.applications.Starlette has no build_middleware_stack")]
 
 
 def test_a_detector_that_fails_is_a_detected_change(lines: Lines) -> None:
@@ -105,10 +105,10 @@ def test_each_seam_is_chosen_and_logged_once(lines: Lines) -> None:
 def test_the_process_seams_are_read_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
     seams.process_seams.cache_clear()
     try:
-        monkeypatch.setenv("VMPOOLER_STOCK", "deadlines")
+        monkeypatch.setenv("VMPOOLER_STOCK", "stack")
         first = seams.process_seams()
         monkeypatch.setenv("VMPOOLER_STOCK", "all")
-        assert seams.process_seams() is first and first.stock == {"deadlines"}
+        assert seams.process_seams() is first and first.stock == {"stack"}
     finally:
         monkeypatch.undo()
         seams.process_seams.cache_clear()  # the next caller reads the real environment

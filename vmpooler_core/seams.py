@@ -1,7 +1,7 @@
 """Seams: the places where the request path uses a third-party library's internals to save CPU, each with
 the library's public ("stock") path beside it.
 
-A routine upgrade of redis-py, uvicorn or Starlette may change the internals a fast path relies on. So
+A routine upgrade of redis-py or Starlette may change the internals a fast path relies on. So
 each fast path is chosen once, at start, through `Seams.fast(name, detect)`:
 - the stock path when the operator names the seam in VMPOOLER_STOCK (comma-separated seam names, or
   `all` or `1` for every seam): to rule a fast path out without a release, and for CI to test the
@@ -26,7 +26,7 @@ from typing import Any
 log = logging.getLogger("vmpooler.seams")
 
 ENV = "VMPOOLER_STOCK"
-NAMES = frozenset({"scripts", "protocol", "deadlines", "stack"})
+NAMES = frozenset({"scripts", "stack"})
 _EVERY = frozenset({"all", "1"})
 
 

@@ -21,7 +21,6 @@ import uvicorn
 
 from vmpooler_core.config import Config
 from vmpooler_core.metrics import Metrics, from_settings
-from vmpooler_core.seams import process_seams
 
 from . import http_limits, logs
 from .api import create_app
@@ -91,7 +90,7 @@ def api_runner(config: Config, where: Listen, metrics: Metrics, prometheus: Regi
     sock = listen_socket(where)
     server = uvicorn.Server(uvicorn.Config(
         create_app(config, metrics=metrics, prometheus=prometheus), loop="none", lifespan="on", log_config=None,
-        http=http_limits.protocol_class(process_seams()), access_log=False,  # httptools, with request head limits
+        http=http_limits.LimitedHttpToolsProtocol, access_log=False,  # httptools, with request head limits
         # No proxy-header rewriting: one less middleware per request (the rate limiter, the one user of
         # client addresses, reads a proxy's header itself when told to: rate_limits.address_header).
         proxy_headers=False, server_header=False, timeout_graceful_shutdown=API_STOP_GRACE))

@@ -13,25 +13,17 @@ next request in the middle of a refused one. Not at once, though: what the clien
 read and dropped for up to LINGER seconds first, because closing a socket with unread data resets the
 connection, and a client still writing its 10 MB header would lose the answer with it.
 
-`QuickConnectProtocol` also learns each new connection's addresses more cheaply than uvicorn does, by
-re-implementing uvicorn's `connection_made`: the fast path of the "protocol" seam (vmpooler_core/seams.py),
-taken when uvicorn's `connection_made` still does what it re-implements (`connection_made_changed`).
+Each new connection is set up by uvicorn's own `connection_made`. A re-implementation that learnt the
+addresses with two system calls instead of seven saved about 3% of a request's server CPU (new
+connection per request, bench/api_load.py), too little to rely on uvicorn's internals for.
 """
 
 from __future__ import annotations
 
-import ast
-import asyncio
-import inspect
 import json
-import textwrap
 from http import HTTPStatus
 
-import uvicorn
-from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-from vmpooler_core.seams import Seams, lacks
 
 from .api.errors import MAX_HEADER_BYTES, MAX_HEADERS, MAX_URL
 
@@ -42,11 +34,6 @@ LINGER = 2.0
 
 class _Refused(Exception):
     """Raised from a parser callback: httptools stops and uvicorn answers with send_400_response."""
-
-
-def protocol_class(seams: Seams) -> type[LimitedHttpToolsProtocol]:
-    """The protocol for uvicorn's `http` setting: the head limits always, the quicker connect if it may."""
-    return QuickConnectProtocol if seams.fast("protocol", connection_made_changed) else LimitedHttpToolsProtocol
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -105,56 +92,3 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.write_eof()  # the answer is complete, whatever the client still sends
         self.loop.call_later(LINGER, self.transport.close)
 
-
-class QuickConnectProtocol(LimitedHttpToolsProtocol):
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """uvicorn's, less its per-connection cost: it fetches the transport's socket object twice and asks
-        it for both addresses; under uvloop that builds a socket object and makes seven system calls per
-        connection (a tenth of the server's CPU for a client that connects once per request). The
-        transport answers "sockname" and "peername" with one call each. No TLS here: uvicorn is never
-        given certificates by vmpoolerd (TLS is a proxy's job), so the scheme is http."""
-        if self.config.is_ssl:
-            super().connection_made(transport)
-            return
-        self.connections.add(self)
-        self.transport = transport
-        # The class uvicorn's own connection_made uses, by the name it uses (connection_made_changed checks it).
-        self.flow = httptools_impl.FlowControl(transport)  # type: ignore[attr-defined]
-        self.server = _address(transport.get_extra_info("sockname"))
-        peer = _address(transport.get_extra_info("peername"))
-        self.client = (peer[0], peer[1] or 0) if peer is not None else None
-        self.scheme = "http"
-
-
-# What uvicorn's connection_made reads and sets on the protocol, as QuickConnectProtocol's does.
-_SETS = {"transport", "flow", "server", "client", "scheme"}
-_READS = _SETS | {"connections", "logger"}
-
-
-def connection_made_changed(base: type[HttpToolsProtocol] = HttpToolsProtocol) -> str | None:
-    """Why QuickConnectProtocol.connection_made may no longer stand in for `base`'s (uvicorn's): its
-    source reads or sets protocol attributes other than those, or the names it uses are gone."""
-    if reason := lacks(httptools_impl, "FlowControl") or lacks(uvicorn.Config, "is_ssl"):
-        return reason
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(base.connection_made)))
-    except (OSError, TypeError, SyntaxError) as exc:
-        return f"the source of {base.__qualname__}.connection_made cannot be read to check it ({exc})"
-    sets: set[str] = set()
-    reads: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
-            (sets if isinstance(node.ctx, ast.Store) else reads).add(node.attr)
-    if sets != _SETS or not reads <= _READS:
-        return (f"{base.__qualname__}.connection_made sets {sorted(sets)} and reads {sorted(reads)} "
-                f"(re-implemented: sets {sorted(_SETS)}, reads at most {sorted(_READS)})")
-    return None
-
-
-def _address(info: object) -> tuple[str, int | None] | None:
-    """(host, port) for an IP socket, (path, None) for a Unix socket, as uvicorn puts them in the scope."""
-    if isinstance(info, tuple) and len(info) >= 2:
-        return str(info[0]), int(info[1])
-    if isinstance(info, str) and info:
-        return info, None
-    return None
