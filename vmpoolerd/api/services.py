@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,9 +13,8 @@ from vmpooler_core.config import Config
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.keys import Keys
 from vmpooler_core.metrics import Metrics
-from vmpooler_core.seams import process_seams
 
-from .deadlines import Deadlines, make_deadlines
+from .deadlines import Deadlines
 from .errors import OutageLog
 from .limits import Limiter
 
@@ -46,8 +44,8 @@ class Services:
     @classmethod
     def build(cls, config: Config, redis: aioredis.Redis, metrics: Metrics,
               authenticator: Authenticator | None, deadline: float,
-              loop: asyncio.AbstractEventLoop, prometheus: Registry | None = None) -> Services:
+              prometheus: Registry | None = None) -> Services:
         inventory = Inventory(redis, Keys(), config.redis.data_ttl)
         limiter = Limiter(config.rate_limits, inventory, config.auth_enabled) if config.rate_limits.enabled else None
         return cls(config, redis, inventory, Checkout(config, inventory, metrics), metrics, authenticator,
-                   make_deadlines(loop, deadline, process_seams()), OutageLog(), prometheus, limiter)
+                   Deadlines(deadline), OutageLog(), prometheus, limiter)
