@@ -59,7 +59,7 @@ def digest(name: str) -> str:
 
 def for_client(client: aioredis.Redis, seams: Seams | None = None) -> Scripts:
     """The runner for `client`: `LaneScripts` unless the "scripts" seam takes the stock path."""
-    if (seams or process_seams()).fast("scripts", lambda: lanes_unsupported(client)):
+    if (seams if seams is not None else process_seams()).fast("scripts", lambda: lanes_unsupported(client)):
         return LaneScripts(client)
     return ClientScripts(client)
 
@@ -192,15 +192,15 @@ def lanes_unsupported(client: aioredis.Redis) -> str | None:
         return f"hiredis.pack_command{_SAMPLE} gives {packed!r}, not what redis-py sends"
     pool = client.connection_pool
     connection: type = pool.connection_class  # (typed as redis-py says; checked here)
+    if not issubclass(connection, AbstractConnection):
+        return f"the pool's connections are {connection.__qualname__}s, not redis-py's AbstractConnection"
+    if "retry" not in inspect.signature(AbstractConnection).parameters:
+        return "redis-py's AbstractConnection takes no retry policy"
 
     async def do() -> None: ...
 
     def fail(error: Exception) -> None: ...
 
-    if not issubclass(connection, AbstractConnection):
-        return f"the pool's connections are {connection.__qualname__}s, not redis-py's AbstractConnection"
-    if "retry" not in inspect.signature(AbstractConnection).parameters:
-        return "redis-py's AbstractConnection takes no retry policy"
     return (lacks(pool, "max_connections") or refuses(pool, "get_connection")
             or lacks(connection, "is_connected") or refuses(connection, "connect")
             or refuses(connection, "send_packed_command", b"") or refuses(connection, "read_response")
