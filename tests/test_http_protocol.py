@@ -1,5 +1,5 @@
 """vmpoolerd's uvicorn protocol (vmpoolerd/http_limits.py) puts the same addresses in the ASGI scope as
-uvicorn's own does, over TCP and over a Unix socket, though it learns them with fewer system calls."""
+uvicorn's own does, over TCP and over a Unix socket."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ class Inventory:
         self.redis = client
         self.keys = keys or Keys()
         self.data_ttl = data_ttl_hours * 3600
-        self._scripts = scripts.Scripts(client)
+        self._scripts = scripts.for_client(client)
 
     async def _run(self, name: str, *args: str | int | float) -> Any:
         return await self._scripts.run(name, [self.keys.prefix, *args])

@@ -71,12 +71,11 @@ def create_app(config: Config, redis: aioredis.Redis | None = None, metrics: Met
         checker = authenticator if authenticator is not None else auth.from_settings(config.auth)
         app.state.services = Services.build(config, client, sink, checker,
                                             deadline if deadline is not None else default_deadline(config),
-                                            asyncio.get_running_loop(), prometheus)
+                                            prometheus)
         await _probe(client, config)
         try:
             yield
         finally:
-            app.state.services.deadlines.close()
             if redis is None:
                 await client.aclose()
             if metrics is None:

@@ -40,6 +40,8 @@ def endpoint(handler: Handler, count_rate: RateClass | None = None) -> Endpoint:
     async def run(request: Request) -> Response:
         services: Services = request.app.state.services
         try:
+            # TimeoutError when the deadline passes (answered 503 below); a CancelledError (the server
+            # stopping) goes on up.
             async with services.deadlines.limit():
                 if count_rate is not None and services.limiter is not None:
                     await services.limiter.check(request, count_rate)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,8 +46,8 @@ class Services:
     @classmethod
     def build(cls, config: Config, redis: aioredis.Redis, metrics: Metrics,
               authenticator: Authenticator | None, deadline: float,
-              loop: asyncio.AbstractEventLoop, prometheus: Registry | None = None) -> Services:
+              prometheus: Registry | None = None) -> Services:
         inventory = Inventory(redis, Keys(), config.redis.data_ttl)
         limiter = Limiter(config.rate_limits, inventory, config.auth_enabled) if config.rate_limits.enabled else None
         return cls(config, redis, inventory, Checkout(config, inventory, metrics), Access(config, inventory),
-                   metrics, authenticator, Deadlines(loop, deadline), OutageLog(), prometheus, limiter)
+                   metrics, authenticator, Deadlines(deadline), OutageLog(), prometheus, limiter)
