@@ -97,6 +97,10 @@ class Keys:
         managers (lua/presence.lua)."""
         return self._k("tasks", "clone", "managers")
 
+    def health(self) -> str:
+        """String: written by each health check (a write Redis must accept), expiring by itself."""
+        return self._k("health")
+
     def dummy_folder(self, provider: str, folder: str) -> str:
         """Hash VM name -> JSON record: the VMs of one folder (or pool) of a dummy provider."""
         return self._k("dummy", provider, folder)
