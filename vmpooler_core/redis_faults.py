@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import ssl
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from redis import exceptions as errors
 from redis.asyncio.sentinel import MasterNotFoundError as AsyncMasterNotFound
@@ -46,8 +47,22 @@ class Fault:
         return f"{self.reason} [{self.detail}]" if self.detail else self.reason
 
 
+def _username(settings: RedisSettings) -> str | None:
+    if settings.username:
+        return settings.username
+    return urlsplit(settings.url).username if settings.url else None
+
+
 def _user(settings: RedisSettings) -> str:
-    return f"ACL user {settings.username!r}" if settings.username else "the default user"
+    """Whose credentials: "ACL user 'vmpooler'" or "the default user"."""
+    name = _username(settings)
+    return f"ACL user {name!r}" if name else "the default user"
+
+
+def _subject(settings: RedisSettings) -> str:
+    """The user as a sentence's subject: "redis ACL user 'vmpooler'" or "the redis default user"."""
+    name = _username(settings)
+    return f"redis ACL user {name!r}" if name else "the redis default user"
 
 
 def _short(err: BaseException, limit: int = 200) -> str:
@@ -68,7 +83,9 @@ def _authentication(err: errors.RedisError, settings: RedisSettings, url_setting
         return Fault("password_unneeded", f"redis has no password for the default user, yet one is configured: "
                      f"remove redis.password, or give redis.username for an ACL user ({PASSWORD_VARS})",
                      _short(err), True)
-    if text.startswith("Authentication required") or getattr(err, "status_code", "") == "NOAUTH":
+    # NOAUTH: "Authentication required.", or (to a RESP3 HELLO) "HELLO must be called with the client
+    # already authenticated ...".
+    if getattr(err, "status_code", "") == "NOAUTH" or text.startswith(("Authentication required", "HELLO must")):
         return Fault("no_password", "redis requires a password and none is configured: set redis.password "
                      f"(and redis.username for an ACL user; {PASSWORD_VARS})", _short(err), True)
     return Fault("credentials", f"redis refused the credentials of {_user(settings)}: "
@@ -85,12 +102,12 @@ def _permission(text: str, settings: RedisSettings) -> Fault:
     if command:
         name = command.group(1).lower()
         grant = "+evalsha +eval" if name in ("evalsha", "eval") else f"+{name}"
-        return Fault("permission", f"redis {_user(settings)} may not run {name.upper()}: grant {grant} "
+        return Fault("permission", f"{_subject(settings)} may not run {name.upper()}: grant {grant} "
                      f"({LEAST_ACL})", text, True)
     if "can't run this command" in text:
-        return Fault("permission", f"redis {_user(settings)} may not run a command of vmpooler's Lua scripts: "
+        return Fault("permission", f"{_subject(settings)} may not run a command of vmpooler's Lua scripts: "
                      f"grant the commands of the least ACL ({LEAST_ACL})", text, True)
-    return Fault("keys", f"redis {_user(settings)} may not use the keys vmpooler uses: grant ~{prefix}__* "
+    return Fault("keys", f"{_subject(settings)} may not use the keys vmpooler uses: grant ~{prefix}__* "
                  f"({LEAST_ACL})", text, True)
 
 

@@ -68,11 +68,11 @@ _STATUS: tuple[tuple[type[VmpoolerError], int], ...] = (
 
 class OutageLog:
     """While Redis fails, one warning when the cause changes (unreachable, credentials refused, a missing
-    ACL permission, ...: `redis_faults.Fault.kind`), and then one per `every` seconds with the count of
-    failures in between, rather than one per request: thousands a second would bury everything else
-    in the log. `redis`: the settings the explanations name."""
+    ACL permission, ...: `redis_faults.Fault.kind`), and while it lasts a reminder every `every` seconds
+    with the count of failures in between, rather than one per request: thousands a second would bury
+    everything else in the log. `redis`: the settings the explanations name."""
 
-    def __init__(self, every: float = 10.0, redis: RedisSettings | None = None) -> None:
+    def __init__(self, every: float = 60.0, redis: RedisSettings | None = None) -> None:
         self.every = every
         self.redis = redis if redis is not None else RedisSettings()
         self.last = float("-inf")
