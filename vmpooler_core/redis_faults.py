@@ -170,6 +170,11 @@ def _tls(err: BaseException, settings: RedisSettings) -> Fault | None:
     if "CERTIFICATE_REQUIRED" in text:
         return Fault("tls_client_certificate", "redis requires a client certificate: set redis.ssl_certfile and "
                      "redis.ssl_keyfile", _short(err), True)
+    if settings.ssl_certfile is None and isinstance(cause, ConnectionResetError):
+        # A server that wants a client certificate may just close the connection (TLS 1.3 sends its
+        # alert after the handshake, and it is not always read before the reset).
+        return Fault("tls_client_certificate", "redis closed the TLS connection: if it requires a client "
+                     "certificate (tls-auth-clients), set redis.ssl_certfile and redis.ssl_keyfile", _short(err), True)
     if isinstance(cause, ssl.SSLError):
         return Fault("tls", f"the TLS handshake with redis failed: {_short(cause)}: check the redis.ssl settings",
                      _short(err))
