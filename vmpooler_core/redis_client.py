@@ -58,6 +58,7 @@ def _client(redis_class: type[redis.Redis] | type[aioredis.Redis], sentinel_clas
     }
     if settings.sentinels:
         sentinel = sentinel_class(list(settings.sentinels), sentinel_kwargs={
+            "retry": _retry(redis_class),
             "socket_timeout": settings.socket_timeout,
             "socket_connect_timeout": common["socket_connect_timeout"],
             "username": settings.sentinel_username,
