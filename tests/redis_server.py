@@ -82,9 +82,12 @@ class RedisServer:
         context.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
         return context.wrap_socket(sock, server_hostname="127.0.0.1")
 
-    def start(self) -> RedisServer:
+    def start(self, wait: bool = True) -> RedisServer:
+        """Start the server and, when `wait`, wait until it answers PING (not while it loads its data)."""
         ping = (f"AUTH {self.password}\r\n" if self.password else "").encode() + b"PING\r\n"
         self.proc = subprocess.Popen(self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait:
+            return self
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

@@ -26,9 +26,13 @@ async def _probe(inventory: Inventory, now: float) -> list[tuple[str, float]]:
     pipe = inventory.redis.pipeline(transaction=False)
     pipe.zrevrange(inventory.keys.heartbeats(), 0, -1, withscores=True)
     pipe.set(inventory.keys.health(), str(now), px=HEALTH_TTL_MS)
-    beats, _ = await pipe.execute()
+    # Errors come back as they are (execute() would reword them into one message about the pipeline).
+    replies = await pipe.execute(raise_on_error=False)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
     await inventory.status_figures((), clock.today(now))
-    return list(beats)
+    return list(replies[0])
 
 
 async def check(config: Config, inventory: Inventory, now: float | None = None) -> dict[str, Any]:
