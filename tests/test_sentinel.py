@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from tests.api.helpers import ready
 from tests.conftest import make_config
 from tests.redis_server import RedisServer, free_port
+from tests.tls_certs import TlsFiles, make_tls_files
 from vmpooler_cli.app import cli
 from vmpooler_core.checkout import Checkout
 from vmpooler_core.errors import BackendUnavailable
@@ -56,25 +57,35 @@ class SentinelGroup:
     sentinel's own requirepass. `sentinel_users`: `user` lines of the sentinel's configuration."""
 
     def __init__(self, password: str | None = None, sentinel_password: str | None = None,
-                 sentinel_users: tuple[str, ...] = ()) -> None:
+                 sentinel_users: tuple[str, ...] = (), tls: TlsFiles | None = None) -> None:
         self.password = password
         self.sentinel_password = sentinel_password
         self.sentinel_users = sentinel_users
+        self.tls = tls  # TLS only, everywhere: clients, replication, the sentinel
         self.port = free_port()
-        auth = ["--masterauth", password] if password else []
-        self.master = RedisServer(password=password)
-        self.replica = RedisServer(password=password, extra=auth)
+        extra = (["--masterauth", password] if password else []) + (["--tls-replication", "yes"] if tls else [])
+        self.master = RedisServer(password=password, tls=tls)
+        self.replica = RedisServer(password=password, extra=extra, tls=tls)
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def _tls_args(self) -> dict[str, object]:
+        return {"ssl": True, "ssl_ca_certs": str(self.tls.ca)} if self.tls else {}
 
     def start(self) -> SentinelGroup:
         binary = shutil.which("redis-sentinel")
         assert binary, "redis-sentinel is not installed: run scripts/test"
         self.master.start()
         self.replica.start()
-        redis.Redis(port=self.replica.port, password=self.password).replicaof("127.0.0.1", self.master.port)
+        redis.Redis(port=self.replica.port, password=self.password, **self._tls_args()).replicaof(  # type: ignore[arg-type]
+            "127.0.0.1", self.master.port)
         workdir = Path(tempfile.mkdtemp(prefix="vmpooler-sentinel-"))
         conf = workdir / "sentinel.conf"
-        lines = [f"port {self.port}", "bind 127.0.0.1", f"dir {workdir}",
+        listen = [f"port {self.port}"]
+        if self.tls:
+            listen = ["port 0", f"tls-port {self.port}", f"tls-cert-file {self.tls.server_cert}",
+                      f"tls-key-file {self.tls.server_key}", f"tls-ca-cert-file {self.tls.ca}",
+                      "tls-auth-clients no", "tls-replication yes"]
+        lines = [*listen, "bind 127.0.0.1", f"dir {workdir}",
                  f"sentinel monitor vmp 127.0.0.1 {self.master.port} 1",
                  "sentinel down-after-milliseconds vmp 500", "sentinel failover-timeout vmp 3000"]
         lines += [f"sentinel auth-pass vmp {self.password}"] if self.password else []
@@ -86,7 +97,11 @@ class SentinelGroup:
         return self
 
     def admin(self) -> redis.Redis:
-        return redis.Redis(port=self.port, password=self.sentinel_password)
+        return redis.Redis(port=self.port, password=self.sentinel_password, **self._tls_args())  # type: ignore[arg-type]
+
+    def primary(self) -> redis.Redis:
+        return redis.Redis(port=self.master.port, password=self.password, decode_responses=True,
+                           **self._tls_args())  # type: ignore[arg-type]
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -261,3 +276,26 @@ def test_the_cli_reaches_a_sentinel_group(guarded_group: SentinelGroup, tmp_path
     assert result.exit_code == 5 and "set redis.sentinel_password" in result.stderr, result.stderr
     assert len(result.stderr.splitlines()) == 1 and "Redis<" not in result.stderr
     direct.close()
+
+
+def test_sentinels_and_data_nodes_over_tls(tmp_path: Path) -> None:
+    """`ssl` and `ssl_ca_certs` apply to the sentinels and to the data nodes they name."""
+    tls = make_tls_files(tmp_path / "tls")
+    group = SentinelGroup(DATA_PASSWORD, tls=tls).start()
+    try:
+        direct = group.primary()
+        ready(direct, "pool1", "vm1")
+        text = (f"redis:\n  sentinels: ['127.0.0.1:{group.port}']\n  master: vmp\n  socket_timeout: 1\n"
+                f"  password: '{DATA_PASSWORD}'\n  ssl: true\n  ssl_ca_certs: '{tls.ca}'\n"
+                "providers: {dummy: {}}\npools:\n  - {name: pool1, size: 1}\n")
+        with _api(text) as client:
+            response = client.post("/api/v1/vm/pool1")
+            assert (response.status_code, response.json()) == (200, {"ok": True, "pool1": {"hostname": "vm1"}})
+        # Without the CA, the sentinels themselves are not trusted: said as a TLS failure, not a lost primary.
+        with _api(text.replace(f"  ssl_ca_certs: '{tls.ca}'\n", "")) as client:
+            body = client.get("/api/v1/status").json()
+            assert body["code"] == "backend_unavailable" and "redis.ssl_ca_certs" in body["reason"], body
+        assert direct.smembers(K.running("pool1")) == {"vm1"}
+        direct.close()
+    finally:
+        group.stop()

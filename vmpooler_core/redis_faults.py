@@ -151,7 +151,16 @@ def _sentinels(err: errors.ConnectionError, settings: RedisSettings) -> Fault:
                       f"redis.sentinel_password ({SENTINEL_VARS})")
         return Fault("sentinel_credentials", reason, "", True)
     if kinds and len(kinds) >= len(settings.sentinels):
-        return Fault("unreachable", f"redis is unavailable: no sentinel of {hosts} answered", ", ".join(kinds))
+        reason = f"redis is unavailable: no sentinel of {hosts} answered"
+        if settings.ssl:
+            # redis-py 8 keeps only the class of each sentinel's error: a certificate that failed to verify
+            # and a sentinel that is down look the same from here.
+            found = _tls(errors.ConnectionError(text), settings) if "CERTIFICATE_VERIFY_FAILED" in text else None
+            if found is not None:
+                return found
+            reason += (" over TLS (if their certificates are not trusted: check redis.ssl_ca_certs and "
+                       "redis.ssl_check_hostname)")
+        return Fault("unreachable", reason, f"{reason} [{', '.join(kinds)}]")
     return Fault("no_primary", f"no sentinel of {hosts} knows a healthy primary named {settings.master!r}: "
                  "check redis.master", ", ".join(kinds))
 
