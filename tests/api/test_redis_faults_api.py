@@ -1,11 +1,10 @@
 """Redis there but unwilling (issue 20): NOREPLICAS, READONLY, OOM, LOADING, BUSY and MASTERDOWN, each
 produced by a real redis-server, are 503 JSON answers with `code: backend_unavailable` and a reason,
-never a 500; /healthcheck says why; the API logs one line per change of cause; and the manager backs
-off with one line and recovers by itself."""
+never a 500; /healthcheck says why; and the API logs one line per change of cause. (The manager's side:
+tests/manager/test_redis_refusals.py.)"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -15,18 +14,14 @@ from pathlib import Path
 
 import pytest
 import redis
-from redis import asyncio as aioredis
 
 from tests.api.conftest import TestClient
 from tests.api.helpers import ready, running
-from tests.conftest import StatsdNames, make_config
-from tests.manager.conftest import dummy_config, on_redis
+from tests.conftest import make_config
 from tests.redis_server import RedisServer, free_port
 from vmpooler_core.keys import Keys
 from vmpooler_core.metrics import NullMetrics
 from vmpoolerd.api import create_app
-from vmpoolerd.manager import Manager
-from vmpoolerd.providers import build_providers, close_providers
 
 K = Keys()
 
@@ -187,66 +182,6 @@ def test_the_api_logs_each_change_of_cause_once(server: RedisServer, admin: redi
     assert kinds == ["redis unavailable: redis refuses writes: fewer replicas are connected than its "
                      "min-replicas-to-write",
                      "redis unavailable: redis is a replica cut off from its primary (MASTERDOWN)"], kinds
-
-
-async def test_the_manager_backs_off_from_a_refusing_redis_and_recovers(server: RedisServer,
-                                                                        caplog: pytest.LogCaptureFixture) -> None:
-    """A write refused (NOREPLICAS, a plain error reply) is an outage, not a bug: one line, no traceback."""
-    caplog.set_level(logging.INFO, logger="vmpooler")
-    check = redis.Redis(port=server.port, decode_responses=True)
-    check.config_set("min-replicas-to-write", 1)
-    config = on_redis(dummy_config("  - name: p\n    size: 2\n"), server.url)
-    client = aioredis.Redis.from_url(server.url, decode_responses=True, socket_timeout=1)
-    providers = build_providers(config)
-    manager = Manager(config, client, providers, StatsdNames(), stop_grace=2)
-    stop = asyncio.Event()
-    loop = asyncio.create_task(manager.run_forever(stop))
-    try:
-        deadline = time.monotonic() + 10
-        while manager._redis_outage.failures < 5:  # several passes, backing off
-            assert time.monotonic() < deadline and not loop.done()
-            await asyncio.sleep(0.05)
-        lines = [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]
-        assert lines == ["redis unavailable: redis refuses writes: fewer replicas are connected than its "
-                         "min-replicas-to-write [NOREPLICAS Not enough good replicas to write.] (retrying with "
-                         "backoff)"], lines
-        assert not [r for r in caplog.records if r.exc_info], "no traceback"
-        check.config_set("min-replicas-to-write", 0)
-        deadline = time.monotonic() + 10
-        while check.scard(K.ready("p")) < 2:
-            assert time.monotonic() < deadline, "the pool was not filled after the recovery"
-            await asyncio.sleep(0.05)
-        assert [r.getMessage() for r in caplog.records if "available again" in r.getMessage()][:1]
-    finally:
-        stop.set()
-        await asyncio.wait_for(loop, 10)
-        close_providers(providers)
-        await client.aclose()
-        check.close()
-
-
-def test_sigterm_style_stop_survives_a_refusing_redis(server: RedisServer) -> None:
-    """The manager's stop releases its leases: when Redis refuses that too, the stop still completes."""
-    check = redis.Redis(port=server.port, decode_responses=True)
-    config = on_redis(dummy_config("  - name: p\n    size: 1\n"), server.url)
-
-    async def run() -> None:
-        client = aioredis.Redis.from_url(server.url, decode_responses=True, socket_timeout=1)
-        providers = build_providers(config)
-        manager = Manager(config, client, providers, StatsdNames(), stop_grace=1)
-        try:
-            await manager.run_once()
-            check.config_set("min-replicas-to-write", 1)
-            await manager.shutdown()  # must not raise
-        finally:
-            close_providers(providers)
-            await client.aclose()
-
-    try:
-        asyncio.run(run())
-    finally:
-        check.config_set("min-replicas-to-write", 0)
-        check.close()
 
 
 def test_a_bug_is_still_a_500(server: RedisServer, admin: redis.Redis) -> None:
