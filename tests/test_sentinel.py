@@ -198,7 +198,8 @@ def guarded_group() -> Iterator[SentinelGroup]:
     found = re.search(r"a sentinel ACL user needs `([^`]+)`", README.read_text().replace("\n", " "))
     assert found, "the README documents no sentinel ACL"
     group = SentinelGroup(DATA_PASSWORD, SENTINEL_PASSWORD,
-                          sentinel_users=(f"watcher on >watcher-Secret-5 -@all {found.group(1)}",)).start()
+                          sentinel_users=(f"watcher on >watcher-Secret-5 -@all {found.group(1)}",
+                                          "stranger on >stranger-Secret-8 -@all +hello +ping")).start()
     try:
         yield group
     finally:
@@ -238,6 +239,9 @@ def test_sentinels_with_a_password(guarded_group: SentinelGroup, credentials: st
     ("  sentinel_password: 'not-the-Password-6'\n",
      "the sentinels (127.0.0.1:{port}) refused the credentials: check redis.sentinel_username and "
      "redis.sentinel_password (VMPOOLER_REDIS_SENTINEL_USERNAME, VMPOOLER_REDIS_SENTINEL_PASSWORD)"),
+    ("  sentinel_username: stranger\n  sentinel_password: 'stranger-Secret-8'\n",
+     "the sentinels' ACL user 'stranger' may not run SENTINEL|MASTERS: grant +sentinel|masters on the sentinels "
+     "(the least ACL is in the README, section 'Redis ACL')"),
 ])
 def test_sentinels_refusing_the_credentials_say_so(guarded_group: SentinelGroup, credentials: str, reason: str,
                                                     caplog: pytest.LogCaptureFixture) -> None:

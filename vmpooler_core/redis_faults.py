@@ -111,7 +111,7 @@ def _permission(text: str, settings: RedisSettings) -> Fault:
                  f"({LEAST_ACL})", text, True)
 
 
-def _response(err: errors.ResponseError, settings: RedisSettings, url_setting: str) -> Fault | None:
+def _response(err: errors.ResponseError, settings: RedisSettings) -> Fault | None:
     text = str(err)
     detail = _short(err)
     if isinstance(err, errors.NoPermissionError) or text.startswith("The user executing the script can't"):
@@ -200,7 +200,7 @@ def explain(err: BaseException, settings: RedisSettings, *, url_setting: str = "
     if isinstance(err, errors.BusyLoadingError):
         return Fault("loading", "redis is loading its data set into memory (after a restart)", _short(err))
     if isinstance(err, errors.ResponseError):
-        return _response(err, settings, url_setting)
+        return _response(err, settings)
     if isinstance(err, (errors.ConnectionError, errors.TimeoutError)):
         found = _tls(err, settings) if settings.tls else None
         if found is not None:
