@@ -19,8 +19,9 @@ from .exit_codes import HELP as EXIT_HELP
 from .exit_codes import ExitCode
 
 EPILOG = f"""\b
-Settings: options > environment (VMPOOLER_URL, VMPOOLER_REDIS_URL, VMPOOLER_CONFIG,
-VMPOOLER_TOKEN, VMPOOLER_USER, VMPOOLER_TIMEOUT) > ~/.config/vmpooler/cli.yaml > defaults.
+Settings: options > environment (VMPOOLER_URL, VMPOOLER_REDIS_URL, VMPOOLER_REDIS_FROM_CONFIG,
+VMPOOLER_CONFIG, VMPOOLER_TOKEN, VMPOOLER_USER, VMPOOLER_TIMEOUT) > ~/.config/vmpooler/cli.yaml >
+defaults.
 
 \b
 Shell completion (pool names and aliases too):
@@ -86,8 +87,12 @@ class VmpoolerGroup(click.Group):
                    "http://127.0.0.1:4567].")
 @click.option("--redis", "redis_url", metavar="URL",
               help="Work directly on Redis instead, e.g. redis://host:6379/0 [env VMPOOLER_REDIS_URL].")
+@click.option("--redis-from-config", is_flag=True, default=None,
+              help="Work directly on the Redis of the config's `redis:` section, as the daemon does (Sentinel, "
+                   "ACL user, TLS, unix socket) [env VMPOOLER_REDIS_FROM_CONFIG].")
 @click.option("--config", metavar="FILE",
-              help="vmpooler config with the pools and aliases; needed with --redis [env VMPOOLER_CONFIG].")
+              help="vmpooler config with the pools and aliases; needed with --redis and --redis-from-config "
+                   "[env VMPOOLER_CONFIG].")
 @click.option("--token", metavar="TOKEN", help="Auth token, sent as X-AUTH-TOKEN [env VMPOOLER_TOKEN].")
 @click.option("--timeout", metavar="SECONDS", type=float,
               help="Wait at most this long for an answer (connecting: at most 3 s) [env VMPOOLER_TIMEOUT; "
@@ -96,8 +101,8 @@ class VmpoolerGroup(click.Group):
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(__version__, "-V", "--version", prog_name="vmpooler")
 @click.pass_context
-def cli(ctx: click.Context, url: str | None, redis_url: str | None, config: str | None, token: str | None,
-        timeout: float | None, as_json: bool, debug: bool) -> None:
+def cli(ctx: click.Context, url: str | None, redis_url: str | None, redis_from_config: bool | None,
+        config: str | None, token: str | None, timeout: float | None, as_json: bool, debug: bool) -> None:
     """Check out, return and inspect pooled VMs: over the vmpooler API or directly on Redis.
 
     \b
@@ -105,10 +110,12 @@ def cli(ctx: click.Context, url: str | None, redis_url: str | None, config: str 
       vmpooler checkout centos-6-64             # prints the VM's hostname
       vmpooler pools                            # ready/pending/running per pool
       vmpooler --redis redis://db/0 --config vmpooler.yaml checkout debian-7
+      vmpooler --redis-from-config --config /etc/vmpooler/vmpooler.yaml pools
     """
     if ctx.obj is None:  # invoked without VmpoolerGroup.main (click's own test helpers, say)
         ctx.obj = Run(os.environ)
     run: Run = ctx.obj
     run.debug = debug
     run.json = as_json
-    run.options = {"url": url, "redis_url": redis_url, "config": config, "token": token, "timeout": timeout}
+    run.options = {"url": url, "redis_url": redis_url, "redis_from_config": redis_from_config, "config": config,
+                   "token": token, "timeout": timeout}

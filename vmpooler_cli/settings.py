@@ -5,15 +5,21 @@ YAML mapping with any of these keys:
 
     url: http://vmpooler.example.com:4567     # API server (VMPOOLER_URL)
     redis_url: redis://redis.example.com/0     # work directly on Redis (VMPOOLER_REDIS_URL)
+    redis_from_config: true                    # ... on the Redis of the config's `redis:` (VMPOOLER_REDIS_FROM_CONFIG)
     config: /etc/vmpooler/vmpooler.yaml        # pools and aliases, for the Redis backend (VMPOOLER_CONFIG)
     token: abcdefghijklmnopqrstuvwxyz012345    # sent as X-AUTH-TOKEN (VMPOOLER_TOKEN)
     user: jdoe                                 # for `token` commands (VMPOOLER_USER)
     timeout: 30                                # seconds to wait for an answer (VMPOOLER_TIMEOUT)
 
-The backend is chosen by the highest layer that names a server: `--api` or `--redis` on the command
-line (not both), else VMPOOLER_URL or VMPOOLER_REDIS_URL, else the file's `url` or `redis_url`, else
-the default API at http://127.0.0.1:4567. When one layer names both, the API wins: it is the shared,
-checked path, and Redis access is the special case an admin opts into explicitly.
+The backend is chosen by the highest layer that names a server: `--api`, `--redis URL` or
+`--redis-from-config` on the command line (one of them), else VMPOOLER_URL, VMPOOLER_REDIS_URL or
+VMPOOLER_REDIS_FROM_CONFIG, else the file's `url`, `redis_url` or `redis_from_config`, else the default
+API at http://127.0.0.1:4567. When one layer names several, the API wins, then a Redis URL: the API is
+the shared, checked path, and Redis access is the special case an admin opts into explicitly.
+
+`redis_from_config` reaches Redis with the vmpooler config's own `redis:` settings, as the daemon does
+(a Sentinel group, an ACL user, TLS, a unix socket; the daemon's VMPOOLER_REDIS_* overrides apply too),
+while a Redis URL is a single server.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ CONNECT_TIMEOUT = 3.0
 ENV = {
     "url": "VMPOOLER_URL",
     "redis_url": "VMPOOLER_REDIS_URL",
+    "redis_from_config": "VMPOOLER_REDIS_FROM_CONFIG",
     "config": "VMPOOLER_CONFIG",
     "token": "VMPOOLER_TOKEN",
     "user": "VMPOOLER_USER",
@@ -51,6 +58,7 @@ class Settings:
     backend: Backend
     url: str
     redis_url: str | None = None
+    redis_from_config: bool = False  # the Redis of the config's `redis:` section (when no redis_url)
     config: str | None = None  # a path, or (as VMPOOLER_CONFIG may be) a whole YAML document
     token: str | None = None
     user: str | None = None
@@ -118,12 +126,23 @@ def _timeout(value: str, origin: str) -> float:
     return seconds
 
 
+def _flag(value: str, origin: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise CliError(f"{origin}: redis_from_config must be true or false, not {value!r}", ExitCode.USAGE)
+
+
 def resolve(options: Mapping[str, Any], env: Mapping[str, str], file_values: Mapping[str, str],
             file_name: str = "settings file") -> Settings:
     """Merge the layers. `options` holds only what was given on the command line (None = not given)."""
-    given = {k: str(v) for k, v in options.items() if v is not None and k in KEYS}
-    if "url" in given and "redis_url" in given:
-        raise CliError("--api and --redis are mutually exclusive: pick one backend", ExitCode.USAGE)
+    given = {k: str(v) for k, v in options.items() if v not in (None, False) and k in KEYS}
+    chosen = [option for key, option in (("url", "--api"), ("redis_url", "--redis"),
+                                         ("redis_from_config", "--redis-from-config")) if key in given]
+    if len(chosen) > 1:
+        raise CliError(f"{' and '.join(chosen)} are mutually exclusive: pick one backend", ExitCode.USAGE)
     layers: list[tuple[str, Mapping[str, str]]] = [
         ("option", given),
         ("env", {k: env[var] for k, var in ENV.items() if env.get(var)}),
@@ -132,18 +151,24 @@ def resolve(options: Mapping[str, Any], env: Mapping[str, str], file_values: Map
     values: dict[str, str] = {}
     origin: dict[str, str] = {}
     backend: Backend | None = None
+    redis_from: str | None = None  # how the highest layer that names Redis names it: "url" or "config"
     for name, layer in layers:
-        if backend is None and ("url" in layer or "redis_url" in layer):
+        origins = {key: f"env {ENV[key]}" if name == "env" else name for key in layer}
+        from_config = "redis_from_config" in layer and _flag(layer["redis_from_config"], origins["redis_from_config"])
+        if backend is None and ("url" in layer or "redis_url" in layer or from_config):
             backend = "api" if "url" in layer else "redis"
+        if redis_from is None and ("redis_url" in layer or from_config):
+            redis_from = "url" if "redis_url" in layer else "config"
         for key, value in layer.items():
             if key not in values:
                 values[key] = value
-                origin[key] = f"env {ENV[key]}" if name == "env" else name
+                origin[key] = origins[key]
     timeout = _timeout(values["timeout"], origin["timeout"]) if "timeout" in values else DEFAULT_TIMEOUT
     return Settings(
         backend=backend or "api",
         url=values.get("url", DEFAULT_URL),
-        redis_url=values.get("redis_url"),
+        redis_url=values.get("redis_url") if redis_from == "url" else None,
+        redis_from_config=redis_from == "config",
         config=values.get("config"),
         token=values.get("token") or None,
         user=values.get("user"),

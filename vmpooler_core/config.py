@@ -34,32 +34,55 @@ class Secret:
 
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
+    """Where Redis is (one of: `url`, `sentinels` with `master`, `unix_socket`, or `server`/`port`) and
+    how to log in and talk to it. The daemon and the CLI read the same settings the same way."""
+
     server: str = "localhost"
     port: int = 6379
+    username: str | None = None  # an ACL user (Redis 6+); None: the default user
     password: Secret | None = None
     db: int = 0
     url: str | None = None
     data_ttl: int = 168  # hours a destroyed VM's hash is kept
     sentinels: tuple[tuple[str, int], ...] = ()
     master: str | None = None
+    sentinel_username: str | None = None  # the sentinels' own ACL user, when they require one
+    sentinel_password: Secret | None = None  # the sentinels' `requirepass` (or their ACL user's password)
+    unix_socket: str | None = None  # a path: Redis's `unixsocket`
+    # TLS, for the data nodes and the sentinels alike. The server's certificate is always verified
+    # (against `ssl_ca_certs`, else the system's CAs); a client certificate is sent when one is given.
+    ssl: bool = False
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
     socket_timeout: float = 5.0
 
     def __repr__(self) -> str:
         # A `url` may carry the password (redis://:secret@host); repr(config) must not show it.
-        return (f"RedisSettings({self.describe()!r}, password={self.password!r}, data_ttl={self.data_ttl}, "
+        return (f"RedisSettings({self.describe()!r}, username={self.username!r}, password={self.password!r}, "
+                f"sentinel_username={self.sentinel_username!r}, sentinel_password={self.sentinel_password!r}, "
+                f"ssl_ca_certs={self.ssl_ca_certs!r}, ssl_certfile={self.ssl_certfile!r}, "
+                f"ssl_check_hostname={self.ssl_check_hostname}, data_ttl={self.data_ttl}, "
                 f"socket_timeout={self.socket_timeout})")
+
+    @property
+    def tls(self) -> bool:
+        return self.ssl or bool(self.url and self.url.startswith("rediss://"))
 
     def describe(self) -> str:
         """Where Redis is, for messages: never includes the password."""
         if self.sentinels:
             hosts = ",".join(f"{h}:{p}" for h, p in self.sentinels)
-            return f"sentinel {hosts} master {self.master}"
+            return f"sentinel {hosts} master {self.master}{' (TLS)' if self.ssl else ''}"
         if self.url:
             # The password may be in the user part (up to the last "@": an unescaped password may hold
             # "@" or "/") or, as redis-py reads it there too, in the query.
             masked = re.sub(r"^([a-z]+://).*@", r"\1***@", self.url, flags=re.DOTALL)
             return re.sub(r"(password=)[^&]*", r"\1***", masked)
-        return f"redis://{self.server}:{self.port}/{self.db}"
+        if self.unix_socket:
+            return f"unix://{self.unix_socket}?db={self.db}"
+        return f"{'rediss' if self.ssl else 'redis'}://{self.server}:{self.port}/{self.db}"
 
 
 @dataclass(frozen=True, slots=True)

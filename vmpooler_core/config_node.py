@@ -146,6 +146,10 @@ class Node:
         hint = f"; did you mean `{close[0]}`?" if close else ""
         return self.error(key, f"unknown key{hint}{also}")
 
+    def variable(self, key: str) -> str | None:
+        """The environment variable that set `key`, if one did."""
+        return self._env.get(key)
+
     def override(self, key: str, value: str, variable: str) -> None:
         """Environment overrides: the value wins, and errors name the variable instead of a line."""
         self._raw[key] = value

@@ -1,5 +1,5 @@
-"""Is this pooler healthy? Redis answers, a manager has beaten its heart recently, and no provider is
-degraded (cannot log in, unreachable, clones failing: provider_health.py).
+"""Is this pooler healthy? Redis answers and does what the pooler asks of it, a manager has beaten its
+heart recently, and no provider is degraded (cannot log in, unreachable, clones failing: provider_health.py).
 
 Used by the API's `/healthcheck` and by `vmpoolerd --check` (whose exit code a probe can use), so both
 give the same verdict.
@@ -12,22 +12,44 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from . import provider_health
+from . import clock, provider_health, redis_faults
 from .config import Config
 from .inventory import Inventory
+
+HEALTH_TTL_MS = 60_000
+
+
+async def _probe(inventory: Inventory, now: float) -> list[tuple[str, float]]:
+    """The managers' heartbeats, read the way the pooler works: a read and a write (a replica, too few
+    replicas or a full memory refuse the write: READONLY, NOREPLICAS, OOM) in one round trip, then a
+    Lua script (an ACL user without scripting, or without the keys' pattern, is refused it)."""
+    pipe = inventory.redis.pipeline(transaction=False)
+    pipe.zrevrange(inventory.keys.heartbeats(), 0, -1, withscores=True)
+    pipe.set(inventory.keys.health(), str(now), px=HEALTH_TTL_MS)
+    # Errors come back as they are (execute() would reword them into one message about the pipeline).
+    replies = await pipe.execute(raise_on_error=False)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    await inventory.status_figures((), clock.today(now))
+    return list(replies[0])
 
 
 async def check(config: Config, inventory: Inventory, now: float | None = None) -> dict[str, Any]:
     """`{"ok": bool, "redis": bool, "managers": int, "heartbeat_age": seconds | None, "reason": str}`,
     plus `providers` once a manager has reported on them (see `with_providers`). A heartbeat older than
-    the lease length means no manager is keeping the pools filled."""
+    the lease length means no manager is keeping the pools filled. When Redis fails, `reason` says why and
+    names the setting to fix (redis_faults.py)."""
     now = time.time() if now is None else now
     try:
-        beats: list[tuple[str, float]] = await inventory.redis.zrevrange(  # type: ignore[assignment]
-            inventory.keys.heartbeats(), 0, -1, withscores=True)
+        beats = await _probe(inventory, now)
     except (RedisError, OSError) as err:
-        return {"ok": False, "redis": False, "managers": 0, "heartbeat_age": None,
-                "reason": f"redis unreachable: {type(err).__name__}"}
+        fault = redis_faults.explain(err, config.redis)
+        if fault is None or fault.kind == "unreachable":
+            reason = f"redis unreachable: {type(err).__name__}"
+        else:
+            reason = fault.reason
+        return {"ok": False, "redis": False, "managers": 0, "heartbeat_age": None, "reason": reason}
     fresh_within = float(config.app.manager_lease_seconds)
     live = [score for _, score in beats if now - score <= fresh_within]
     age = round(now - beats[0][1], 1) if beats else None

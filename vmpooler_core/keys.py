@@ -114,6 +114,10 @@ class Keys:
         written (vmpooler_core/provider_health.py); the key expires when no manager refreshes it."""
         return self._k("health", provider)
 
+    def health(self) -> str:
+        """String: written by each health check (a write Redis must accept), expiring by itself."""
+        return self._k("health")
+
     def dummy_folder(self, provider: str, folder: str) -> str:
         """Hash VM name -> JSON record: the VMs of one folder (or pool) of a dummy provider."""
         return self._k("dummy", provider, folder)

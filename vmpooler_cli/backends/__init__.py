@@ -12,11 +12,12 @@ def open_backend(settings: Settings, env: Mapping[str, str]) -> Backend:
     """Build the backend the settings name. Nothing connects yet: the first command does, so a bad
     server shows up as that command's error (exit 6), with its own message."""
     if settings.backend == "redis":
-        from .redis import RedisBackend, load_config
+        from .redis import RedisBackend, load_config, redis_settings
 
-        assert settings.redis_url is not None  # settings choose "redis" only when a URL was given
-        return RedisBackend(settings.redis_url, load_config(settings.config, env), token=settings.token,
-                            timeout=settings.timeout, connect_timeout=settings.connect_timeout)
+        config = load_config(settings.config, env)
+        return RedisBackend(redis_settings(settings, config), config, token=settings.token,
+                            connect_timeout=settings.connect_timeout,
+                            url_setting="redis.url" if settings.redis_from_config else "the --redis URL")
     from .api import ApiBackend
 
     return ApiBackend(settings.url, token=settings.token, timeout=settings.timeout,

@@ -9,6 +9,7 @@ policy (vmpooler_core/access.py), the same the API server applies.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ from vmpooler_core.status import status
 
 from ..errors import CliError, Unreachable
 from ..exit_codes import ExitCode
+from ..settings import Settings
 from .base import Allocated, PoolRow, rows_from_status
 
 T = TypeVar("T")
@@ -41,18 +43,30 @@ def load_config(source: str | None, env: Mapping[str, str]) -> Config:
     return config_loader.load(text=text, env=env, source=name)
 
 
+def redis_settings(settings: Settings, config: Config) -> RedisSettings:
+    """Where Redis is: the --redis URL (a single server), else the config's `redis:` section (what the
+    daemon uses: Sentinel, an ACL user, TLS, a unix socket). Either way the CLI's --timeout bounds a call."""
+    if settings.redis_url is not None:
+        return RedisSettings(url=settings.redis_url, socket_timeout=settings.timeout)
+    if not settings.redis_from_config:
+        raise CliError("the Redis backend needs a Redis: pass --redis URL, or --redis-from-config to use the "
+                       "config's `redis:` settings", ExitCode.USAGE)
+    return dataclasses.replace(config.redis, socket_timeout=settings.timeout)
+
+
 class RedisBackend:
     needs_password = False
 
-    def __init__(self, url: str, config: Config, *, token: str | None = None, timeout: float = 30.0,
-                 connect_timeout: float = 3.0) -> None:
+    def __init__(self, redis: RedisSettings, config: Config, *, token: str | None = None,
+                 connect_timeout: float = 3.0, url_setting: str = "redis.url") -> None:
         self.config = config
         self.token = token
-        settings = RedisSettings(url=url, socket_timeout=timeout)
-        self.where = settings.describe()
+        self.redis = redis
+        self.where = redis.describe()
+        self._url_setting = url_setting  # how messages name the url
         # One event loop for the whole run: the client's connections belong to it.
         self._runner = asyncio.Runner()
-        self._client = connect(settings, max_connections=4, connect_timeout=connect_timeout)
+        self._client = connect(redis, max_connections=4, connect_timeout=connect_timeout)
         self.inventory = Inventory(self._client, data_ttl_hours=config.redis.data_ttl)
         self._checkout = Checkout(config, self.inventory, NullMetrics())
         self.access = Access(config, self.inventory)
@@ -60,14 +74,23 @@ class RedisBackend:
     def _run(self, work: Coroutine[Any, Any, T]) -> T:
         from redis import exceptions
 
+        from vmpooler_core import redis_faults
+
         try:
             return self._runner.run(work)
-        except exceptions.AuthenticationError as err:
-            raise CliError(f"Redis at {self.where} refused the credentials: {err}", ExitCode.UNAUTHORIZED) from err
-        except (exceptions.ConnectionError, exceptions.TimeoutError, OSError) as err:
-            raise Unreachable(f"cannot reach Redis at {self.where}: {err or type(err).__name__}") from err
-        except exceptions.ResponseError as err:
-            raise CliError(f"Redis at {self.where} answered with an error: {err}") from err
+        except (exceptions.RedisError, OSError) as err:
+            fault = redis_faults.explain(err, self.redis, url_setting=self._url_setting)
+            if fault is None:
+                if isinstance(err, OSError):
+                    raise Unreachable(f"cannot reach Redis at {self.where}: {err or type(err).__name__}") from err
+                raise CliError(f"Redis at {self.where} answered with an error: {err}") from err
+            if fault.kind == "unreachable":
+                # A Sentinel error holds the repr of every sentinel client (kilobytes): its reason says it.
+                said = fault.reason if self.redis.sentinels else str(err) or type(err).__name__
+                raise Unreachable(f"cannot reach Redis at {self.where}: {said}") from err
+            if fault.credentials:
+                raise CliError(f"Redis at {self.where}: {fault.reason}", ExitCode.UNAUTHORIZED) from err
+            raise Unreachable(f"Redis at {self.where}: {fault.reason}") from err
 
     def close(self) -> None:
         try:

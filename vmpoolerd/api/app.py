@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from vmpooler_core import auth
+from vmpooler_core import auth, redis_faults
 from vmpooler_core.config import Config
 from vmpooler_core.metrics import Metrics, from_settings
 from vmpooler_core.redis_client import connect
@@ -55,8 +55,12 @@ async def _probe(client: aioredis.Redis, config: Config) -> None:
         async with asyncio.timeout(min(2.0, default_deadline(config))):
             await client.ping()
     except (redis_errors.RedisError, OSError, TimeoutError) as err:
-        log.warning("redis at %s is unreachable (%s); answering 503 until it is back",
-                    config.redis.describe(), type(err).__name__)
+        fault = redis_faults.explain(err, config.redis)
+        if fault is None or fault.kind == "unreachable":
+            log.warning("redis at %s is unreachable (%s); answering 503 until it is back",
+                        config.redis.describe(), type(err).__name__)
+        else:  # there, but refusing us: say why, and which setting to fix
+            log.warning("redis at %s: %s; answering 503 until it is fixed", config.redis.describe(), fault.logged())
 
 
 def create_app(config: Config, redis: aioredis.Redis | None = None, metrics: Metrics | None = None, *,

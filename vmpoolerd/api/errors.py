@@ -12,9 +12,10 @@ import logging
 import time
 from typing import Any
 
-from redis import exceptions as redis_errors
 from starlette.responses import JSONResponse
 
+from vmpooler_core import redis_faults
+from vmpooler_core.config import RedisSettings
 from vmpooler_core.errors import (
     BackendUnavailable,
     Conflict,
@@ -66,22 +67,27 @@ _STATUS: tuple[tuple[type[VmpoolerError], int], ...] = (
 
 
 class OutageLog:
-    """While Redis fails, one warning per `every` seconds (with the count of failures in between)
-    rather than one per request: thousands a second would bury everything else in the log."""
+    """While Redis fails, one warning when the cause changes (unreachable, credentials refused, a missing
+    ACL permission, ...: `redis_faults.Fault.kind`), and while it lasts a reminder every `every` seconds
+    with the count of failures in between, rather than one per request: thousands a second would bury
+    everything else in the log. `redis`: the settings the explanations name."""
 
-    def __init__(self, every: float = 10.0) -> None:
+    def __init__(self, every: float = 60.0, redis: RedisSettings | None = None) -> None:
         self.every = every
+        self.redis = redis if redis is not None else RedisSettings()
         self.last = float("-inf")
         self.unreported = 0
+        self.state: str | None = None
 
-    def note(self, what: str) -> None:
+    def note(self, what: str, state: str | None = None) -> None:
         now = time.monotonic()
-        if now - self.last < self.every:
+        state = what if state is None else state
+        if state == self.state and now - self.last < self.every:
             self.unreported += 1
             return
         more = f" ({self.unreported} more failed requests since the last report)" if self.unreported else ""
         log.warning("redis unavailable: %s%s", what, more)
-        self.last, self.unreported = now, 0
+        self.last, self.unreported, self.state = now, 0, state
 
 
 def rate_limited(exc: RateLimited) -> JSONResponse:
@@ -110,10 +116,12 @@ def from_exception(exc: BaseException, outages: OutageLog) -> JSONResponse | Non
                 return error_response(status, exc.code, str(exc), AUTH_CHALLENGE if status == 401 else None)
     if isinstance(exc, BodyTooLarge):
         return body_too_large()
-    if isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.ReadOnlyError)):
-        # Includes "too many connections", LOADING after a restart and a replica that was promoted away.
-        outages.note(f"{type(exc).__name__}: {exc}")
-        return error_response(503, ErrorCode.BACKEND_UNAVAILABLE, f"redis is unavailable: {type(exc).__name__}")
+    fault = redis_faults.explain(exc, outages.redis)
+    if fault is not None:
+        # Redis unreachable, or reachable and unwilling (credentials, ACL, READONLY, NOREPLICAS, OOM,
+        # LOADING, BUSY, ...): not the request's fault, and the reason names the setting to fix.
+        outages.note(fault.logged(), fault.kind)
+        return error_response(503, ErrorCode.BACKEND_UNAVAILABLE, fault.reason)
     if isinstance(exc, TimeoutError):
         # The request's deadline passed: Redis (or, for Basic credentials, LDAP) did not answer in time.
         outages.note("no answer before the request's deadline")

@@ -50,4 +50,5 @@ class Services:
         inventory = Inventory(redis, Keys(), config.redis.data_ttl)
         limiter = Limiter(config.rate_limits, inventory, config.auth_enabled) if config.rate_limits.enabled else None
         return cls(config, redis, inventory, Checkout(config, inventory, metrics), Access(config, inventory),
-                   metrics, authenticator, Deadlines(deadline), OutageLog(), prometheus, limiter)
+                   metrics, authenticator, Deadlines(deadline), OutageLog(redis=config.redis), prometheus,
+                   limiter)

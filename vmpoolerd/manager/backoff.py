@@ -23,6 +23,7 @@ class Outage:
         self.max_delay = max(max_delay, 0.0)
         self.base = min(base, self.max_delay) if self.max_delay else 0.0
         self.failures = 0
+        self.state: str | None = None
         self.since = 0.0
         self.retry_at = 0.0
         self._rng = rng
@@ -35,12 +36,16 @@ class Outage:
         """Whether to try the dependency now: it is up, or its back-off wait is over."""
         return not self.failures or time.monotonic() >= self.retry_at
 
-    def failed(self, err: BaseException | str) -> float:
-        """Record a failure; returns the seconds to wait before the next try."""
+    def failed(self, err: BaseException | str, state: str | None = None) -> float:
+        """Record a failure; returns the seconds to wait before the next try. `state` names the kind of
+        failure (for Redis: unreachable, credentials refused, a missing ACL permission, ...): a new kind
+        during an outage is logged too, once."""
         now = time.monotonic()
         if not self.failures:
             self.since = now
+        if not self.failures or state != self.state:
             log.warning("%s unavailable: %s (retrying with backoff)", self.what, err)
+        self.state = state
         self.failures += 1
         delay = min(self.max_delay, self.base * 2.0 ** min(self.failures - 1, 30))
         delay = delay / 2 + self._rng() * delay / 2
@@ -51,4 +56,5 @@ class Outage:
         if self.failures:
             log.info("%s available again after %.1fs", self.what, time.monotonic() - self.since)
         self.failures = 0
+        self.state = None
         self.retry_at = 0.0

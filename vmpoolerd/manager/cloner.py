@@ -20,7 +20,7 @@ from vmpooler_core.metrics import Phase
 from vmpooler_core.provider import CloneSpec, Provider, ProviderError
 from vmpooler_core.replies import Kept, Reservation
 
-from .context import REDIS_ERRORS, Context
+from .context import Context, redis_fault
 from .hostnames import new_hostname
 
 log = logging.getLogger("vmpooler.manager")
@@ -63,10 +63,11 @@ class Cloner:
                 self._running.add(task)
             if not self.stopping and self.ctx.leases.holds(pool.name):
                 await self._reserve_and_clone(pool, provider, slot)
-        except REDIS_ERRORS as err:
-            log.debug("clone skipped pool=%s: redis: %s", pool.name, err)
-        except Exception:  # a bug must not end the manager; the next pass clones again
-            log.exception("clone crashed pool=%s", pool.name)
+        except Exception as err:  # a bug must not end the manager; the next pass clones again
+            if redis_fault(err):
+                log.debug("clone skipped pool=%s: redis: %s", pool.name, err)  # the pass logs the outage
+            else:
+                log.exception("clone crashed pool=%s", pool.name)
         finally:
             slot.release()
 
@@ -140,7 +141,9 @@ class Cloner:
             self._count_changed.clear()
             try:
                 await self.ctx.presence.beat(time.time(), len(self.inflight))
-            except REDIS_ERRORS:
+            except Exception as err:
+                if not redis_fault(err):
+                    log.exception("clone counter not published")
                 return  # the next pass's heartbeat publishes it again
 
     async def drain(self) -> None:

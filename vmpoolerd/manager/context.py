@@ -6,8 +6,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-import redis.exceptions
-
+from vmpooler_core import redis_faults
 from vmpooler_core.config import Config, PoolConfig
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.metrics import Metrics
@@ -17,10 +16,12 @@ from .health_report import HealthReport
 from .lease import Leases, Presence
 from .runner import ProviderRunner
 
-# Redis failures that mean "Redis is not there right now" (down, unreachable, loading, or a replica during
-# a Sentinel failover): the manager backs off and retries. Anything else is a bug, and is logged as one.
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                redis.exceptions.ReadOnlyError)
+
+def redis_fault(err: BaseException) -> bool:
+    """Whether `err` is Redis not there right now (down, unreachable, loading, a replica during a Sentinel
+    failover) or there and unwilling (credentials, ACL permissions, NOREPLICAS, OOM, BUSY): the manager
+    backs off from these and retries, logging once per change. Anything else is a bug, logged as one."""
+    return redis_faults.is_fault(err)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from vmpooler_core.metrics import Phase
 from vmpooler_core.provider import Provider, ProviderError
 
 from .background import Background
-from .context import REDIS_ERRORS, Context
+from .context import Context, redis_fault
 
 log = logging.getLogger("vmpooler.manager")
 _DESTROY_TIMEOUT = 900.0
@@ -51,12 +51,12 @@ class Destroyer:
         except ProviderError as err:
             log.warning("destroy failed pool=%s vm=%s: %s (will retry)", pool, host, err)
             return
-        except REDIS_ERRORS as err:
-            # Destroyed but still in `completed`: the next pass finds it gone and forgets it.
-            log.debug("destroy of %s not recorded: redis: %s", host, err)
-            return
-        except Exception:
-            log.exception("destroy crashed pool=%s vm=%s", pool, host)
+        except Exception as err:
+            if redis_fault(err):
+                # Destroyed but still in `completed`: the next pass finds it gone and forgets it.
+                log.debug("destroy of %s not recorded: redis: %s", host, err)
+            else:
+                log.exception("destroy crashed pool=%s vm=%s", pool, host)
             return
         finally:
             self.inflight.pop(host, None)

@@ -27,6 +27,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from vmpooler_core import redis_faults
 from vmpooler_core.config import Config
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.keys import Keys
@@ -37,7 +38,7 @@ from vmpooler_core.redis_client import connect
 from . import ownership
 from .backoff import Outage
 from .cloner import Cloner
-from .context import REDIS_ERRORS, Context
+from .context import Context, redis_fault
 from .destroyer import Destroyer
 from .health_report import HealthReport
 from .lease import Leases, Presence
@@ -149,8 +150,8 @@ class Manager:
         return report
 
     def _failed(self, name: str, error: BaseException, report: PassReport) -> None:
-        if isinstance(error, REDIS_ERRORS):
-            raise error
+        if redis_fault(error):
+            raise error  # the pass's Redis outage, not this pool's
         report.failed[name] = str(error)
         if isinstance(error, ProviderError):
             self.ctx.health.pool_failed(name, error)
@@ -211,10 +212,11 @@ class Manager:
         """One pass for the loop; returns the wait before the next full one."""
         try:
             await self.run_once(pools)
-        except REDIS_ERRORS as err:
-            return self._redis_outage.failed(err)
-        except Exception:  # a bug in a pass must not stop the manager
-            log.exception("manager pass failed")
+        except Exception as err:
+            fault = redis_faults.explain(err, self.config.redis)
+            if fault is not None:
+                return self._redis_outage.failed(fault.logged(), state=fault.kind)
+            log.exception("manager pass failed")  # a bug in a pass must not stop the manager
             return self.config.app.manager_loop_seconds
         self._redis_outage.recovered()
         return self.config.app.manager_loop_seconds
@@ -243,8 +245,10 @@ class Manager:
                 await self.ctx.leases.renew()
                 await self.ctx.presence.beat(time.time(), len(self.cloner.inflight))
                 await self.ctx.health.publish(self.ctx.leases.pools)  # fresh through a long pass
-            except REDIS_ERRORS:
-                pass  # the passes report Redis outages
+            except Exception as err:
+                if not redis_fault(err):
+                    log.exception("leases not renewed")
+                # else: the passes report Redis outages
 
     # Stopping ------------------------------------------------------------------------------------
 
@@ -261,8 +265,10 @@ class Manager:
             await self.ctx.leases.release(self.workers)
             await self.ctx.presence.leave(time.time())
             await self.ctx.health.withdraw()
-        except REDIS_ERRORS as err:
-            log.warning("leases not released (they expire by themselves): redis: %s", err)
+        except redis_errors.RedisError as err:  # whatever Redis says, the manager stops cleanly
+            fault = redis_faults.explain(err, self.config.redis)
+            log.warning("leases not released (they expire by themselves): %s",
+                        fault.logged() if fault is not None else f"redis: {err}")
         self.ctx.runner.close()
         log.info("manager stopped id=%s", self.id)
 

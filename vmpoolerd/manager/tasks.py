@@ -15,7 +15,7 @@ from vmpooler_core import clock
 from vmpooler_core.provider import ProviderError, ProviderUnavailable
 
 from .background import Background
-from .context import REDIS_ERRORS, Context
+from .context import Context, redis_fault
 
 log = logging.getLogger("vmpooler.manager")
 _PER_PASS = 50  # tasks taken from each queue per pass
@@ -59,10 +59,11 @@ class TaskQueues:
                     for _, again_queue, again in work[index:]:
                         await self.ctx.inventory.queue_task(again_queue, host, again)
                     return
-        except REDIS_ERRORS as err:
-            log.warning("%s task of %s not recorded: redis: %s", kind, host, err)
-        except Exception:
-            log.exception("%s task crashed vm=%s", kind, host)
+        except Exception as err:
+            if redis_fault(err):
+                log.warning("%s task of %s not recorded: redis: %s", kind, host, err)
+            else:
+                log.exception("%s task crashed vm=%s", kind, host)
         finally:
             self._busy.discard(host)
 
