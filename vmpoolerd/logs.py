@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+from vmpooler_core.audit import FORMAT
 
 
 def configure(level: str, logfile: str | None = None) -> None:
