@@ -160,8 +160,14 @@ class Cloner:
         for task in list(self._waiting):
             task.cancel()
         running = list(self._running | self._waiting)
-        if running:
-            await asyncio.wait(running, timeout=grace)
+        if not running:
+            return
+        if self._running:
+            log.info("stopping: waiting up to %.0fs for %d clone(s) to finish", grace, len(self._running))
+        _, left = await asyncio.wait(running, timeout=grace)
+        if left:
+            log.warning("stopping: %d clone(s) still running after %.0fs, left to the provider; their pending "
+                        "entries stay for the next manager to match", len(left), grace)
 
 
 class _Slot:

@@ -70,4 +70,6 @@ class Destroyer:
         await self._work.drain()
 
     async def stop(self, grace: float) -> None:
+        if self.inflight:
+            log.info("stopping: waiting up to %.0fs for %d destroy(s) to finish", grace, len(self.inflight))
         await self._work.stop(grace)
