@@ -16,7 +16,7 @@ from vmpooler_core.access import Access
 from vmpooler_core.audit import Caller
 from vmpooler_core.checkout import Checkout
 from vmpooler_core.config import Config
-from vmpooler_core.errors import NoCapacity, NotCheckedOut, Unauthorized, UnknownPool
+from vmpooler_core.errors import ConfigError, NoCapacity, NotCheckedOut, Unauthorized, UnknownPool
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.keys import HISTORY_LENGTH, Keys
 from vmpooler_core.metrics import NullMetrics
@@ -232,3 +232,12 @@ async def test_a_new_vm_of_an_old_name_starts_a_new_history(inventory: Inventory
     first = audit.entry("clone", "2024-05-01 10:00:00 +0000", manager="m1", detail="template t")
     await inventory.reserve_clone("pool1", "vm1", "t", size=2, owner="m1", history=first)
     assert history(sync_redis, "vm1") == [json.loads(first)]
+
+
+def test_the_access_log_setting() -> None:
+    assert make_config("providers: {dummy: {}}\npools: []\n").app.access_log is False
+    assert make_config("config: {access_log: true}\nproviders: {dummy: {}}\npools: []\n").app.access_log is True
+    with pytest.raises(ConfigError, match=r"test\.yaml:1: config\.access_log: must be true or false"):
+        make_config("config: {access_log: sometimes}\nproviders: {dummy: {}}\npools: []\n")
+    with pytest.raises(ConfigError, match="did you mean `access_log`"):
+        make_config("config: {acess_log: true}\nproviders: {dummy: {}}\npools: []\n")
