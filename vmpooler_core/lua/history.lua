@@ -12,6 +12,7 @@ local function history_key(prefix, host) return prefix .. '__history__' .. host 
 
 local function history(prefix, host, entry)
   local key = history_key(prefix, host)
-  redis.call('RPUSH', key, entry)
-  redis.call('LTRIM', key, -HISTORY_LENGTH, -1)
+  if redis.call('RPUSH', key, entry) > HISTORY_LENGTH then  -- most VMs never get that far: no LTRIM
+    redis.call('LTRIM', key, -HISTORY_LENGTH, -1)
+  end
 end
