@@ -44,8 +44,10 @@ access = logging.getLogger("vmpooler.access")
 
 # Paths that mean something different with their trailing slash.
 _SLASH_PATHS = frozenset({"/", "/dashboard/"})
-# Where the request's id is kept in the scope, for the handlers (`caller`).
+# Where the request's id and the header naming its client's address are kept in the scope, for the
+# handlers (`caller`).
 _REQUEST_ID = "vmpooler.request_id"
+_ADDRESS_HEADER = "vmpooler.address_header"
 
 
 def _head(scope: Scope) -> tuple[int | None, bool, int, str | None]:
@@ -80,9 +82,8 @@ def client_address(scope: Scope, header: bytes | None) -> str:
 
 def caller(request: Request) -> Caller:
     """Who sent the request, for the core's audit lines: its address and its id."""
-    guard: Guard | None = request.scope.get("vmpooler.guard")
-    header = guard.address_header if guard is not None else None
-    return Caller(client_address(request.scope, header), request.scope.get(_REQUEST_ID, "-"))
+    scope = request.scope
+    return Caller(client_address(scope, scope.get(_ADDRESS_HEADER)), scope.get(_REQUEST_ID, "-"))
 
 
 def _logged_path(scope: Scope, path: str) -> str:
@@ -124,7 +125,7 @@ class Guard:
         length, chunked, header_bytes, sent_id = _head(scope)
         request_id = sent_id or new_request_id()
         scope[_REQUEST_ID] = request_id
-        scope["vmpooler.guard"] = self
+        scope[_ADDRESS_HEADER] = self.address_header
         id_header = (b"x-request-id", request_id.encode("latin-1"))
 
         async def sending(message: Message) -> None:
