@@ -147,6 +147,30 @@ class Output:
         for name, value in pairs:
             self.line(f"  {name.ljust(width)}  {value}")
 
+    def history(self, entries: Sequence[Mapping[str, str]]) -> None:
+        """A VM's history under a `history` heading, oldest first, events lined up."""
+        self.line("  history")
+        width = max(len(entry.get("event", "")) for entry in entries)
+        for entry in entries:
+            self.line(f"    {history_line(entry, width)}")
+
+
+def history_line(entry: Mapping[str, str], width: int = 0) -> str:
+    """`<at>  <event>  <who> from <client>, request <id>  <detail>`: one entry of a VM's history."""
+    who: list[str] = []
+    if entry.get("manager"):
+        who.append(f"manager {entry['manager']}")
+    else:
+        user = entry.get("user", "-")
+        if user and user != "-":
+            who.append(user)
+        if entry.get("client"):
+            who.append(f"from {entry['client']}")
+        if entry.get("request"):
+            who.append(f"request {entry['request']}")
+    parts = [entry.get("at", "?"), entry.get("event", "?").ljust(width), " ".join(who), entry.get("detail", "")]
+    return "  ".join(part for part in parts if part).rstrip()
+
 
 def error_line(message: str) -> None:
     """The one line every failure prints: `vmpooler: error: ...`, red only on a colour terminal."""

@@ -11,7 +11,8 @@ SHAPES = {
     "return": '{"ok": bool, "vms": [{"hostname": str, "ok": bool, "error"?: str}]}',
     "show": '{"hostname": str, "fqdn": str, "domain": str|null, "template": str, "state": str, '
             '"lifetime": int|null, "running": float|null, "remaining": float|null, "tags": {str: str}, '
-            '"snapshots": [str], "disk": [str], "ip": str}',
+            '"snapshots": [str], "disk": [str], "ip": str, "history"?: [{"at": str, "event": str, ...}] '
+            '(with --history)}',
     "lifetime": '{"ok": true, "hostname": str, "lifetime": int}',
     "tag": '{"ok": true, "hostname": str, "tags": {str: str}}',
     "snapshot": '{"ok": true, "hostname": str, "snapshot": str}',

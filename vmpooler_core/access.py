@@ -9,6 +9,9 @@ the original's holes are closed (contract A7.4, A7.12):
 - a VM checked out with a token is returned only with it (checked in return.lua, atomically with the return);
 - a token is read or revoked only by its owner.
 Tokens are compared in constant time (vms.same_token).
+
+The operations both front ends call (`change`, `disk`, `snapshot`, `revert`, `create_token`, `revoke`)
+check, act and write the audit log's line (audit.py), naming the user of the token used, never the token.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import tokens, vms
+from . import audit, tokens, vms
+from .audit import ANONYMOUS, Caller
 from .config import Config
 from .errors import NotConfigured, NotFound, Unauthorized
 from .inventory import Inventory
@@ -39,38 +43,89 @@ class Access:
 
     # VMs -----------------------------------------------------------------------------------------
 
-    async def _valid_token(self, token: str | None) -> None:
-        if self.enabled:
-            await tokens.use(self.inventory, token)
+    async def _valid_token(self, token: str | None) -> str | None:
+        """The token's user; None with auth off (a token means nothing then)."""
+        return await tokens.use(self.inventory, token) if self.enabled else None
 
     def _owner(self, vm: Mapping[str, str], token: str | None) -> None:
         owner = vm.get("token:token")
         if self.enabled and owner and not vms.same_token(owner, token):
             raise Unauthorized("this VM was checked out with another token")
 
+    def _user(self, vm: Mapping[str, str], token: str | None, checked: str | None) -> str | None:
+        """For the audit log: the user of the token a request was made with. `checked` when the token
+        was looked up; else the VM's own user when the token is the VM's (no lookup needed)."""
+        if checked or not self.enabled or not token:
+            return checked
+        owner = vm.get("token:token")
+        return vm.get("token:user") if owner and vms.same_token(owner, token) else None
+
+    async def _work_on(self, host: str, token: str | None) -> tuple[dict[str, str], str | None]:
+        user = await self._valid_token(token)
+        data, _state = await vms.load(self.inventory, host)
+        self._owner(data, token)
+        return data, user
+
     async def vm_for_work(self, host: str, token: str | None) -> dict[str, str]:
         """The VM's hash, for queueing disk, snapshot or revert work: the token first (Unauthorized before
         the VM's existence is revealed), then the VM (NotFound), then its owner (Unauthorized)."""
-        await self._valid_token(token)
-        data, _state = await vms.load(self.inventory, host)
-        self._owner(data, token)
-        return data
+        return (await self._work_on(host, token))[0]
 
-    async def modification(self, vm: Mapping[str, str], body: Any, token: str | None) -> vms.Modification:
-        """A change (`{"lifetime": ..., "tags": ...}`) to the VM whose hash is `vm`, validated and allowed.
-
-        The order of the answers is the original's: a bad token is refused before the body is judged,
-        unknown arguments before a missing token, a missing token before a bad value."""
+    async def _judge(self, vm: Mapping[str, str], body: Any, token: str | None) -> tuple[vms.Modification, str | None]:
+        user = None
         if self.enabled and isinstance(body, Mapping) and "lifetime" in body:
             if token:
-                await tokens.use(self.inventory, token)
+                user = await tokens.use(self.inventory, token)
             vms.check_arguments(body)
             if not token:
                 raise Unauthorized("changing a lifetime needs a token")
         change = vms.parse_modification(body, self.config)
         if change.lifetime is not None:
             self._owner(vm, token)
-        return change
+        return change, self._user(vm, token, user)
+
+    async def modification(self, vm: Mapping[str, str], body: Any, token: str | None) -> vms.Modification:
+        """A change (`{"lifetime": ..., "tags": ...}`) to the VM whose hash is `vm`, validated and allowed.
+
+        The order of the answers is the original's: a bad token is refused before the body is judged,
+        unknown arguments before a missing token, a missing token before a bad value."""
+        return (await self._judge(vm, body, token))[0]
+
+    async def change(self, host: str, vm: Mapping[str, str], body: Any, token: str | None,
+                     caller: Caller = ANONYMOUS) -> None:
+        """Judge a change (as `modification`) and make it; one audit line per kind of change."""
+        pool = vms.pool_of(vm)
+        with audit.refusals("change", caller, pool=pool, host=host):
+            change, user = await self._judge(vm, body, token)
+        await vms.modify(self.inventory, host, change)
+        who = caller.as_user(user)
+        if change.lifetime is not None:
+            audit.record("lifetime", who, pool=pool, host=host, hours=change.lifetime)
+        if change.tags:
+            audit.record("tags", who, pool=pool, host=host, tags=",".join(change.tags))
+
+    async def disk(self, host: str, size: str, token: str | None, caller: Caller = ANONYMOUS) -> str:
+        """Queue a disk of `size` GB for the VM; returns what the VM will show ("+8gb")."""
+        with audit.refusals("disk", caller, host=host):
+            vm, user = await self._work_on(host, token)
+            added = await vms.request_disk(self.inventory, host, size)
+        audit.record("disk", caller.as_user(user), pool=vms.pool_of(vm), host=host, disk=added)
+        return added
+
+    async def snapshot(self, host: str, token: str | None, caller: Caller = ANONYMOUS) -> str:
+        """Queue a snapshot of the VM; returns its name."""
+        with audit.refusals("snapshot", caller, host=host):
+            vm, user = await self._work_on(host, token)
+            name = await vms.request_snapshot(self.inventory, host)
+        audit.record("snapshot", caller.as_user(user), pool=vms.pool_of(vm), host=host, snapshot=name)
+        return name
+
+    async def revert(self, host: str, snapshot: str, token: str | None, caller: Caller = ANONYMOUS) -> None:
+        """Queue the VM's revert to one of its snapshots."""
+        with audit.refusals("revert", caller, host=host):
+            vm, user = await self._work_on(host, token)
+            await vms.request_revert(self.inventory, host, vm, snapshot)
+        audit.record("revert", caller.as_user(user), pool=vms.pool_of(vm), host=host, snapshot=snapshot)
 
     # Tokens ---------------------------------------------------------------------------------------
 
@@ -79,9 +134,11 @@ class Access:
         if not self.enabled:
             raise NotConfigured(AUTH_OFF)
 
-    async def create_token(self, user: str) -> str:
+    async def create_token(self, user: str, caller: Caller = ANONYMOUS) -> str:
         self.require_tokens()
-        return await self.inventory.create_token(user)
+        token = await self.inventory.create_token(user)
+        audit.record("token-create", caller.as_user(user))
+        return token
 
     async def tokens_of(self, user: str) -> dict[str, dict[str, str]]:
         self.require_tokens()
@@ -94,6 +151,9 @@ class Access:
         self.require_tokens()
         return await tokens.describe(self.config, self.inventory, token, user)
 
-    async def revoke(self, token: str, user: str) -> None:
+    async def revoke(self, token: str, user: str, caller: Caller = ANONYMOUS) -> None:
         self.require_tokens()
-        await tokens.revoke(self.inventory, token, user)
+        who = caller.as_user(user)
+        with audit.refusals("token-revoke", who, reason=False):  # its reasons name the token
+            created = await tokens.revoke(self.inventory, token, user)
+        audit.record("token-revoke", who, created=created)

@@ -7,6 +7,9 @@
   nothing taken (the check is in the same script, so concurrent checkouts cannot pass it together);
 - over its rate limit (when the caller passes a bucket) -> RateLimited, nothing taken;
 - otherwise every VM moves ready -> running with its checkout stamp, keyed by the real pool name.
+
+Each VM checked out or returned gets a line in the audit log and an entry in its history (audit.py); a
+refused attempt gets a line.
 """
 
 from __future__ import annotations
@@ -14,9 +17,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import assert_never
 
+from . import audit
 from .access import Access
+from .audit import ANONYMOUS, Caller
 from .config import Config
-from .errors import InvalidRequest, NoCapacity, NotCheckedOut, NotFound, TooManyVms, Unauthorized, UnknownPool
+from .errors import (
+    InvalidRequest,
+    NoCapacity,
+    NotCheckedOut,
+    NotFound,
+    TooManyVms,
+    Unauthorized,
+    UnknownPool,
+    VmpoolerError,
+)
 from .inventory import Inventory
 from .metrics import Metrics, Outcome
 from .ratelimit import Bucket, exceeded
@@ -48,7 +62,20 @@ class Checkout:
         self.metrics = metrics
         self.access = Access(config, inventory)
 
-    async def take(self, request: CheckoutRequest, token: str | None = None, rate: Bucket | None = None) -> Allocation:
+    async def take(self, request: CheckoutRequest, token: str | None = None, rate: Bucket | None = None,
+                   caller: Caller = ANONYMOUS) -> Allocation:
+        try:  # (not audit.refusals: a generator-based context manager costs a checkout a microsecond or two)
+            allocation, user = await self._take(request, token, rate, caller)
+        except VmpoolerError as err:
+            audit.refused("checkout", caller, err, pool="+".join(request.names()))
+            raise
+        who = caller.as_user(user)
+        for _, pool, host in allocation.vms:
+            audit.record("checkout", who, pool=pool, host=host)
+        return allocation
+
+    async def _take(self, request: CheckoutRequest, token: str | None, rate: Bucket | None,
+                    caller: Caller) -> tuple[Allocation, str | None]:
         try:
             validate(request, self.config)
         except UnknownPool as err:
@@ -66,15 +93,16 @@ class Checkout:
         lifetime = self.config.app.vm_lifetime_auth if use_token else None
         reply = await self.inventory.checkout(entries, token=use_token,
                                               lifetime=lifetime if lifetime and lifetime > 0 else None,
-                                              cap=self.config.app.max_vms_per_token, rate=rate)
+                                              cap=self.config.app.max_vms_per_token, rate=rate,
+                                              client=caller.client, request_id=caller.request_id)
         match reply:
-            case CheckedOut(served):
+            case CheckedOut(served, user):
                 # Report in the order the client asked, whatever order the script served the entries in.
                 position = {name: index for index, name in enumerate(request.names())}
                 vms = tuple(sorted(served, key=lambda vm: position[vm[0]]))
                 for _, pool, _ in vms:
                     self.metrics.checkout(Outcome.SUCCESS, pool)
-                return Allocation(vms)
+                return Allocation(vms), user
             case Empty(name):
                 self.metrics.checkout(Outcome.EMPTY, name)
                 raise NoCapacity(f"not enough ready VMs for {name!r}", name)
@@ -88,12 +116,23 @@ class Checkout:
                 raise exceeded(reply)
         assert_never(reply)
 
-    async def give_back(self, host: str, token: str | None = None, rate: Bucket | None = None) -> str:
+    async def give_back(self, host: str, token: str | None = None, rate: Bucket | None = None,
+                        caller: Caller = ANONYMOUS) -> str:
         """running -> completed; returns the pool. The VM is destroyed by the manager."""
-        reply = await self.inventory.return_vm(host, token or "", rate)
+        try:
+            reply = await self._give_back(host, token, rate, caller)
+        except VmpoolerError as err:
+            audit.refused("return", caller, err, host=host)
+            raise
+        audit.record("return", caller.as_user(reply.user), pool=reply.pool, host=host)
+        return reply.pool
+
+    async def _give_back(self, host: str, token: str | None, rate: Bucket | None, caller: Caller) -> Returned:
+        reply = await self.inventory.return_vm(host, token or "", rate, client=caller.client,
+                                               request_id=caller.request_id)
         match reply:
-            case Returned(pool):
-                return pool
+            case Returned():
+                return reply
             case NoSuchVm():
                 raise NotFound(f"no VM named {host!r}")
             case NotOwner():

@@ -102,6 +102,7 @@ class AppSettings:
     site_name: str = "<b>vmpooler</b>"
     logfile: str | None = None
     log_level: str = "INFO"
+    access_log: bool = False  # one line per HTTP request (logger vmpooler.access, at INFO)
     clone_target: str | None = None
     bind: str = "127.0.0.1"
     port: int = 4567

@@ -254,6 +254,7 @@ def _app(node: Node) -> AppSettings:
         site_name=node.text("site_name", "<b>vmpooler</b>"),
         logfile=node.text("logfile", None),
         log_level=level,
+        access_log=node.flag("access_log", False),
         clone_target=node.text("clone_target", None),
         bind=node.text("bind", "127.0.0.1"),
         port=req_int("port", 4567, minimum=0),

@@ -42,11 +42,11 @@ class Inventory:
 
     async def checkout(self, entries: Sequence[CheckoutEntry], *, token: str = "",
                        lifetime: int | None = None, now: str | None = None, cap: int | None = None,
-                       rate: Bucket | None = None) -> replies.CheckoutReply:
+                       rate: Bucket | None = None, client: str = "-", request_id: str = "-") -> replies.CheckoutReply:
         """checkout.lua, all or nothing: TooMany when the token would go over `cap`, OverRate when the
-        request is over `rate`."""
+        request is over `rate`. `client` and `request_id` go into the history of each VM taken."""
         hours = "" if lifetime is None else lifetime
-        args: list[str | int | float] = [now or clock.stamp(), token, hours, len(entries)]
+        args: list[str | int | float] = [now or clock.stamp(), token, hours, client, request_id, len(entries)]
         for requested, count, candidates in entries:
             args += [requested, count, len(candidates), *candidates]
         if cap is not None or rate is not None:
@@ -55,9 +55,12 @@ class Inventory:
             args += rate.args()
         return replies.checkout(await self._run("checkout", *args))
 
-    async def return_vm(self, host: str, token: str = "", rate: Bucket | None = None) -> replies.ReturnReply:
-        """return.lua: running -> completed, unless the VM was checked out with another token."""
-        return replies.returned(await self._run("return", host, token, *(rate.args() if rate else ())))
+    async def return_vm(self, host: str, token: str = "", rate: Bucket | None = None, *, now: str | None = None,
+                        client: str = "-", request_id: str = "-") -> replies.ReturnReply:
+        """return.lua: running -> completed, unless the VM was checked out with another token. `client` and
+        `request_id` go into the VM's history."""
+        return replies.returned(await self._run("return", host, token, now or clock.stamp(), client, request_id,
+                                                *(rate.args() if rate else ())))
 
     async def rate_limit(self, rate: Bucket) -> replies.RateReply:
         """Count one request against its bucket (ratelimit.lua)."""
@@ -68,18 +71,20 @@ class Inventory:
         return cast(set[str], await self.redis.smembers(self.keys.held(token)))
 
     async def move(self, pool: str, host: str, source: str, target: str,
-                   fields: Mapping[str, object] | None = None) -> bool:
+                   fields: Mapping[str, object] | None = None, history: str = "") -> bool:
+        """`history`: an entry for the VM's history (audit.entry), written only if the VM moves."""
         flat: list[str | int | float] = []
         for field, value in (fields or {}).items():
             flat += [field, str(value)]
-        return replies.moved(await self._run("move", pool, host, source, target, *flat))
+        return replies.moved(await self._run("move", pool, host, source, target, history, *flat))
 
-    async def forget(self, pool: str, host: str, *, destroyed: bool,
-                     only_from: str | None = None) -> replies.ForgetResult:
-        """Out of every set of its pool. With `only_from`, only if it is still in that state (else Kept)."""
+    async def forget(self, pool: str, host: str, *, destroyed: bool, only_from: str | None = None,
+                     history: str = "") -> replies.ForgetResult:
+        """Out of every set of its pool. With `only_from`, only if it is still in that state (else Kept).
+        `history`: an entry for the VM's history (audit.entry), written only if the VM left a set."""
         stamp = clock.stamp() if destroyed else ""
-        only = (only_from,) if only_from else ()
-        return replies.forgotten(await self._run("forget", pool, host, stamp, self.data_ttl, *only))
+        return replies.forgotten(await self._run("forget", pool, host, stamp, self.data_ttl, only_from or "",
+                                                 history))
 
     async def discover(self, pool: str, hosts: Iterable[str]) -> list[str]:
         hosts = list(hosts)
@@ -107,11 +112,11 @@ class Inventory:
     # The manager's fill, coordination and statistics ---------------------------------------------
 
     async def reserve_clone(self, pool: str, host: str, template: str, *, size: int, owner: str,
-                            now: str | None = None) -> replies.Reservation:
+                            now: str | None = None, history: str = "") -> replies.Reservation:
         """Record a clone about to start, only while `owner` holds the pool's lease and ready + pending
-        is below `size`."""
+        is below `size`. `history`: the first entry of the VM's history (audit.entry)."""
         return replies.reservation(await self._run("add_pending", pool, host, now or clock.stamp(), template,
-                                                   size, owner))
+                                                   size, owner, history))
 
     async def pool_state(self, pool: str) -> tuple[dict[str, set[str]], dict[str, str], dict[str, str]]:
         """Every state set of one pool, its `active` hash (host -> checkout) and the VMs of its folder left
@@ -199,6 +204,10 @@ class Inventory:
 
     async def vm(self, host: str) -> dict[str, str]:
         return cast(dict[str, str], await self.redis.hgetall(self.keys.vm(host)))
+
+    async def history(self, host: str) -> list[str]:
+        """The VM's history entries as stored (audit.read_entry reads one), oldest first."""
+        return cast(list[str], await self.redis.lrange(self.keys.history(host), 0, -1))
 
     async def vms(self, hosts: Sequence[str], fields: Sequence[str]) -> dict[str, list[str | None]]:
         """Chosen fields of many VM hashes in one round trip."""

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 # The per-pool sets a VM moves through, in lifecycle order.
 STATES = ("pending", "ready", "running", "completed", "discovered")
+# Entries kept in a VM's history (`Keys.history`); lua/history.lua trims to the same number.
+HISTORY_LENGTH = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,12 @@ class Keys:
         were `<prefix>__ratelimit__<its class>__<token:t|ip:a>`: different names, so the two never
         read each other's values.)"""
         return self.ratelimit(f"{request_class}__{kind}__{client}")
+
+    def history(self, host: str) -> str:
+        """List of the VM's history entries (JSON, oldest first; audit.py), the newest HISTORY_LENGTH
+        kept. Written by the scripts that change the VM's state, in the same step (lua/history.lua builds
+        `<prefix>__history__<host>`); it expires with the VM's hash (forget.lua)."""
+        return self._k("history", host)
 
     def held(self, token: str) -> str:
         """Set of the hosts checked out with `token` and still running: the per-token cap counts it.

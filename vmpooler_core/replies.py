@@ -90,6 +90,7 @@ def rate(reply: Any) -> RateReply:
 @dataclass(frozen=True, slots=True)
 class CheckedOut:
     vms: tuple[tuple[str, str, str], ...]  # (requested name, pool, host), in the order served
+    user: str | None = None  # the token's user, when the checkout was made with a token
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +119,10 @@ CheckoutReply = CheckedOut | Empty | BadToken | TooMany | OverRate
 @_parser("checkout")
 def checkout(reply: Any) -> CheckoutReply:
     match reply:
-        case ["ok", *flat] if len(flat) % 3 == 0:
+        case ["ok", *flat] if len(flat) % 3 in (0, 1):
             names = _strings(flat)
-            return CheckedOut(tuple(zip(names[0::3], names[1::3], names[2::3], strict=True)))
+            user = names.pop() if len(names) % 3 else None
+            return CheckedOut(tuple(zip(names[0::3], names[1::3], names[2::3], strict=True)), user)
         case ["empty", str(name)]:
             return Empty(name)
         case ["unauthorized"]:
@@ -137,6 +139,7 @@ def checkout(reply: Any) -> CheckoutReply:
 @dataclass(frozen=True, slots=True)
 class Returned:
     pool: str
+    user: str | None = None  # the token's user, when the VM was checked out (and returned) with a token
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +167,8 @@ def returned(reply: Any) -> ReturnReply:
     match reply:
         case ["ok", str(pool)]:
             return Returned(pool)
+        case ["ok", str(pool), str(user)]:
+            return Returned(pool, user)
         case ["notfound"]:
             return NoSuchVm()
         case ["unauthorized", str(pool)]:

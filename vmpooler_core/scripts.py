@@ -41,8 +41,10 @@ NAMES = ("checkout", "return", "move", "add_pending", "forget", "discover", "sta
 
 # Lua libraries put in front of the scripts that use them: Redis has no include, and a second script
 # call would cost the request a second round trip.
-LIBRARIES: dict[str, tuple[str, ...]] = {"checkout": ("gcra",), "return": ("gcra",), "ratelimit": ("gcra",),
-                                         "discover": ("known",), "spare": ("known",)}
+LIBRARIES: dict[str, tuple[str, ...]] = {"checkout": ("gcra", "history"), "return": ("gcra", "history"),
+                                         "ratelimit": ("gcra",), "move": ("history",), "forget": ("history",),
+                                         "add_pending": ("history",), "discover": ("known",),
+                                         "spare": ("known",)}
 
 
 def _read(name: str) -> str:

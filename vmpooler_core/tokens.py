@@ -71,7 +71,10 @@ async def describe(config: Config, inventory: Inventory, token: str, user: str) 
     return data
 
 
-async def revoke(inventory: Inventory, token: str, user: str) -> None:
-    await owned(inventory, token, user)
+async def revoke(inventory: Inventory, token: str, user: str) -> str:
+    """Delete `user`'s token; returns when it was created (which names it in the audit log: the token
+    itself is never logged)."""
+    data = await owned(inventory, token, user)
     if not await inventory.delete_token(token):
         raise NotFound(f"no token {token!r}")
+    return data.get("created", "")

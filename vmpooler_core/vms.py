@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import clock
+from . import audit, clock
 from .config import Config
 from .errors import InvalidRequest, NotFound
 from .inventory import Inventory
@@ -33,6 +33,11 @@ def shorten(hostname: str, domain: str | None) -> str:
     if domain and hostname.endswith("." + domain):
         return hostname[: -len(domain) - 1]
     return hostname
+
+
+def pool_of(vm: Mapping[str, str]) -> str:
+    """The pool a VM hash names (the original wrote only `template`); "-" when it names none."""
+    return vm.get("pool") or vm.get("template") or "-"
 
 
 def check_host(host: str) -> str:
@@ -55,28 +60,39 @@ async def _ip(host: str) -> str:
     return str(infos[0][4][0]) if infos else ""
 
 
-async def load(inventory: Inventory, host: str) -> tuple[dict[str, str], str]:
-    """The VM's hash and its state ("pending", "ready", "running", "completed", "discovered",
-    "destroyed" or "unknown"), read in two pipelined round trips. NotFound when there is no hash."""
+async def _load(inventory: Inventory, host: str, history: bool) -> tuple[dict[str, str], str, list[str]]:
     data = await inventory.vm(check_host(host))
     if not data:
         raise NotFound(f"no VM named {host!r}")
-    if data.get("destroy"):
-        return data, "destroyed"
+    destroyed = bool(data.get("destroy"))
     pool = data.get("pool") or data.get("template") or ""
     pipe = inventory.redis.pipeline(transaction=False)
-    for state in STATES:
-        pipe.sismember(inventory.keys.state(state, pool), host)
-    member = await pipe.execute()
-    found = [state for state, present in zip(STATES, member, strict=True) if present]
-    return data, (found[0] if found else "unknown")
+    if not destroyed:
+        for state in STATES:
+            pipe.sismember(inventory.keys.state(state, pool), host)
+    if history:
+        pipe.lrange(inventory.keys.history(host), 0, -1)
+    replies = await pipe.execute() if not destroyed or history else []
+    entries: list[str] = replies.pop() if history else []
+    if destroyed:
+        return data, "destroyed", entries
+    found = [state for state, present in zip(STATES, replies, strict=True) if present]
+    return data, (found[0] if found else "unknown"), entries
+
+
+async def load(inventory: Inventory, host: str) -> tuple[dict[str, str], str]:
+    """The VM's hash and its state ("pending", "ready", "running", "completed", "discovered",
+    "destroyed" or "unknown"), read in two pipelined round trips. NotFound when there is no hash."""
+    data, state, _ = await _load(inventory, host, history=False)
+    return data, state
 
 
 async def describe(config: Config, inventory: Inventory, host: str, now: float | None = None,
                    resolve: bool = True) -> dict[str, Any]:
-    """The original's VM document: template, lifetime, running, state, tags, snapshots, disk, ip, domain."""
+    """The original's VM document: template, lifetime, running, state, tags, snapshots, disk, ip, domain;
+    and, when it has any, the VM's history (audit.py: oldest first), which the original did not keep."""
     now = time.time() if now is None else now
-    data, state = await load(inventory, host)
+    data, state, history = await _load(inventory, host, history=True)
     doc: dict[str, Any] = {"template": data.get("pool") or data.get("template", ""),
                            "lifetime": config.lifetime_hours(data.get("lifetime"))}
     checkout = clock.parse(data.get("checkout"))
@@ -95,6 +111,8 @@ async def describe(config: Config, inventory: Inventory, host: str, now: float |
     doc["ip"] = await _ip(host) if resolve else ""
     if config.app.domain:
         doc["domain"] = config.app.domain
+    if history:
+        doc["history"] = [audit.read_entry(raw) for raw in history]
     return doc
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+from vmpooler_core.audit import FORMAT
 
 
 def configure(level: str, logfile: str | None = None) -> None:
@@ -17,9 +17,17 @@ def configure(level: str, logfile: str | None = None) -> None:
     logging.getLogger("uvicorn.access").disabled = True
 
 
+log = logging.getLogger("vmpooler.daemon")
+
+
 def reopen() -> None:
     """SIGHUP: close the log file so the next line opens it again, at its path (after logrotate moved it).
-    A FileHandler in append mode reopens its file by itself on the next record once closed."""
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.close()  # takes the handler's lock itself
+    A FileHandler in append mode reopens its file by itself on the next record once closed: the line
+    saying so is the new file's first."""
+    files = [handler for handler in logging.getLogger().handlers if isinstance(handler, logging.FileHandler)]
+    for handler in files:
+        handler.close()  # takes the handler's lock itself
+    if files:
+        log.info("SIGHUP: log file reopened: %s", ", ".join(handler.baseFilename for handler in files))
+    else:
+        log.info("SIGHUP: logging to stderr, no log file to reopen")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import configparser
 import os
 import re
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -66,13 +65,21 @@ class Supervisor:
                     os.kill(stray, signal.SIGKILL)
 
 
+# Where the example keeps its runtime files, which the tests move into a directory of their own.
+RUNTIME_DIRS = ("/run/vmpooler", "/var/log/vmpooler")
+
+
 @pytest.fixture
 def supervisor(tmp_path: Path, redis_url: str) -> Iterator[tuple[Supervisor, str]]:
-    """The example, copied into a directory of its own next to a config for the test Redis on a free
-    port; supervisord is shut down (and, failing that, killed with its program) at the end."""
+    """The example, copied into a directory of its own (its runtime directories too) next to a config for
+    the test Redis on a free port; supervisord is shut down (and, failing that, killed with its program)
+    at the end."""
     here = tmp_path / "sv"
     here.mkdir()
-    shutil.copy(EXAMPLE, here / "supervisord.conf")
+    text = EXAMPLE.read_text()
+    for runtime in RUNTIME_DIRS:
+        text = text.replace(runtime, str(here))
+    (here / "supervisord.conf").write_text(text)
     port = free_port()
     config = write_config(here / "vmpooler.yaml", redis_url, app=f"  port: {port}\n",
                           pools="  - {name: pool1, size: 1}\n",
@@ -138,3 +145,16 @@ def test_the_examples_give_a_stop_the_time_the_daemon_may_take() -> None:
     service = unit["Service"]
     assert service["KillSignal"] == "SIGTERM" and int(service["TimeoutStopSec"]) >= longest
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"  # SIGHUP: reopen the log file
+
+
+def test_the_supervisord_example_keeps_its_runtime_files_out_of_the_repository() -> None:
+    """Socket, pid file and logs at fixed runtime paths, none relative to the example (`%(here)s`): run
+    from a checkout, supervisord would otherwise write them into the repository."""
+    supervisord = configparser.ConfigParser(interpolation=None)
+    supervisord.read(EXAMPLE)
+    paths = [supervisord["unix_http_server"]["file"], supervisord["supervisord"]["logfile"],
+             supervisord["supervisord"]["pidfile"], supervisord["supervisorctl"]["serverurl"].removeprefix("unix://"),
+             supervisord["program:vmpoolerd"]["stdout_logfile"]]
+    for path in paths:
+        assert path.startswith(RUNTIME_DIRS) and "%(here)s" not in path, path
+        assert not Path(path).is_relative_to(REPO), path

@@ -3,18 +3,26 @@
 Pools and aliases come from the vmpooler config file; checkout is the core's one atomic Lua step, so a
 checkout from here and one through any number of API servers can never hand out the same VM.
 Who may change, return or queue work on a VM, and who may list or delete a token, is the core's one
-policy (vmpooler_core/access.py), the same the API server applies.
+policy (vmpooler_core/access.py), the same the API server applies. The core writes the same audit lines
+and VM history as for the API's requests, the client named `cli:<local user>`; the lines go to the
+vmpooler config's `logfile` when it names one this user may append to (else nowhere: the command's
+output is its own).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+import getpass
+import logging
+import os
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from vmpooler_core import config_loader, vms
 from vmpooler_core.access import Access
+from vmpooler_core.audit import FORMAT, Caller, new_request_id
+from vmpooler_core.audit import log as audit_log
 from vmpooler_core.checkout import Checkout
 from vmpooler_core.config import Config, RedisSettings
 from vmpooler_core.inventory import Inventory
@@ -54,6 +62,39 @@ def redis_settings(settings: Settings, config: Config) -> RedisSettings:
     return dataclasses.replace(config.redis, socket_timeout=settings.timeout)
 
 
+def local_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in the environment and no passwd entry (a bare container)
+        return "unknown"
+
+
+class AuditFile:
+    """This run's audit lines, appended to the daemon's log file when the config names one that exists
+    and this user may write (a config copied to a workstation creates no file there)."""
+
+    def __init__(self, logfile: str | None) -> None:
+        self.handler: logging.Handler | None = None
+        self.level = audit_log.level
+        if not logfile or not os.path.isfile(logfile) or not os.access(logfile, os.W_OK):
+            return
+        try:
+            self.handler = logging.FileHandler(logfile)
+        except OSError:
+            return
+        self.handler.setFormatter(logging.Formatter(FORMAT))
+        audit_log.addHandler(self.handler)
+        if audit_log.getEffectiveLevel() > logging.INFO:
+            audit_log.setLevel(logging.INFO)
+
+    def close(self) -> None:
+        if self.handler is not None:
+            audit_log.removeHandler(self.handler)
+            audit_log.setLevel(self.level)
+            self.handler.close()
+            self.handler = None
+
+
 class RedisBackend:
     needs_password = False
 
@@ -70,6 +111,12 @@ class RedisBackend:
         self.inventory = Inventory(self._client, data_ttl_hours=config.redis.data_ttl)
         self._checkout = Checkout(config, self.inventory, NullMetrics())
         self.access = Access(config, self.inventory)
+        self._client_name = f"cli:{local_user()}"
+        self._audit = AuditFile(config.app.logfile)
+
+    def _caller(self) -> Caller:
+        """Each operation is a request of its own, with its own id."""
+        return Caller(self._client_name, new_request_id())
 
     def _run(self, work: Coroutine[Any, Any, T]) -> T:
         from redis import exceptions
@@ -98,6 +145,7 @@ class RedisBackend:
         except Exception:  # closing a client to a dead server must not mask the real error
             pass
         self._runner.close()
+        self._audit.close()
 
     def _host(self, host: str) -> str:
         return vms.shorten(host, self.config.app.domain)
@@ -105,12 +153,13 @@ class RedisBackend:
     # Pools ---------------------------------------------------------------------------------------
 
     def checkout(self, counts: Sequence[tuple[str, int]]) -> Allocated:
-        allocation = self._run(self._checkout.take(CheckoutRequest(tuple(counts)), token=self.token))
+        allocation = self._run(self._checkout.take(CheckoutRequest(tuple(counts)), token=self.token,
+                                                   caller=self._caller()))
         pairs = tuple((pool, host) for pool, hosts in allocation.by_pool().items() for host in hosts)
         return Allocated(pairs, self.config.app.domain)
 
     def give_back(self, host: str) -> None:
-        self._run(self._checkout.give_back(self._host(host), self.token))
+        self._run(self._checkout.give_back(self._host(host), self.token, caller=self._caller()))
 
     def status(self) -> dict[str, Any]:
         return self._run(status(self.config, self.inventory))
@@ -132,34 +181,28 @@ class RedisBackend:
         async def work() -> None:
             short = self._host(host)
             data, _ = await vms.load(self.inventory, short)  # unknown VM first, as the API answers 404 first
-            await vms.modify(self.inventory, short, await self.access.modification(data, change, self.token))
+            await self.access.change(short, data, change, self.token, self._caller())
 
         self._run(work())
 
-    def _task(self, host: str, work: Callable[[str, dict[str, str]], Awaitable[T]]) -> T:
-        """Queued work (snapshot, revert, disk) on a VM the policy lets this token work on."""
-        async def run() -> T:
-            short = self._host(host)
-            return await work(short, await self.access.vm_for_work(short, self.token))
-
-        return self._run(run())
+    # Queued work on a VM the policy lets this token work on.
 
     def snapshot(self, host: str) -> str:
-        return self._task(host, lambda short, _: vms.request_snapshot(self.inventory, short))
+        return self._run(self.access.snapshot(self._host(host), self.token, self._caller()))
 
     def revert(self, host: str, snapshot: str) -> None:
-        self._task(host, lambda short, data: vms.request_revert(self.inventory, short, data, snapshot))
+        self._run(self.access.revert(self._host(host), snapshot, self.token, self._caller()))
 
     def disk(self, host: str, size: int) -> str:
-        return self._task(host, lambda short, _: vms.request_disk(self.inventory, short, str(size)))
+        return self._run(self.access.disk(self._host(host), str(size), self.token, self._caller()))
 
     # Tokens: written directly; whoever can write to this Redis needs no password -----------------
 
     def token_create(self, user: str, password: str | None) -> str:
-        return self._run(self.access.create_token(user))
+        return self._run(self.access.create_token(user, self._caller()))
 
     def token_list(self, user: str, password: str | None) -> dict[str, dict[str, str]]:
         return self._run(self.access.tokens_of(user))
 
     def token_delete(self, token: str, user: str, password: str | None) -> None:
-        self._run(self.access.revoke(token, user))
+        self._run(self.access.revoke(token, user, self._caller()))

@@ -124,12 +124,22 @@ def vm_json(short: str, doc: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-@click.command(epilog=epilog("show"), short_help="Show one VM's details.")
+def history_json(doc: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The VM's history as the server sent it (none from a server that keeps none), entries of strings."""
+    found = doc.get("history")
+    entries = found if isinstance(found, list) else []
+    return [{str(k): str(v) for k, v in entry.items()} for entry in entries if isinstance(entry, dict)]
+
+
+@click.command(epilog=epilog("show"), short_help="Show one VM's details and history.")
 @click.argument("host")
+@click.option("--history", "with_history", is_flag=True,
+              help='Add the VM\'s history to the JSON output ("history": [{"at", "event", ...}]).')
 @json_option
 @click.pass_obj
-def show(run: Run, host: str, as_json: bool) -> None:
-    """Show one VM: template, state, lifetime, running time, tags, snapshots, disks.
+def show(run: Run, host: str, with_history: bool, as_json: bool) -> None:
+    """Show one VM: template, state, lifetime, running time, tags, snapshots, disks, and its history
+    (who checked it out and returned it, from where, and what the manager did with it).
 
     \b
     Example:
@@ -139,8 +149,9 @@ def show(run: Run, host: str, as_json: bool) -> None:
     with out.waiting(f"Looking up {host}…"):
         short, doc = run.backend().show(host)
     vm = vm_json(short, doc)
+    history = history_json(doc)
     if out.json:
-        out.emit_json(vm)
+        out.emit_json({**vm, "history": history} if with_history else vm)
         return
     running = "-" if vm["running"] is None else f"{vm['running']} h"
     if vm["remaining"] is not None:
@@ -155,6 +166,8 @@ def show(run: Run, host: str, as_json: bool) -> None:
         ("disks", ", ".join(vm["disk"]) or "-"),
         ("ip", vm["ip"] or "-"),
     ], title=vm["fqdn"])
+    if history:
+        out.history(history)
 
 
 def _done(run: Run, as_json: bool, text: str, doc: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 --
 -- ARGV[1] prefix  ARGV[2] pool  ARGV[3] host  ARGV[4] clone stamp  ARGV[5] template
 -- ARGV[6] pool size  ARGV[7] id of the manager that must hold the pool's lease
+-- ARGV[8] optional: the first entry of the VM's history (history.lua, put in front of this file)
 --
 -- Returns 1; -2 when the lease is no longer that manager's (another one took the pool over); -1 when
 -- ready + pending already reach the size; 0 when the hostname is already in use (its hash exists): the
@@ -20,4 +21,7 @@ if redis.call('EXISTS', vm) == 1 then return 0 end
 redis.call('HSET', vm, 'clone', now, 'template', pool, 'pool', pool, 'clone_template', template,
            'cloned_by', owner)
 redis.call('SADD', key('pending', pool), host)
+-- A new VM: whatever history an earlier VM of the same name left (its hash expired) is not its own.
+redis.call('DEL', history_key(prefix, host))
+if ARGV[8] and ARGV[8] ~= '' then history(prefix, host, ARGV[8]) end
 return 1

@@ -6,7 +6,8 @@
 --
 -- ARGV[1]  prefix                    ARGV[2]  checkout stamp (time string)
 -- ARGV[3]  token ("" = none)         ARGV[4]  lifetime hours for token checkouts ("" = none)
--- ARGV[5]  number of entries, then per entry:
+-- ARGV[5]  client (address, or cli:<user>) and ARGV[6] request id, for the VMs' history
+-- ARGV[7]  number of entries, then per entry:
 --          requested name, count, number of candidate pools, candidate pools...
 --          (the requested pool itself first when it is one, then its alias targets)
 -- then, each optional (absent or "" = none):
@@ -15,16 +16,20 @@
 -- A VM checked out with a token is added to the token's held set (<prefix>__held__<token>), which
 -- return.lua, move.lua and forget.lua take it out of when it stops running: the cap counts that set.
 --
--- Returns {"ok", requested, pool, host, requested, pool, host, ...}
+-- Each VM checked out gets a history entry (history.lua, put in front of this file) naming the token's
+-- user ("-" for none), the client and the request.
+--
+-- Returns {"ok", requested, pool, host, requested, pool, host, ...}, then the token's user when the
+--                                  checkout was made with a token
 --      or {"empty", requested}    nothing taken: a pool was short
 --      or {"unauthorized"}        nothing taken: the token does not exist
 --      or {"toomany", held, cap}  nothing taken: the token would hold more than its cap
 --      or {"ratelimited", ...}    nothing taken or counted: see gcra.lua
-local prefix, now, token, lifetime = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local prefix, now, token, lifetime, client, request = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local function key(kind, name) return prefix .. '__' .. kind .. '__' .. name end
 
-local entries = tonumber(ARGV[5])
-local wanted, extra = 0, 6  -- VMs asked for; where the optional arguments start
+local entries = tonumber(ARGV[7])
+local wanted, extra = 0, 8  -- VMs asked for; where the optional arguments start
 for _ = 1, entries do
   wanted = wanted + tonumber(ARGV[extra + 1])
   extra = extra + 3 + tonumber(ARGV[extra + 2])
@@ -62,7 +67,7 @@ if cap and user then
 end
 
 local taken = {}          -- flat list: requested, pool, host
-local i = 6
+local i = 8
 local short = nil
 for _ = 1, entries do
   local requested, count, ncand = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
@@ -95,8 +100,11 @@ if short then
   return {'empty', short}
 end
 
+local entry = cjson.encode({at = now, event = 'checkout', user = user or '-', client = client,
+                            request = request})
 for t = 1, #taken, 3 do
   local pool, host = taken[t + 1], taken[t + 2]
+  history(prefix, host, entry)
   redis.call('SADD', key('running', pool), host)
   redis.call('HSET', key('active', pool), host, now)
   local vm = key('vm', host)
@@ -108,4 +116,5 @@ for t = 1, #taken, 3 do
   end
 end
 table.insert(taken, 1, 'ok')
+if user then taken[#taken + 1] = user end
 return taken

@@ -5,15 +5,20 @@
 -- ARGV[6] optional: a state ("pending") the VM must still be in, or nothing is done. A failed clone is
 --         forgotten this way: its VM may already have passed its checks, become ready and been checked
 --         out, and a VM in a client's hands is never taken away.
+-- ARGV[7] optional: an entry for the VM's history (history.lua, put in front of this file), written when
+--         the VM did leave a set. The history expires with the hash.
 --
 -- Returns the number of sets it was removed from; -1 when the VM was not in the ARGV[6] state.
 local prefix, pool, host, stamp, ttl, only = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local entry = ARGV[7]
 local function key(kind, name) return prefix .. '__' .. kind .. '__' .. name end
 if only and only ~= '' and redis.call('SISMEMBER', key(only, pool), host) == 0 then return -1 end
 local removed = 0
 for _, state in ipairs({'pending', 'ready', 'running', 'completed', 'discovered'}) do
   removed = removed + redis.call('SREM', key(state, pool), host)
 end
+if removed > 0 and entry and entry ~= '' then history(prefix, host, entry) end
+redis.call('EXPIRE', history_key(prefix, host), ttl)
 redis.call('HDEL', key('active', pool), host)
 local vm = key('vm', host)
 if redis.call('EXISTS', vm) == 1 then

@@ -1,19 +1,21 @@
 -- Return a checked-out VM: running -> completed, in one atomic step.
 --
 -- ARGV[1] prefix   ARGV[2] host   ARGV[3] caller's token ("" = none)
--- ARGV[4..10] optional: the rate-limit arguments of gcra.lua (put in front of this file)
+-- ARGV[4] time stamp, ARGV[5] client (address, or cli:<user>), ARGV[6] request id: the VM's history entry
+-- ARGV[7..13] optional: the rate-limit arguments of gcra.lua (put in front of this file, with history.lua)
 --
--- Returns {"ok", pool} | {"notfound"} | {"unauthorized", pool} | {"notrunning", pool}
+-- Returns {"ok", pool} (then the token's user when the VM was checked out with the caller's token)
+--       | {"notfound"} | {"unauthorized", pool} | {"notrunning", pool}
 --       | {"ratelimited", ...} (nothing done: see gcra.lua)
-local prefix, host, token = ARGV[1], ARGV[2], ARGV[3]
+local prefix, host, token, now, client, request = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local function key(kind, name) return prefix .. '__' .. kind .. '__' .. name end
 
-local limited = rate_limit(prefix, 4)
+local limited = rate_limit(prefix, 7)
 if limited then return limited end
 
 local vm = key('vm', host)
 if redis.call('EXISTS', vm) == 0 then return {'notfound'} end
-local fields = redis.call('HMGET', vm, 'pool', 'template', 'token:token')
+local fields = redis.call('HMGET', vm, 'pool', 'template', 'token:token', 'token:user')
 local pool = fields[1] or fields[2]
 if not pool then return {'notfound'} end
 -- A VM checked out with a token goes back only with that same token (the original accepted any).
@@ -23,5 +25,12 @@ if redis.call('SMOVE', key('running', pool), key('completed', pool), host) == 0 
   return {'notrunning', pool}
 end
 redis.call('HDEL', key('active', pool), host)
-if owner and owner ~= '' then redis.call('SREM', key('held', owner), host) end
+local user = nil
+if owner and owner ~= '' then
+  redis.call('SREM', key('held', owner), host)
+  user = fields[4] or nil
+end
+history(prefix, host, cjson.encode({at = now, event = 'return', user = user or '-', client = client,
+                                    request = request}))
+if user then return {'ok', pool, user} end
 return {'ok', pool}

@@ -85,7 +85,12 @@ SCHEMAS: dict[str, Schema] = {
               template=STR, lifetime=INT, running=NUM,
               state={"type": "string", "enum": ["pending", "ready", "running", "completed", "discovered",
                                                 "destroyed", "unknown"]},
-              tags=obj((), STR), snapshots=STRINGS, disk=STRINGS, ip=STR, domain=STR),
+              tags=obj((), STR), snapshots=STRINGS, disk=STRINGS, ip=STR, domain=STR,
+              history={"type": "array", "description": "What happened to the VM, oldest first (at most 50 "
+                       "entries): when (`at`), what (`event`) and who (`user`, `client` and `request` for a "
+                       "client's request, `manager` for the manager's work), with a `detail` for some.",
+                       "items": obj(("at", "event"), STR, at=STR, event=STR, user=STR, client=STR, request=STR,
+                                    manager=STR, detail=STR)}),
     "VmDetails": ok_with(ref("Vm")),
     "Modification": obj((), False,
                         lifetime={"oneOf": [{"type": "integer", "minimum": 1},

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from .credentials import require_user
 from .endpoint import ok
+from .guard import caller
 from .services import Services
 
 
@@ -19,7 +20,7 @@ async def list_tokens(request: Request, services: Services) -> Response:
 
 async def create_token(request: Request, services: Services) -> Response:
     user = await require_user(request, services)
-    return ok({"token": await services.access.create_token(user)})
+    return ok({"token": await services.access.create_token(user, caller(request))})
 
 
 async def show_token(request: Request, services: Services) -> Response:
@@ -30,5 +31,5 @@ async def show_token(request: Request, services: Services) -> Response:
 
 async def revoke_token(request: Request, services: Services) -> Response:
     user = await require_user(request, services)
-    await services.access.revoke(request.path_params["token"], user)
+    await services.access.revoke(request.path_params["token"], user, caller(request))
     return ok()

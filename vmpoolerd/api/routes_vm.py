@@ -20,6 +20,7 @@ from vmpooler_core.ratelimit import Bucket
 from vmpooler_core.request import CheckoutRequest
 
 from .endpoint import document, ok
+from .guard import caller
 from .inputs import auth_token, hostname, json_body
 from .limits import RateClass
 from .responses import JsonResponse
@@ -54,7 +55,7 @@ async def _checkout(request: Request, services: Services,
         services.metrics.checkout(Outcome.INVALID)
         raise
     allocation = await services.checkout.take(wanted, token=auth_token(request),
-                                              rate=_rate(request, services, RateClass.CHECKOUT))
+                                              rate=_rate(request, services, RateClass.CHECKOUT), caller=caller(request))
     return JsonResponse(allocation_document(allocation, services.config))
 
 
@@ -80,36 +81,35 @@ async def get_vm(request: Request, services: Services) -> Response:
 async def modify_vm(request: Request, services: Services) -> Response:
     host = hostname(request, services.config)
     vm, _state = await vms.load(services.inventory, host)  # unknown VM: 404 before the body is read
-    change = await services.access.modification(vm, await json_body(request), auth_token(request))
-    await vms.modify(services.inventory, host, change)
+    await services.access.change(host, vm, await json_body(request), auth_token(request), caller(request))
     return ok()
 
 
 async def return_vm(request: Request, services: Services) -> Response:
     host = hostname(request, services.config)
-    await services.checkout.give_back(host, auth_token(request), _rate(request, services, RateClass.RETURN))
+    await services.checkout.give_back(host, auth_token(request), _rate(request, services, RateClass.RETURN),
+                                      caller(request))
     return ok()
 
 
-async def _owned_vm(request: Request, services: Services) -> tuple[str, dict[str, str]]:
+def _work_host(request: Request, services: Services) -> str:
     # The host name is checked by the policy, after the token: 401 before a VM's existence is revealed.
-    host = vms.shorten(request.path_params["hostname"], services.config.app.domain)
-    return host, await services.access.vm_for_work(host, auth_token(request))
+    return vms.shorten(request.path_params["hostname"], services.config.app.domain)
 
 
 async def add_disk(request: Request, services: Services) -> Response:
-    host, _vm = await _owned_vm(request, services)
-    disk = await vms.request_disk(services.inventory, host, request.path_params["size"])
+    host = _work_host(request, services)
+    disk = await services.access.disk(host, request.path_params["size"], auth_token(request), caller(request))
     return ok({host: {"disk": disk}}, status=202)
 
 
 async def take_snapshot(request: Request, services: Services) -> Response:
-    host, _vm = await _owned_vm(request, services)
-    name = await vms.request_snapshot(services.inventory, host)
+    host = _work_host(request, services)
+    name = await services.access.snapshot(host, auth_token(request), caller(request))
     return ok({host: {"snapshot": name}}, status=202)
 
 
 async def revert_snapshot(request: Request, services: Services) -> Response:
-    host, vm = await _owned_vm(request, services)
-    await vms.request_revert(services.inventory, host, vm, request.path_params["snapshot"])
+    host = _work_host(request, services)
+    await services.access.revert(host, request.path_params["snapshot"], auth_token(request), caller(request))
     return ok(status=202)

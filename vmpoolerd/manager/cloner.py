@@ -14,7 +14,7 @@ import logging
 import time
 from collections import Counter
 
-from vmpooler_core import clock
+from vmpooler_core import audit, clock
 from vmpooler_core.config import PoolConfig
 from vmpooler_core.metrics import Phase
 from vmpooler_core.provider import CloneSpec, Provider, ProviderError
@@ -79,9 +79,10 @@ class Cloner:
             # without knowing it is this process's own clone.
             self.inflight[host] = pool.name
             try:
+                now = clock.stamp(self.ctx.clock())
                 outcome = await self.ctx.inventory.reserve_clone(
-                    pool.name, host, template, size=pool.size, owner=self.ctx.owner,
-                    now=clock.stamp(self.ctx.clock()))
+                    pool.name, host, template, size=pool.size, owner=self.ctx.owner, now=now,
+                    history=audit.entry("clone", now, manager=self.ctx.owner, detail=f"template {template}"))
                 if outcome is Reservation.RESERVED:
                     self._publish()
                     await self._run(pool, provider, host, template, slot)
@@ -110,7 +111,10 @@ class Cloner:
             # out of pending: the provider can fail the call after the VM was made (vCenter stops
             # answering while the clone task ends), and by then a pass may have found the VM ready and a
             # client checked it out. Such a VM is as good as any other; it stays where it is.
-            forgotten = await self.ctx.inventory.forget(pool.name, host, destroyed=False, only_from="pending")
+            entry = audit.entry("clone failed", clock.stamp(self.ctx.clock()), manager=self.ctx.owner,
+                                detail=str(err))
+            forgotten = await self.ctx.inventory.forget(pool.name, host, destroyed=False, only_from="pending",
+                                                        history=entry)
             if isinstance(forgotten, Kept):
                 log.warning("clone reported failed pool=%s vm=%s: %s; the VM had already passed its checks, so "
                             "it is kept", pool.name, host, err)
@@ -161,8 +165,14 @@ class Cloner:
         for task in list(self._waiting):
             task.cancel()
         running = list(self._running | self._waiting)
-        if running:
-            await asyncio.wait(running, timeout=grace)
+        if not running:
+            return
+        if self._running:
+            log.info("stopping: waiting up to %.0fs for %d clone(s) to finish", grace, len(self._running))
+        _, left = await asyncio.wait(running, timeout=grace)
+        if left:
+            log.warning("stopping: %d clone(s) still running after %.0fs, left to the provider; their pending "
+                        "entries stay for the next manager to match", len(left), grace)
 
 
 class _Slot:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
+from vmpooler_core import audit, clock
 from vmpooler_core.metrics import Phase
 from vmpooler_core.provider import Provider, ProviderError
 
@@ -47,7 +48,8 @@ class Destroyer:
         try:
             await self.ctx.runner.call(provider.destroy, pool, host, timeout=_DESTROY_TIMEOUT)
             self._finished[host] = time.monotonic()
-            await self.ctx.inventory.forget(pool, host, destroyed=True)
+            entry = audit.entry("destroyed", clock.stamp(self.ctx.clock()), manager=self.ctx.owner)
+            await self.ctx.inventory.forget(pool, host, destroyed=True, history=entry)
         except ProviderError as err:
             log.warning("destroy failed pool=%s vm=%s: %s (will retry)", pool, host, err)
             return
@@ -68,4 +70,6 @@ class Destroyer:
         await self._work.drain()
 
     async def stop(self, grace: float) -> None:
+        if self.inflight:
+            log.info("stopping: waiting up to %.0fs for %d destroy(s) to finish", grace, len(self.inflight))
         await self._work.stop(grace)

@@ -127,6 +127,7 @@ class Manager:
         names = [name for name in (self.workers if pools is None else pools) if name in self.workers]
         held = await self.ctx.leases.acquire(names)
         report = PassReport(elsewhere=[name for name in names if name not in held])
+        await self.ctx.leases.watch(report.elsewhere)
         due: list[str] = []
         for name in names:
             if name in held:

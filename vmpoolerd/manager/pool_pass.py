@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from vmpooler_core import clock
+from vmpooler_core import audit, clock
 from vmpooler_core.config import PoolConfig
 from vmpooler_core.provider import Provider, VmFacts
 from vmpooler_core.replies import Kept
@@ -58,8 +58,10 @@ class PoolPass:
 
     async def move(self, host: str, source: str, target: str, reason: str,
                    stamps: dict[str, object] | None = None, level: int = logging.INFO) -> bool:
-        """One atomic move (move.lua); False when something else moved the VM first."""
-        moved = await self.ctx.inventory.move(self.name, host, source, target, stamps)
+        """One atomic move (move.lua), with its entry in the VM's history; False when something else
+        moved the VM first."""
+        entry = audit.entry(target, clock.stamp(self.now), manager=self.ctx.owner, detail=reason)
+        moved = await self.ctx.inventory.move(self.name, host, source, target, stamps, history=entry)
         if moved:
             self.sets[source].discard(host)
             self.sets[target].add(host)
@@ -69,7 +71,9 @@ class PoolPass:
     async def forget(self, host: str, destroyed: bool, reason: str, only_from: str | None = None) -> None:
         """Out of every set (forget.lua); the hash is kept for data_ttl. With `only_from`, only if the VM
         is still in that state when the script runs."""
-        result = await self.ctx.inventory.forget(self.name, host, destroyed=destroyed, only_from=only_from)
+        entry = audit.entry("forgotten", clock.stamp(self.now), manager=self.ctx.owner, detail=reason)
+        result = await self.ctx.inventory.forget(self.name, host, destroyed=destroyed, only_from=only_from,
+                                                 history=entry)
         if isinstance(result, Kept):
             return
         for members in self.sets.values():

@@ -32,6 +32,9 @@ class PoolWorker:
         self.probe = Probe(pool.ready_check or provider.ready_check, pool.ready_check_port,
                            ctx.config.app.domain)
         self._empty: bool | None = None  # the empty marker as last written (None: not yet)
+        # Until the pool has once been full (since this manager started), it is filling, not empty: its
+        # first fill logs no "pool empty" warnings, only when it is full.
+        self._filled = False
 
     async def _read(self) -> PoolPass:
         name = self.pool.name
@@ -72,8 +75,12 @@ class PoolWorker:
         empty = ready == 0 and self.pool.size > 0
         if empty != self._empty:
             changed = await self.ctx.inventory.mark_empty(p.name, empty)
-            if changed and empty:
+            if self._filled and changed and empty:
                 log.warning("pool empty pool=%s: no ready VMs", p.name)
-            elif changed:
+            elif self._filled and changed:
                 log.info("pool refilled pool=%s ready=%d", p.name, ready)
             self._empty = empty
+        if not self._filled and ready >= self.pool.size:
+            self._filled = True
+            if ready:
+                log.info("pool filled pool=%s ready=%d", p.name, ready)
