@@ -75,7 +75,12 @@ async def checkout_path(request: Request, services: Services) -> Response:
 
 async def get_vm(request: Request, services: Services) -> Response:
     host = hostname(request, services.config)
-    return ok({host: await vms.describe(services.config, services.inventory, host)})
+    doc = await vms.describe(services.config, services.inventory, host)
+    if "history" in doc:
+        # Anyone may read a VM's document (as in the original): its history here says what happened and
+        # for whom, but not from which address; the audit log and the CLI on Redis (admins) have that too.
+        doc["history"] = [{k: v for k, v in entry.items() if k != "client"} for entry in doc["history"]]
+    return ok({host: doc})
 
 
 async def modify_vm(request: Request, services: Services) -> Response:
