@@ -13,6 +13,8 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+# `redis: durability`: what a checkout or a return waits for before it is answered (scripts.py).
+DURABILITY = ("none", "aof", "replica")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,8 @@ class RedisSettings:
     sentinels: tuple[tuple[str, int], ...] = ()
     master: str | None = None
     socket_timeout: float = 5.0
+    # "none", "aof" (the AOF fsync: WAITAOF, Redis 7.2+) or "replica" (every replica: WAIT).
+    durability: str = "none"
 
     def __repr__(self) -> str:
         # A `url` may carry the password (redis://:secret@host); repr(config) must not show it.

@@ -20,6 +20,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from . import config_keys
 from .config import (
+    DURABILITY,
     AppSettings,
     AuthSettings,
     Config,
@@ -122,7 +123,16 @@ def _redis(node: Node) -> RedisSettings:
         sentinels=tuple(sentinels),
         master=node.text("master", None),
         socket_timeout=node.number("socket_timeout", 5.0),
+        durability=_durability(node),
     )
+
+
+def _durability(node: Node) -> str:
+    """`redis: durability`, one of DURABILITY."""
+    value = str(node.text("durability", "none")).lower()
+    if value not in DURABILITY:
+        raise node.error("durability", f"must be one of {', '.join(DURABILITY)} (got {value!r})")
+    return value
 
 
 def _app(node: Node) -> AppSettings:

@@ -7,6 +7,7 @@ moment; the Lua scripts in ./lua guarantee it across any number of API and manag
 
 from __future__ import annotations
 
+import logging
 import secrets
 import string
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,7 +17,10 @@ from redis import asyncio as aioredis
 
 from . import clock, replies, scripts
 from .keys import STATES, Keys
+from .primary import NotDurable
 from .ratelimit import Bucket
+
+log = logging.getLogger("vmpooler.inventory")
 
 CheckoutEntry = tuple[str, int, Sequence[str]]  # requested name, count, candidate pools
 
@@ -28,15 +32,23 @@ def new_token() -> str:
     return secrets.choice(_TOKEN_FIRST) + "".join(secrets.choice(_TOKEN_REST) for _ in range(31))
 
 
+def _changed(reply: Any) -> bool:
+    """A checkout or return reply that moved a VM (the others changed nothing durability must confirm)."""
+    return isinstance(reply, list) and bool(reply) and reply[0] == "ok"
+
+
 class Inventory:
-    def __init__(self, client: aioredis.Redis, keys: Keys | None = None, data_ttl_hours: int = 168) -> None:
+    """`durability` (config.DURABILITY): what a checkout and a return wait for before they return."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys | None = None, data_ttl_hours: int = 168,
+                 durability: str = "none") -> None:
         self.redis = client
         self.keys = keys or Keys()
         self.data_ttl = data_ttl_hours * 3600
-        self._scripts = scripts.for_client(client)
+        self._scripts = scripts.for_client(client, durability=durability)
 
-    async def _run(self, name: str, *args: str | int | float) -> Any:
-        return await self._scripts.run(name, [self.keys.prefix, *args])
+    async def _run(self, name: str, *args: str | int | float, durable: scripts.Durable | None = None) -> Any:
+        return await self._scripts.run(name, [self.keys.prefix, *args], durable)
 
     # Transitions ---------------------------------------------------------------------------------
 
@@ -46,18 +58,47 @@ class Inventory:
         """checkout.lua, all or nothing: TooMany when the token would go over `cap`, OverRate when the
         request is over `rate`."""
         hours = "" if lifetime is None else lifetime
-        args: list[str | int | float] = [now or clock.stamp(), token, hours, len(entries)]
+        stamp = now or clock.stamp()
+        args: list[str | int | float] = [stamp, token, hours, len(entries)]
         for requested, count, candidates in entries:
             args += [requested, count, len(candidates), *candidates]
         if cap is not None or rate is not None:
             args.append("" if cap is None else cap)
         if rate is not None:
             args += rate.args()
-        return replies.checkout(await self._run("checkout", *args))
+        taken: list[Any] = []
+
+        def durable(reply: Any) -> bool:
+            taken[:] = reply if _changed(reply) else []
+            return bool(taken)
+
+        try:
+            return replies.checkout(await self._run("checkout", *args, durable=durable))
+        except NotDurable:
+            await self._put_back(stamp, taken)
+            raise
+
+    async def _put_back(self, stamp: str, reply: list[Any]) -> None:
+        """Undo a checkout whose answer durability withheld (undo_checkout.lua): its hosts go back to ready.
+        When Redis cannot be told (the primary just died), the change was on a primary whose writes are
+        lost anyway, or, if a replica has it, the VMs stay running held by nobody until their lifetime
+        ends: never handed out twice."""
+        pairs: list[str] = []
+        for index in range(1, len(reply) - 2, 3):  # {"ok", requested, pool, host, ...}
+            pairs += [reply[index + 1], reply[index + 2]]
+        try:
+            await self._run("undo_checkout", stamp, *pairs)
+        except Exception as err:  # the client is told 503 whatever happens here
+            log.warning("checkout not confirmed and not undone (%s: %s): %s stay running until their lifetime "
+                        "ends, held by nobody", type(err).__name__, err, ", ".join(pairs[1::2]))
 
     async def return_vm(self, host: str, token: str = "", rate: Bucket | None = None) -> replies.ReturnReply:
-        """return.lua: running -> completed, unless the VM was checked out with another token."""
-        return replies.returned(await self._run("return", host, token, *(rate.args() if rate else ())))
+        """return.lua: running -> completed, unless the VM was checked out with another token. With
+        `durability`, NotDurable when the return was not confirmed: it is not undone (the client wanted
+        the VM gone; a retry is answered 404 "not checked out", or 200 when it had not reached a replica
+        that was then promoted)."""
+        return replies.returned(await self._run("return", host, token, *(rate.args() if rate else ()),
+                                                durable=_changed))
 
     async def rate_limit(self, rate: Bucket) -> replies.RateReply:
         """Count one request against its bucket (ratelimit.lua)."""
