@@ -227,6 +227,20 @@ class _Rules:
                 raise NotDurable(f"redis did not write the change to its AOF within {WAIT_MS} ms (durability: aof)")
 
 
+async def durability_unsupported(client: aioredis.Redis, durability: str) -> str | None:
+    """Why this Redis cannot honour `durability` (None: it can), for a clear word at start rather than
+    a 503 on each checkout: `aof` needs WAITAOF (Redis 7.2 or later) and the server's appendonly."""
+    if durability != "aof":
+        return None
+    server = await client.info("server")
+    version = str(server.get("redis_version", "0"))
+    if tuple(int(part) for part in version.split(".")[:2] if part.isdigit()) < (7, 2):
+        return f"durability: aof needs Redis 7.2 or later (WAITAOF); this Redis is {version}"
+    if not int((await client.info("persistence")).get("aof_enabled", 0)):
+        return "durability: aof needs the Redis server's appendonly yes (its AOF is off)"
+    return None
+
+
 def _refusal(text: str) -> str:
     if text.startswith("FENCED "):
         return "the primary lost a replica and the sentinels could not say why"

@@ -84,6 +84,16 @@ class OutageLog:
         self.last, self.unreported = now, 0
 
 
+# A Redis outage or failover: worth retrying in a second (a Sentinel failover ends within about that).
+RETRY_SOON = {"Retry-After": "1"}
+
+
+def _retry(exc: VmpoolerError) -> dict[str, str] | None:
+    """Retry-After for an error that says when to try again (the failover's, vmpooler_core.primary)."""
+    after = getattr(exc, "retry_after", None)
+    return {"Retry-After": str(after)} if isinstance(exc, BackendUnavailable) and after is not None else None
+
+
 def rate_limited(exc: RateLimited) -> JSONResponse:
     """429 in the original's shape (its headers, its body fields, with our `reason`)."""
     headers = {"Retry-After": str(exc.retry_after), "X-RateLimit-Limit": str(exc.limit),
@@ -107,13 +117,14 @@ def from_exception(exc: BaseException, outages: OutageLog) -> JSONResponse | Non
     if isinstance(exc, VmpoolerError):
         for kind, status in _STATUS:
             if isinstance(exc, kind):
-                return error_response(status, exc.code, str(exc), AUTH_CHALLENGE if status == 401 else None)
+                return error_response(status, exc.code, str(exc), AUTH_CHALLENGE if status == 401 else _retry(exc))
     if isinstance(exc, BodyTooLarge):
         return body_too_large()
     if isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.ReadOnlyError)):
         # Includes "too many connections", LOADING after a restart and a replica that was promoted away.
         outages.note(f"{type(exc).__name__}: {exc}")
-        return error_response(503, ErrorCode.BACKEND_UNAVAILABLE, f"redis is unavailable: {type(exc).__name__}")
+        return error_response(503, ErrorCode.BACKEND_UNAVAILABLE, f"redis is unavailable: {type(exc).__name__}",
+                              RETRY_SOON)
     if isinstance(exc, TimeoutError):
         # The request's deadline passed: Redis (or, for Basic credentials, LDAP) did not answer in time.
         outages.note("no answer before the request's deadline")
