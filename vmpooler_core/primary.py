@@ -22,6 +22,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -55,6 +56,14 @@ class NotDurable(BackendUnavailable):
     retry_after = RETRY_AFTER
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Why a fenced primary is being replaced; `replaced`: the sentinels already name another one."""
+
+    reason: str
+    replaced: bool
+
+
 def _best(states: list[Any], service_name: str, check: Callable[[dict[str, Any], str], bool]) -> Any:
     """The healthy primary state with the newest configuration, or None."""
     valid = [state for state in states if isinstance(state, dict) and check(state, service_name)]
@@ -82,31 +91,35 @@ class Sentinels(aioredis.Sentinel):
                 states.append(answer)
         return states, errors
 
-    async def discover_master(self, service_name: str) -> Any:
+    async def discover(self, service_name: str) -> tuple[tuple[str, int], int]:
+        """The primary's address and the config epoch of the configuration that names it."""
         states, errors = await self._masters()
         best = _best([state.get(service_name) for state in states], service_name, self.check_master_state)
         if best is None:
             raise AsyncMasterNotFound(_not_found(service_name, errors))
-        return best["ip"], best["port"]
+        return (best["ip"], int(best["port"])), int(best.get("config-epoch", 0))
 
-    async def failover_under_way(self, service_name: str, run_id: str) -> str | None:
-        """Why the primary whose run id is `run_id` is being replaced (a sentinel reports a failover in
-        progress, or the newest configuration names another primary), or None when the sentinels that
-        answer agree it is the primary and no failover is under way. No answer counts as under way: a
-        replica that left cannot be told from one being promoted without them."""
+    async def discover_master(self, service_name: str) -> Any:
+        return (await self.discover(service_name))[0]
+
+    async def failover_under_way(self, service_name: str, run_id: str) -> Verdict | None:
+        """Whether the primary whose run id is `run_id` is being replaced: a sentinel reports a failover in
+        progress, or the newest configuration names another primary (`replaced`). None when the sentinels
+        that answer agree it is the primary and no failover is under way. No answer counts as under way:
+        a replica that left cannot be told from one being promoted without them."""
         try:
             async with asyncio.timeout(ASK_TIMEOUT):
                 states, _ = await self._masters()
         except (TimeoutError, redis.exceptions.RedisError) as err:
-            return f"the sentinels did not answer ({type(err).__name__})"
+            return Verdict(f"the sentinels did not answer ({type(err).__name__})", False)
         mine = [state[service_name] for state in states if service_name in state]
         if not mine:
-            return "no sentinel answered"
-        if any("failover_in_progress" in str(state.get("flags", "")) for state in mine):
-            return "a sentinel reports a failover in progress"
+            return Verdict("no sentinel answered", False)
         best = max(mine, key=lambda state: int(state.get("config-epoch", 0)))
         if best.get("runid") != run_id:
-            return f"the sentinels name another primary ({best.get('ip')}:{best.get('port')})"
+            return Verdict(f"the sentinels name another primary, {best.get('ip')}:{best.get('port')}", True)
+        if any("failover_in_progress" in str(state.get("flags", "")) for state in mine):
+            return Verdict("a sentinel reports a failover in progress", False)
         return None
 
 
@@ -141,17 +154,33 @@ def _announced(message: Any, service_name: str) -> tuple[str, int] | None:
 class FollowingPool(SentinelConnectionPool):
     """redis-py's asyncio Sentinel pool that also listens to the sentinels and drops every connection,
     in use or idle, as soon as one announces a new primary. The listener starts with the first
-    connection asked for (it needs a running loop) and stops when the pool is closed."""
+    connection asked for (it needs a running loop) and stops when the pool is closed.
+
+    Each move is acted on once per configuration (config epoch); a connection made from an answer older
+    than the last move acted on asks again, so a discovery that raced with the move cannot bring a
+    connection back to the former primary."""
 
     def __init__(self, service_name: str, sentinel_manager: Any, **kwargs: Any) -> None:
         super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
         self._listener: asyncio.Task[None] | None = None
-        self._moved_to: tuple[str, int] | None = None  # the last announced primary (each sentinel announces it)
+        self._epoch = -1  # the config epoch of the last move acted on
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         if self._listener is None or self._listener.done():
             self._listener = asyncio.get_running_loop().create_task(self._listen(), name="sentinel listener")
         return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    async def get_master_address(self) -> Any:
+        if not isinstance(self.sentinel_manager, Sentinels):
+            return await super().get_master_address()  # type: ignore[no-untyped-call]
+        for _ in range(3):
+            address, epoch = await self.sentinel_manager.discover(self.service_name)
+            if epoch >= self._epoch:
+                break
+        if self.master_address != address:  # as redis-py's: idle connections to the former primary go
+            self.master_address = address
+            await super().disconnect(inuse_connections=False)
+        return address
 
     async def _listen(self) -> None:
         await asyncio.gather(*(self._watch(sentinel) for sentinel in self.sentinel_manager.sentinels))
@@ -164,10 +193,9 @@ class FollowingPool(SentinelConnectionPool):
                     await pubsub.subscribe(SWITCH)
                     failing = False
                     while True:
-                        address = _announced(await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0),
-                                             self.service_name)
-                        if address is not None:
-                            await self.moved(address)
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+                        if _announced(message, self.service_name) is not None:
+                            await self.follow()
             except (redis.exceptions.RedisError, OSError) as err:
                 if not failing:  # once per outage of this sentinel; the fence still guards the writes
                     log.warning("cannot listen to sentinel %s for %s (%s); retrying every %.0f s", sentinel,
@@ -175,25 +203,24 @@ class FollowingPool(SentinelConnectionPool):
                     failing = True
                 await asyncio.sleep(_RESUBSCRIBE)
 
-    async def moved(self, address: tuple[str, int]) -> None:
-        """The primary is now at `address`: drop every connection (each reconnects to it on its next use)."""
-        if address == self._moved_to:
-            return  # another sentinel announcing the same move
-        self._moved_to = address
-        old, self.master_address = self.master_address, None
-        await SentinelConnectionPool.disconnect(self, inuse_connections=True)
-        log.warning("redis primary of %s moved from %s to %s (a sentinel announced it): every connection "
-                    "dropped", self.service_name, _where(old), _where(address))
-
-    async def follow(self) -> None:
-        """Ask the sentinels now (after a refusal that suggests a failover) and move when they name
-        another primary."""
+    async def follow(self, force: bool = False) -> None:
+        """Ask the sentinels now; drop every connection when their configuration is newer than the last
+        one acted on, or when `force` (a connection was found on a former primary)."""
+        if not isinstance(self.sentinel_manager, Sentinels):
+            return
         try:
-            address = await self.sentinel_manager.discover_master(self.service_name)
+            address, epoch = await self.sentinel_manager.discover(self.service_name)
         except redis.exceptions.RedisError:
             return
-        if self.master_address is not None and tuple(address) != tuple(self.master_address):
-            await self.moved(tuple(address))
+        if epoch <= self._epoch and not force:
+            return
+        moved = epoch > self._epoch and self._epoch >= 0
+        self._epoch = max(self._epoch, epoch)
+        old, self.master_address = self.master_address, None
+        await SentinelConnectionPool.disconnect(self, inuse_connections=True)
+        if moved or force:
+            log.warning("redis primary of %s is %s (config epoch %d; it was %s): every connection dropped",
+                        self.service_name, _where(address), epoch, _where(old))
 
     async def aclose(self) -> None:
         self._stop()
@@ -276,7 +303,7 @@ def _where(address: Any) -> str:
     return f"{address[0]}:{address[1]}" if address else "(not yet known)"
 
 
-async def under_way(client: aioredis.Redis, run_id: str) -> str | None:
+async def under_way(client: aioredis.Redis, run_id: str) -> Verdict | None:
     """`Sentinels.failover_under_way` for a client of a Sentinel group; None for any other client (no
     one replaces its primary behind its back, so a replica that left is just gone)."""
     pool = client.connection_pool
@@ -286,9 +313,10 @@ async def under_way(client: aioredis.Redis, run_id: str) -> str | None:
     return await manager.failover_under_way(pool.service_name, run_id) if isinstance(manager, Sentinels) else None
 
 
-async def follow(client: aioredis.Redis) -> None:
-    """Move `client` to the primary the sentinels name now, if it is another (a no-op without Sentinel)."""
+async def follow(client: aioredis.Redis, force: bool = False) -> None:
+    """Move `client` to the primary the sentinels name now, if it is another, or at once when `force` (one
+    of its connections is known to be on a former primary). A no-op without Sentinel."""
     pool = client.connection_pool
     if isinstance(pool, FollowingPool):
-        await pool.follow()
+        await pool.follow(force)
 

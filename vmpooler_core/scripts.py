@@ -181,11 +181,12 @@ class _Rules:
 
     async def _resolve(self, refusal: str, prefix: str) -> None:
         _, run_id, *missing = refusal.split()
-        reason = await primary.under_way(self._client, run_id)
-        if reason is not None:
-            reason = f"the redis primary is being replaced ({reason}; it lost replica {', '.join(missing)})"
-            self._failing_over = (time.monotonic(), reason)
-            await primary.follow(self._client)
+        verdict = await primary.under_way(self._client, run_id)
+        if verdict is not None:
+            reason = f"the redis primary is being replaced ({verdict.reason}; it lost replica {', '.join(missing)})"
+            if not verdict.replaced:  # while no new primary is named, other fenced calls are answered at once
+                self._failing_over = (time.monotonic(), reason)
+            await primary.follow(self._client, force=verdict.replaced)
             raise FailingOver(reason)
         dropped = await self._once("unfence", [prefix, *missing], None)
         self._replicas = None  # read the record again
