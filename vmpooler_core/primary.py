@@ -214,11 +214,10 @@ class FollowingPool(SentinelConnectionPool):
             return
         if epoch <= self._epoch and not force:
             return
-        moved = epoch > self._epoch and self._epoch >= 0
         self._epoch = max(self._epoch, epoch)
         old, self.master_address = self.master_address, None
         await SentinelConnectionPool.disconnect(self, inuse_connections=True)
-        if moved or force:
+        if force or (old is not None and tuple(old) != address):
             log.warning("redis primary of %s is %s (config epoch %d; it was %s): every connection dropped",
                         self.service_name, _where(address), epoch, _where(old))
 
