@@ -237,7 +237,12 @@ def main() -> None:
     server = RedisServer(appendonly=args.durability == "aof").start()
     replica = RedisServer().start() if args.durability == "replica" else None
     if replica is not None:
-        redis.Redis(port=replica.port).replicaof("127.0.0.1", server.port)
+        follower = redis.Redis(port=replica.port, decode_responses=True)
+        follower.replicaof("127.0.0.1", server.port)
+        deadline = time.monotonic() + 20
+        while follower.info("replication").get("master_link_status") != "up":  # in sync before measuring
+            assert time.monotonic() < deadline, "the replica did not sync"
+            time.sleep(0.05)
     workdir = tempfile.mkdtemp(prefix="vmpooler-bench-")
     client = redis.Redis.from_url(server.url)
     proc, port = start_daemon(server.url, workdir, args.rate_limits, args.durability)

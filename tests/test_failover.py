@@ -9,6 +9,7 @@ halfway). The daemons under load are tests/soak/test_failover.py's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -69,19 +70,29 @@ async def _load(checkout: Checkout, stop: asyncio.Event, acked: list[str], refus
         await asyncio.sleep(0.01)
 
 
+async def _tokens(inventory: Inventory, stop: asyncio.Event, made: list[str]) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(BackendUnavailable, redis.exceptions.ConnectionError):
+            made.append(await inventory.create_token("alice"))
+        await asyncio.sleep(0.01)
+
+
 async def test_a_planned_failover_loses_no_acknowledged_checkout(group: Group) -> None:
     """Report 1. Before: every checkout the old primary answered between the replica's promotion and its
     own demotion (some 10 s) was lost. Now the old primary refuses them (the fence) and the clients
-    follow the new one within about a second."""
+    follow the new one within about a second. The API's plain writes (a token made) alike."""
     config = _config(group)
     _fill(group.client(group.primary_port()), 3000)
     client = api_redis(config)
-    checkout = Checkout(config, Inventory(client), NullMetrics())
+    inventory = Inventory(client)
+    checkout = Checkout(config, inventory, NullMetrics())
     acked: list[str] = []
     refused: list[str] = []
     times: list[float] = []
+    tokens: list[str] = []
     stop = asyncio.Event()
     load = [asyncio.create_task(_load(checkout, stop, acked, refused, times)) for _ in range(6)]
+    load.append(asyncio.create_task(_tokens(inventory, stop, tokens)))
     try:
         await asyncio.sleep(1.0)
         old = await asyncio.to_thread(group.failover)
@@ -97,6 +108,8 @@ async def test_a_planned_failover_loses_no_acknowledged_checkout(group: Group) -
     lost = [host for host in acked if host not in running]
     assert len(acked) == len(set(acked)), "a VM handed out twice"
     assert not lost, f"{len(lost)} acknowledged checkouts are not running on the promoted replica: {lost[:5]}"
+    missing = [token for token in tokens if not promoted.exists(K.token(token))]
+    assert tokens and not missing, f"{len(missing)} of {len(tokens)} tokens made are not on the promoted replica"
     after = [t for t in times if t > switched]
     assert after and after[0] - switched < 1.5, "checkouts did not resume on the new primary within a second"
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]

@@ -50,6 +50,13 @@ class Inventory:
     async def _run(self, name: str, *args: str | int | float, durable: scripts.Durable | None = None) -> Any:
         return await self._scripts.run(name, [self.keys.prefix, *args], durable)
 
+    async def _write(self, *commands: tuple[str, ...]) -> list[Any]:
+        """Plain writes the API answers for, behind the fence (lua/write.lua); the reply of each."""
+        words: list[str] = []
+        for command in commands:
+            words += [str(len(command)), *command]
+        return list(await self._run("write", *words))
+
     # Transitions ---------------------------------------------------------------------------------
 
     async def checkout(self, entries: Sequence[CheckoutEntry], *, token: str = "",
@@ -251,20 +258,24 @@ class Inventory:
     # VM attributes -------------------------------------------------------------------------------
 
     async def set_fields(self, host: str, fields: Mapping[str, object]) -> None:
-        if fields:
-            await self.redis.hset(self.keys.vm(host), mapping={k: str(v) for k, v in fields.items()})
+        flat: list[str] = []
+        for field, value in fields.items():
+            flat += [field, str(value)]
+        if flat:
+            await self._write(("HSET", self.keys.vm(host), *flat))
 
     async def add_tags(self, host: str, tags: Mapping[str, str], date: str | None = None) -> None:
         """Tags go on the VM and into the day's tag statistics, atomically."""
         day = date or clock.today()
-        pipe = self.redis.pipeline(transaction=True)
+        commands: list[tuple[str, ...]] = []
         for tag, value in tags.items():
-            pipe.hset(self.keys.vm(host), f"tag:{tag}", value)
-            pipe.hset(self.keys.tag_stats(day), f"{host}:{tag}", value)
-        await pipe.execute()
+            commands += [("HSET", self.keys.vm(host), f"tag:{tag}", value),
+                         ("HSET", self.keys.tag_stats(day), f"{host}:{tag}", value)]
+        if commands:
+            await self._write(*commands)
 
     async def queue_task(self, queue_key: str, host: str, argument: str) -> None:
-        await self.redis.sadd(queue_key, f"{host}:{argument}")
+        await self._write(("SADD", queue_key, f"{host}:{argument}"))
 
     async def record_stat(self, key: str, field: str, seconds: float) -> None:
         await self.redis.hset(key, field, f"{seconds:.2f}")
@@ -273,8 +284,7 @@ class Inventory:
 
     async def create_token(self, user: str) -> str:
         token = new_token()
-        await self.redis.hset(self.keys.token(token),
-                              mapping={"user": user, "created": clock.stamp()})
+        await self._write(("HSET", self.keys.token(token), "user", user, "created", clock.stamp()))
         return token
 
     async def token(self, token: str) -> dict[str, str]:
@@ -290,7 +300,7 @@ class Inventory:
         return {key[start:]: dict(data) for key, data in zip(names, await pipe.execute(), strict=True) if data}
 
     async def delete_token(self, token: str) -> bool:
-        return bool(await self.redis.delete(self.keys.token(token)))
+        return bool((await self._write(("DEL", self.keys.token(token))))[0])
 
     async def touch_token(self, token: str, now: str | None = None) -> str | None:
         """Stamp a token's `last` use and return its user; None when the token does not exist."""

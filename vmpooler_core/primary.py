@@ -78,7 +78,8 @@ def _not_found(service_name: str, errors: list[str]) -> str:
 class Sentinels(aioredis.Sentinel):
     """redis-py's asyncio Sentinel, asking every sentinel at once and believing the newest configuration."""
 
-    async def _masters(self) -> tuple[list[Any], list[str]]:
+    async def _masters(self) -> tuple[list[tuple[aioredis.Redis, Any]], list[str]]:
+        """(sentinel, its SENTINEL MASTERS) of each sentinel that answered, and the others' errors."""
         answers = await asyncio.gather(*(sentinel.sentinel_masters() for sentinel in self.sentinels),
                                        return_exceptions=True)
         states, errors = [], []
@@ -88,16 +89,38 @@ class Sentinels(aioredis.Sentinel):
             elif isinstance(answer, BaseException):
                 raise answer
             else:
-                states.append(answer)
+                states.append((sentinel, answer))
         return states, errors
 
     async def discover(self, service_name: str) -> tuple[tuple[str, int], int]:
-        """The primary's address and the config epoch of the configuration that names it."""
+        """The primary's address and the config epoch of the configuration that names it. During a
+        failover whose replica is already promoted, that replica (with the next epoch): Sentinel
+        announces the switch only once it has reconfigured the other replicas too, seconds later with
+        several of them, while the former primary is fenced."""
         states, errors = await self._masters()
-        best = _best([state.get(service_name) for state in states], service_name, self.check_master_state)
+        best = _best([state.get(service_name) for _, state in states], service_name, self.check_master_state)
         if best is None:
             raise AsyncMasterNotFound(_not_found(service_name, errors))
-        return (best["ip"], int(best["port"])), int(best.get("config-epoch", 0))
+        address, epoch = (best["ip"], int(best["port"])), int(best.get("config-epoch", 0))
+        promoted = await self._promoted(service_name, states, address)
+        return (promoted, epoch + 1) if promoted is not None else (address, epoch)
+
+    async def _promoted(self, service_name: str, states: list[tuple[aioredis.Redis, Any]],
+                        address: tuple[str, int]) -> tuple[str, int] | None:
+        """The replica promoted by a failover in progress, once Sentinel has seen it answer as a primary
+        (SENTINEL GET-MASTER-ADDR-BY-NAME names it from then on), else None."""
+        for sentinel, state in states:
+            if "failover_in_progress" not in str((state.get(service_name) or {}).get("flags", "")):
+                continue
+            try:
+                named: Any = await sentinel.sentinel_get_master_addr_by_name(service_name)
+            except redis.exceptions.RedisError:
+                continue
+            if named:
+                host = named[0].decode() if isinstance(named[0], bytes) else str(named[0])
+                if (host, int(named[1])) != address:
+                    return host, int(named[1])
+        return None
 
     async def discover_master(self, service_name: str) -> Any:
         return (await self.discover(service_name))[0]
@@ -112,13 +135,20 @@ class Sentinels(aioredis.Sentinel):
                 states, _ = await self._masters()
         except (TimeoutError, redis.exceptions.RedisError) as err:
             return Verdict(f"the sentinels did not answer ({type(err).__name__})", False)
-        mine = [state[service_name] for state in states if service_name in state]
+        mine = [state[service_name] for _, state in states if service_name in state]
         if not mine:
             return Verdict("no sentinel answered", False)
         best = max(mine, key=lambda state: int(state.get("config-epoch", 0)))
         if best.get("runid") != run_id:
             return Verdict(f"the sentinels name another primary, {best.get('ip')}:{best.get('port')}", True)
         if any("failover_in_progress" in str(state.get("flags", "")) for state in mine):
+            try:
+                async with asyncio.timeout(ASK_TIMEOUT):
+                    promoted = await self._promoted(service_name, states, (best["ip"], int(best["port"])))
+            except TimeoutError:
+                promoted = None
+            if promoted is not None:
+                return Verdict(f"a failover promoted {promoted[0]}:{promoted[1]}", True)
             return Verdict("a sentinel reports a failover in progress", False)
         return None
 

@@ -57,7 +57,7 @@ from .seams import Seams, lacks, process_seams, refuses
 log = logging.getLogger("vmpooler.redis")
 
 NAMES = ("checkout", "return", "move", "add_pending", "forget", "discover", "status", "touch_token",
-         "ratelimit", "undo_checkout", "unfence",
+         "ratelimit", "undo_checkout", "unfence", "write",
          # the manager's
          "settle_discovered", "spare", "lease", "presence")
 
@@ -67,10 +67,10 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
     "checkout": ("gcra", "fence"), "return": ("gcra", "fence"), "ratelimit": ("gcra",),
     "discover": ("known", "fence"), "spare": ("known", "fence"), "unfence": ("fence",),
     **{name: ("fence",) for name in ("move", "add_pending", "forget", "settle_discovered", "lease", "presence",
-                                     "undo_checkout")}}
+                                     "undo_checkout", "write")}}
 # The scripts that run fence.lua's check before their first line: every one that changes the state of a
-# VM, a lease or a manager's presence. Not status (it only reads), nor the bookkeeping of reads
-# (ratelimit, touch_token), nor unfence (the fence's own way out).
+# VM, a lease or a manager's presence, and the API's plain writes (write.lua). Not status (it only
+# reads), nor the bookkeeping of reads (ratelimit, touch_token), nor unfence (the fence's own way out).
 FENCED = frozenset(name for name, libraries in LIBRARIES.items() if "fence" in libraries) - {"unfence"}
 _FENCE = "do local refused = fenced(ARGV[1]) if refused then return refused end end"
 
