@@ -127,7 +127,7 @@ async def test_a_replica_that_leaves_without_a_failover_is_dropped_from_the_fenc
     checkout = Checkout(config, Inventory(client), NullMetrics())
     try:
         await checkout.take(from_path(POOL))  # records the replica
-        assert len(str(primary.get(f"{K.prefix}__replicas")).split()) == 2
+        assert len(str(primary.get(K.replicas())).split()) == 2
         replica = next(server for server in group.servers if server.port != group.primary_port())
         replica.stop()
         until(lambda: primary.info("replication")["connected_slaves"] == 0, 10, "the primary sees it go")
@@ -135,7 +135,7 @@ async def test_a_replica_that_leaves_without_a_failover_is_dropped_from_the_fenc
             second = await checkout.take(from_path(POOL))
         assert second.hosts()[0] in primary.smembers(K.running(POOL))
         assert "no failover is under way" in caplog.text
-        assert len(str(primary.get(f"{K.prefix}__replicas")).split()) == 1, "only the replication id is left"
+        assert len(str(primary.get(K.replicas())).split()) == 1, "only the replication id is left"
     finally:
         await client.aclose()
 

@@ -51,6 +51,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from . import primary
 from .config import DURABILITY
+from .keys import Keys
 from .primary import FailingOver, NotDurable
 from .seams import Seams, lacks, process_seams, refuses
 
@@ -208,7 +209,7 @@ class _Rules:
     async def _wanted(self, prefix: str) -> None:
         """How many replicas a `replica` confirmation waits for: every one the fence records (at least one)."""
         if self.durability == "replica" and self._replicas is None:
-            recorded = await self._client.get(f"{prefix}__replicas")
+            recorded = await self._client.get(Keys(prefix).replicas())
             self._replicas = max(1, len(str(recorded).split()) - 1) if recorded else 1
 
     def _judge(self, replies: list[Any]) -> None:
