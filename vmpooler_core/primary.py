@@ -6,10 +6,13 @@ script lanes (scripts.py) keep theirs in use for good. After a `SENTINEL FAILOVE
 accepts writes for some 10 s more, until Sentinel turns it into a replica and throws them away. Here:
 - `Sentinels` (asyncio) and `BlockingSentinels` ask every sentinel and believe the one with the newest
   configuration (the highest config epoch), not the first that answers: a sentinel that has not yet
-  heard of a failover still names the old primary for up to a couple of seconds;
+  heard of a failover still names the old primary for up to a couple of seconds. `Sentinels` also
+  names a replica that a failover in progress has already promoted (Sentinel announces the switch only
+  after reconfiguring the other replicas, seconds later with several);
 - `FollowingPool` and `BlockingFollowingPool` subscribe to `+switch-master` on every sentinel and drop
   every connection, in use or not, as soon as one announces that the primary moved (reconnecting
-  asks the sentinels again);
+  asks the sentinels again). `FollowingPool` acts once per configuration, and a connection made from
+  an answer older than the last move asks again;
 - `Sentinels.failover_under_way` answers the scripts' fence (lua/fence.lua): a primary that lost a
   replica is either being replaced (answer 503 and follow) or merely lost a replica (carry on).
 A READONLY answer (the old primary turned into a replica) already makes redis-py drop that connection
