@@ -16,10 +16,10 @@
 -- takes a new replication id, so the record it inherited does not bind it: it starts its own. A
 -- replica is recorded once it is online (its initial sync done).
 --
--- Limit: a write that the former primary runs in the microseconds between the replica's promotion and
--- its own noticing the closed link is answered and then lost (measured on loopback: a window of some
--- 10 us, one write lost in three failovers at 30,000 writes a second). `durability: replica` (a WAIT
--- for the replicas) closes it too.
+-- Limit: a write that the former primary answered just before the promotion, and had not yet
+-- delivered to the replica, is lost (bench/fence_window.py: one connection writing as fast as it can,
+-- some 8,000 writes a second, loses one or two per failover). `durability: replica` (a WAIT for the
+-- replicas before the answer) closes that too.
 
 -- Redis < 5 replicates a script verbatim unless told otherwise, and one that reads INFO and then
 -- writes must be replicated by its effects. (A no-op from Redis 7 on.)
