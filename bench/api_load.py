@@ -11,10 +11,11 @@ returned VM is put back into the ready set as it goes, so the ready set stays at
 
     python bench/api_load.py [--sizes 2000,100000] [--concurrency 1,4,16] [--seconds 3]
                              [--workloads status,checkout+return] [--connections keep-alive,new]
-                             [--rate-limits] [--durability none|replica|aof]
+                             [--rate-limits] [--durability none|replica|aof] [--replica]
 
 `--durability replica` attaches a replica to the Redis server (WAIT before each checkout and return is
-answered); `--durability aof` runs it with appendonly (WAITAOF: Redis 7.2 or later, e.g. the valkey-server
+answered; `--replica` attaches one for the other modes too, which then wait for it as well);
+`--durability aof` runs it with appendonly (WAITAOF: Redis 7.2 or later, e.g. the valkey-server
 of the embedded defaults named by VMPOOLER_TEST_REDIS_SERVER).
 
 Targets: at most 0.25 ms of server CPU per checkout or return request and 0.4 ms per status request,
@@ -233,9 +234,10 @@ def main() -> None:
                         help="keep-alive, new (a new connection per request), or both")
     parser.add_argument("--rate-limits", action="store_true", help="with rate limiting on (limits never reached)")
     parser.add_argument("--durability", default="none", choices=("none", "replica", "aof"))
+    parser.add_argument("--replica", action="store_true", help="a replica of the Redis server (implied by replica)")
     args = parser.parse_args()
     server = RedisServer(appendonly=args.durability == "aof").start()
-    replica = RedisServer().start() if args.durability == "replica" else None
+    replica = RedisServer().start() if args.durability == "replica" or args.replica else None
     if replica is not None:
         follower = redis.Redis(port=replica.port, decode_responses=True)
         follower.replicaof("127.0.0.1", server.port)

