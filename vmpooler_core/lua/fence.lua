@@ -16,10 +16,9 @@
 -- takes a new replication id, so the record it inherited does not bind it: it starts its own. A
 -- replica is recorded once it is online (its initial sync done).
 --
--- Limit: a write that the former primary answered just before the promotion, and had not yet
--- delivered to the replica, is lost (bench/fence_window.py: one connection writing as fast as it can,
--- some 8,000 writes a second, loses one or two per failover). `durability: replica` (a WAIT for the
--- replicas before the answer) closes that too.
+-- What the fence cannot see: a change the former primary answered just before the promotion and had
+-- not yet delivered to the replica. scripts.py closes that by answering a checkout or a return only
+-- once the replicas recorded here confirm it (WAIT); bench/fence_window.py measures both.
 
 -- Redis < 5 replicates a script verbatim unless told otherwise, and one that reads INFO and then
 -- writes must be replicated by its effects. (A no-op from Redis 7 on.)
