@@ -25,9 +25,12 @@ Both also honour the same rules around a script (`Scripts.run`):
   replica refuses the script, and the runner asks the sentinels whether a failover is under way
   (primary.py): if one is, `FailingOver` (a 503 with a retry hint); if not, the replica is dropped from
   the record and the script runs again;
-- durability (`redis: durability`): a change the caller marks `durable` is confirmed by the replicas
-  (WAIT) or the AOF fsync (WAITAOF) on the same connection before `run` returns it; `NotDurable`
-  otherwise.
+- confirmation: a change the caller marks `durable` (a checkout, a return) is confirmed on its own
+  connection before `run` returns it: by the replicas the fence records (WAIT), in every mode, so that a
+  change in flight when a planned failover promotes a replica is never answered; `redis: durability`
+  adds the AOF fsync (WAITAOF, `aof`) or requires a replica (`replica`). `NotDurable` when a required
+  confirmation failed, or when the replicas did not confirm and the sentinels say a failover is under
+  way.
 """
 
 from __future__ import annotations
