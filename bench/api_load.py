@@ -11,7 +11,12 @@ returned VM is put back into the ready set as it goes, so the ready set stays at
 
     python bench/api_load.py [--sizes 2000,100000] [--concurrency 1,4,16] [--seconds 3]
                              [--workloads status,checkout+return] [--connections keep-alive,new]
-                             [--rate-limits]
+                             [--rate-limits] [--durability none|replica|aof] [--replica]
+
+`--durability replica` attaches a replica to the Redis server (WAIT before each checkout and return is
+answered; `--replica` attaches one for the other modes too, which then wait for it as well);
+`--durability aof` runs it with appendonly (WAITAOF: Redis 7.2 or later, e.g. the valkey-server
+of the embedded defaults named by VMPOOLER_TEST_REDIS_SERVER).
 
 Targets: at most 0.25 ms of server CPU per checkout or return request and 0.4 ms per status request,
 the same at 100,000 ready as at 2,000, and p99 under 10 ms at concurrency 16.
@@ -170,11 +175,13 @@ RATE_LIMITS = ("rate_limits:\n  enabled: true\n" +
                "".join(f"  {cls}: {{limit: 1000000000, period: 60}}\n" for cls in ("checkout", "return", "other")))
 
 
-def start_daemon(redis_url: str, workdir: str, rate_limits: bool = False) -> tuple[subprocess.Popen[bytes], int]:
+def start_daemon(redis_url: str, workdir: str, rate_limits: bool = False,
+                 durability: str = "none") -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     config = Path(workdir) / "vmpooler.yaml"
     pools = "\n".join(f"  - {{name: pool{n}, alias: [alias{n}], size: 100000}}" for n in range(1, POOLS + 1))
-    config.write_text(f"redis: {{url: '{redis_url}'}}\nconfig: {{domain: example.com, log_level: WARNING}}\n"
+    config.write_text(f"redis: {{url: '{redis_url}', durability: {durability}}}\n"
+                      "config: {domain: example.com, log_level: WARNING}\n"
                       f"providers: {{dummy: {{}}}}\npools:\n{pools}\n{RATE_LIMITS if rate_limits else ''}")
     proc = subprocess.Popen([sys.executable, "-m", "vmpoolerd", "api", "--config", str(config), "--port",
                              str(port)], cwd=ROOT)
@@ -226,11 +233,21 @@ def main() -> None:
                         type=lambda s: [x == "keep-alive" for x in s.split(",")],
                         help="keep-alive, new (a new connection per request), or both")
     parser.add_argument("--rate-limits", action="store_true", help="with rate limiting on (limits never reached)")
+    parser.add_argument("--durability", default="none", choices=("none", "replica", "aof"))
+    parser.add_argument("--replica", action="store_true", help="a replica of the Redis server (implied by replica)")
     args = parser.parse_args()
-    server = RedisServer().start()
+    server = RedisServer(appendonly=args.durability == "aof").start()
+    replica = RedisServer().start() if args.durability == "replica" or args.replica else None
+    if replica is not None:
+        follower = redis.Redis(port=replica.port, decode_responses=True)
+        follower.replicaof("127.0.0.1", server.port)
+        deadline = time.monotonic() + 20
+        while follower.info("replication").get("master_link_status") != "up":  # in sync before measuring
+            assert time.monotonic() < deadline, "the replica did not sync"
+            time.sleep(0.05)
     workdir = tempfile.mkdtemp(prefix="vmpooler-bench-")
     client = redis.Redis.from_url(server.url)
-    proc, port = start_daemon(server.url, workdir, args.rate_limits)
+    proc, port = start_daemon(server.url, workdir, args.rate_limits, args.durability)
     try:
         print(f"{'':<44} {'':>7} {'':>8} {'latency ms':>15} {'server CPU ms/req':>21}")
         print(f"{'ready  workload        connection   conc':<44} {'reqs':>7} {'req/s':>8} {'p50':>7} {'p99':>7} "
@@ -244,6 +261,8 @@ def main() -> None:
         proc.wait(10)
         client.close()
         server.stop()
+        if replica is not None:
+            replica.stop()
 
 
 if __name__ == "__main__":

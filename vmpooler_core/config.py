@@ -13,6 +13,8 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+# `redis: durability`: what a checkout or a return waits for before it is answered (scripts.py).
+DURABILITY = ("none", "aof", "replica")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,8 @@ class RedisSettings:
     ssl_keyfile: str | None = None
     ssl_check_hostname: bool = True
     socket_timeout: float = 5.0
+    # "none", "aof" (the AOF fsync: WAITAOF, Redis 7.2+) or "replica" (every replica: WAIT).
+    durability: str = "none"
 
     def __repr__(self) -> str:
         # A `url` may carry the password (redis://:secret@host); repr(config) must not show it.

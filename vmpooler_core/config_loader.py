@@ -21,6 +21,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from . import config_keys
 from .config import (
+    DURABILITY,
     AppSettings,
     AuthSettings,
     Config,
@@ -225,7 +226,16 @@ def _redis(node: Node, base_dir: Path) -> RedisSettings:
         ssl_keyfile=_tls_file(node, "ssl_keyfile", base_dir),
         ssl_check_hostname=node.flag("ssl_check_hostname", True),
         socket_timeout=node.number("socket_timeout", 5.0),
+        durability=_durability(node),
     )
+
+
+def _durability(node: Node) -> str:
+    """`redis: durability`, one of DURABILITY."""
+    value = str(node.text("durability", "none")).lower()
+    if value not in DURABILITY:
+        raise node.error("durability", f"must be one of {', '.join(DURABILITY)} (got {value!r})")
+    return value
 
 
 def _app(node: Node) -> AppSettings:

@@ -7,6 +7,7 @@ moment; the Lua scripts in ./lua guarantee it across any number of API and manag
 
 from __future__ import annotations
 
+import logging
 import secrets
 import string
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,7 +17,10 @@ from redis import asyncio as aioredis
 
 from . import clock, replies, scripts
 from .keys import STATES, Keys
+from .primary import FailingOver, NotDurable
 from .ratelimit import Bucket
+
+log = logging.getLogger("vmpooler.inventory")
 
 CheckoutEntry = tuple[str, int, Sequence[str]]  # requested name, count, candidate pools
 
@@ -28,15 +32,30 @@ def new_token() -> str:
     return secrets.choice(_TOKEN_FIRST) + "".join(secrets.choice(_TOKEN_REST) for _ in range(31))
 
 
+def _changed(reply: Any) -> bool:
+    """A checkout or return reply that moved a VM (the others changed nothing durability must confirm)."""
+    return isinstance(reply, list) and bool(reply) and reply[0] == "ok"
+
+
 class Inventory:
-    def __init__(self, client: aioredis.Redis, keys: Keys | None = None, data_ttl_hours: int = 168) -> None:
+    """`durability` (config.DURABILITY): what a checkout and a return wait for before they return."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys | None = None, data_ttl_hours: int = 168,
+                 durability: str = "none") -> None:
         self.redis = client
         self.keys = keys or Keys()
         self.data_ttl = data_ttl_hours * 3600
-        self._scripts = scripts.for_client(client)
+        self._scripts = scripts.for_client(client, durability=durability)
 
-    async def _run(self, name: str, *args: str | int | float) -> Any:
-        return await self._scripts.run(name, [self.keys.prefix, *args])
+    async def _run(self, name: str, *args: str | int | float, durable: scripts.Durable | None = None) -> Any:
+        return await self._scripts.run(name, [self.keys.prefix, *args], durable)
+
+    async def _write(self, *commands: tuple[str, ...]) -> list[Any]:
+        """Plain writes the API answers for, behind the fence (lua/write.lua); the reply of each."""
+        words: list[str] = []
+        for command in commands:
+            words += [str(len(command)), *command]
+        return list(await self._run("write", *words))
 
     # Transitions ---------------------------------------------------------------------------------
 
@@ -46,21 +65,50 @@ class Inventory:
         """checkout.lua, all or nothing: TooMany when the token would go over `cap`, OverRate when the
         request is over `rate`. `client` and `request_id` go into the history of each VM taken."""
         hours = "" if lifetime is None else lifetime
-        args: list[str | int | float] = [now or clock.stamp(), token, hours, client, request_id, len(entries)]
+        stamp = now or clock.stamp()
+        args: list[str | int | float] = [stamp, token, hours, client, request_id, len(entries)]
         for requested, count, candidates in entries:
             args += [requested, count, len(candidates), *candidates]
         if cap is not None or rate is not None:
             args.append("" if cap is None else cap)
         if rate is not None:
             args += rate.args()
-        return replies.checkout(await self._run("checkout", *args))
+        taken: list[Any] = []
+
+        def durable(reply: Any) -> bool:
+            taken[:] = reply if _changed(reply) else []
+            return bool(taken)
+
+        try:
+            return replies.checkout(await self._run("checkout", *args, durable=durable))
+        except NotDurable:
+            await self._put_back(stamp, taken)
+            raise
+
+    async def _put_back(self, stamp: str, reply: list[Any]) -> None:
+        """Undo a checkout whose answer durability withheld (undo_checkout.lua): its hosts go back to ready.
+        When Redis cannot be told (the primary just died), the change was on a primary whose writes are
+        lost anyway, or, if a replica has it, the VMs stay running held by nobody until their lifetime
+        ends: never handed out twice."""
+        pairs: list[str] = []
+        for index in range(1, len(reply) - 2, 3):  # {"ok", requested, pool, host, ...}
+            pairs += [reply[index + 1], reply[index + 2]]
+        try:
+            await self._run("undo_checkout", stamp, *pairs)
+        except FailingOver:
+            pass  # the primary that has the change is being replaced: the change goes with it
+        except Exception as err:  # the client is told 503 whatever happens here
+            log.warning("checkout not confirmed and not undone (%s: %s): %s stay running until their lifetime "
+                        "ends, held by nobody", type(err).__name__, err, ", ".join(pairs[1::2]))
 
     async def return_vm(self, host: str, token: str = "", rate: Bucket | None = None, *, now: str | None = None,
                         client: str = "-", request_id: str = "-") -> replies.ReturnReply:
         """return.lua: running -> completed, unless the VM was checked out with another token. `client` and
-        `request_id` go into the VM's history."""
+        `request_id` go into the VM's history. With `durability`, NotDurable when the return was not
+        confirmed: it is not undone (the client wanted the VM gone; a retry is answered 404 "not checked
+        out", or 200 when it had not reached a replica that was then promoted)."""
         return replies.returned(await self._run("return", host, token, now or clock.stamp(), client, request_id,
-                                                *(rate.args() if rate else ())))
+                                                *(rate.args() if rate else ()), durable=_changed))
 
     async def rate_limit(self, rate: Bucket) -> replies.RateReply:
         """Count one request against its bucket (ratelimit.lua)."""
@@ -219,20 +267,24 @@ class Inventory:
     # VM attributes -------------------------------------------------------------------------------
 
     async def set_fields(self, host: str, fields: Mapping[str, object]) -> None:
-        if fields:
-            await self.redis.hset(self.keys.vm(host), mapping={k: str(v) for k, v in fields.items()})
+        flat: list[str] = []
+        for field, value in fields.items():
+            flat += [field, str(value)]
+        if flat:
+            await self._write(("HSET", self.keys.vm(host), *flat))
 
     async def add_tags(self, host: str, tags: Mapping[str, str], date: str | None = None) -> None:
         """Tags go on the VM and into the day's tag statistics, atomically."""
         day = date or clock.today()
-        pipe = self.redis.pipeline(transaction=True)
+        commands: list[tuple[str, ...]] = []
         for tag, value in tags.items():
-            pipe.hset(self.keys.vm(host), f"tag:{tag}", value)
-            pipe.hset(self.keys.tag_stats(day), f"{host}:{tag}", value)
-        await pipe.execute()
+            commands += [("HSET", self.keys.vm(host), f"tag:{tag}", value),
+                         ("HSET", self.keys.tag_stats(day), f"{host}:{tag}", value)]
+        if commands:
+            await self._write(*commands)
 
     async def queue_task(self, queue_key: str, host: str, argument: str) -> None:
-        await self.redis.sadd(queue_key, f"{host}:{argument}")
+        await self._write(("SADD", queue_key, f"{host}:{argument}"))
 
     async def record_stat(self, key: str, field: str, seconds: float) -> None:
         await self.redis.hset(key, field, f"{seconds:.2f}")
@@ -241,8 +293,7 @@ class Inventory:
 
     async def create_token(self, user: str) -> str:
         token = new_token()
-        await self.redis.hset(self.keys.token(token),
-                              mapping={"user": user, "created": clock.stamp()})
+        await self._write(("HSET", self.keys.token(token), "user", user, "created", clock.stamp()))
         return token
 
     async def token(self, token: str) -> dict[str, str]:
@@ -258,7 +309,7 @@ class Inventory:
         return {key[start:]: dict(data) for key, data in zip(names, await pipe.execute(), strict=True) if data}
 
     async def delete_token(self, token: str) -> bool:
-        return bool(await self.redis.delete(self.keys.token(token)))
+        return bool((await self._write(("DEL", self.keys.token(token))))[0])
 
     async def touch_token(self, token: str, now: str | None = None) -> str | None:
         """Stamp a token's `last` use and return its user; None when the token does not exist."""

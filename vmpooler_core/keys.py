@@ -145,3 +145,8 @@ class Keys:
         """Set of the hosts checked out with `token` and still running: the per-token cap counts it.
         Kept by the scripts (checkout, return, move, forget); built in Lua as `<prefix>__held__<token>`."""
         return self._k("held", token)
+
+    def replicas(self) -> str:
+        """String "<replication id> <ip:port> ...": the replicas a primary must still have before a script
+        may change anything (lua/fence.lua builds it as `<prefix>__replicas`)."""
+        return self._k("replicas")

@@ -17,6 +17,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from . import primary
 from .config import RedisSettings, Secret
 
 
@@ -43,7 +44,8 @@ def _retry(redis_class: type[redis.Redis] | type[aioredis.Redis]) -> Any:
 
 
 def _client(redis_class: type[redis.Redis] | type[aioredis.Redis], sentinel_class: Any, settings: RedisSettings,
-            max_connections: int, connect_timeout: float | None, options: dict[str, Any]) -> Any:
+            max_connections: int, connect_timeout: float | None, options: dict[str, Any],
+            pool_class: Any = None) -> Any:
     """A client of `redis_class` (redis-py's blocking and asyncio families take the same arguments)."""
     common: dict[str, Any] = {
         "retry": _retry(redis_class),
@@ -66,7 +68,9 @@ def _client(redis_class: type[redis.Redis] | type[aioredis.Redis], sentinel_clas
             **({"ssl": True, **_tls(settings)} if settings.ssl else {}),
         }, db=settings.db, ssl=settings.ssl, **common)
         assert settings.master is not None  # the loader requires it with sentinels
-        return sentinel.master_for(settings.master, redis_class=redis_class, max_connections=max_connections)
+        # The pool follows the primary through a failover (primary.py).
+        return sentinel.master_for(settings.master, redis_class=redis_class, max_connections=max_connections,
+                                   connection_pool_class=pool_class)
     if settings.url:
         # What the url says wins over these arguments (redis-py's rule), its password too; the loader
         # has made `db` agree with the url's.
@@ -90,13 +94,13 @@ def connect(settings: RedisSettings, *, max_connections: int = 64,
     `options` are redis-py client arguments that replace the defaults (decode_responses, the timeouts,
     health_check_interval, retry), for a front end with a policy of its own (the API bounds each whole request
     instead, and retries differently)."""
-    return cast(aioredis.Redis, _client(aioredis.Redis, aioredis.Sentinel, settings, max_connections,
-                                        connect_timeout, options))
+    return cast(aioredis.Redis, _client(aioredis.Redis, primary.Sentinels, settings, max_connections,
+                                        connect_timeout, options, primary.FollowingPool))
 
 
 def connect_blocking(settings: RedisSettings, *, max_connections: int = 32,
                      connect_timeout: float | None = None, **options: Any) -> redis.Redis:
     """The blocking twin of `connect`, with the same defaults and the same meaning of its arguments
     (`options` are then arguments of redis-py's blocking client: its own `Retry`, for one)."""
-    return cast(redis.Redis, _client(redis.Redis, redis.Sentinel, settings, max_connections, connect_timeout,
-                                     options))
+    return cast(redis.Redis, _client(redis.Redis, primary.BlockingSentinels, settings, max_connections,
+                                     connect_timeout, options, primary.BlockingFollowingPool))

@@ -108,7 +108,8 @@ class RedisBackend:
         # One event loop for the whole run: the client's connections belong to it.
         self._runner = asyncio.Runner()
         self._client = connect(redis, max_connections=4, connect_timeout=connect_timeout)
-        self.inventory = Inventory(self._client, data_ttl_hours=config.redis.data_ttl)
+        self.inventory = Inventory(self._client, data_ttl_hours=config.redis.data_ttl,
+                                   durability=config.redis.durability)
         self._checkout = Checkout(config, self.inventory, NullMetrics())
         self.access = Access(config, self.inventory)
         self._client_name = f"cli:{local_user()}"

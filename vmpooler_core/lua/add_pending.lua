@@ -1,3 +1,4 @@
+#!lua
 -- Record a clone about to start: the VM enters `pending` before the provider is called, so a crash
 -- mid-clone leaves a Redis record that reconciliation can match against the inventory.
 --

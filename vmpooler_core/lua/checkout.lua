@@ -1,3 +1,4 @@
+#!lua
 -- Check out the VMs of one request, all or nothing, in one atomic step.
 --
 -- Key names are built from the prefix (as keys.py builds them: <prefix>__<kind>__<name>) because the

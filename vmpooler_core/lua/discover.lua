@@ -1,3 +1,4 @@
+#!lua
 -- Mark VMs found in a pool's folder that Redis does not know: they go to `discovered`, from where the
 -- manager completes (destroys) them on a later pass unless they turned up in another set meanwhile.
 -- The manager passes only VMs it may destroy: those carrying this pooler's mark (or no mark, with

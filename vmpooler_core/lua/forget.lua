@@ -1,3 +1,4 @@
+#!lua
 -- A VM is gone from the provider (destroyed, or vanished): take it out of every set of its pool (and of
 -- its token's held set, see checkout.lua) and keep its hash for data_ttl seconds as history.
 --

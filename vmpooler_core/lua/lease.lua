@@ -1,3 +1,4 @@
+#!lua
 -- Per-pool leases: each pool is worked by one manager at a time. A lease is a string holding the
 -- manager's id, with an expiry, so a manager that dies loses its pools within that time.
 --

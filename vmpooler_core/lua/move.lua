@@ -1,3 +1,4 @@
+#!lua
 -- Move one VM between two of its pool's state sets, and stamp its hash, in one atomic step.
 -- Used by the manager for every lifecycle transition (pending -> ready, ready -> completed, ...).
 --

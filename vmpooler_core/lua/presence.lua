@@ -1,3 +1,4 @@
+#!lua
 -- A manager's heartbeat, and the clone counter of /status kept exact across managers that come and go.
 --
 -- ARGV[1] prefix  ARGV[2] manager id  ARGV[3] now (epoch seconds)  ARGV[4] seconds after which a silent

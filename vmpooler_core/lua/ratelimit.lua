@@ -1,3 +1,4 @@
+#!lua
 -- Count one request against its rate-limit bucket (the GCRA of gcra.lua, put in front of this file),
 -- for the requests whose own work is not a script that does it (checkout.lua and return.lua do).
 --

@@ -1,3 +1,4 @@
+#!lua
 -- Return a checked-out VM: running -> completed, in one atomic step.
 --
 -- ARGV[1] prefix   ARGV[2] host   ARGV[3] caller's token ("" = none)

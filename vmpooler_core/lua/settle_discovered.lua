@@ -1,3 +1,4 @@
+#!lua
 -- Second look at discovered VMs (a pass after they were found): a VM that meanwhile turned up in another
 -- set of its pool only leaves `discovered`; every other one moves to `completed`, to be destroyed.
 --

@@ -1,3 +1,4 @@
+#!lua
 -- Record the VMs of a pool's folder that Redis does not know and that this pooler leaves alone: another
 -- pooler's (a mark that is not ours), or unmarked ones without `purge_unconfigured`. The hash
 -- `<prefix>__spared__<pool>` (host -> mark, '' for none) remembers them, so that each is reported once,

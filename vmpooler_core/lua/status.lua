@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- Everything /status needs, in one round trip, computed inside Redis so the API's own work does not
 -- grow with the number of VMs or of boots recorded today.
 --

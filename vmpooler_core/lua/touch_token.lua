@@ -1,3 +1,4 @@
+#!lua
 -- Use a token: when it exists, stamp its `last` field and return its user; otherwise nothing.
 --
 -- One script so a token revoked by another client between "does it exist" and "stamp it" is never

@@ -18,8 +18,9 @@ from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from vmpooler_core import auth, redis_faults
+from vmpooler_core import auth, redis_faults, scripts
 from vmpooler_core.config import Config
+from vmpooler_core.errors import ConfigError
 from vmpooler_core.metrics import Metrics, from_settings
 from vmpooler_core.redis_client import connect
 from vmpoolerd.prometheus import Registry
@@ -50,10 +51,13 @@ def default_deadline(config: Config) -> float:
 
 
 async def _probe(client: aioredis.Redis, config: Config) -> None:
-    """Say at start-up when Redis is not there; requests answer 503 until it is, then recover."""
+    """Say at start-up when Redis is not there; requests answer 503 until it is, then recover. Refuse to
+    start on a Redis that cannot honour `durability` (when it is reachable to be asked; otherwise each
+    checkout says why, with a 503)."""
     try:
         async with asyncio.timeout(min(2.0, default_deadline(config))):
             await client.ping()
+            unsupported = await scripts.durability_unsupported(client, config.redis.durability)
     except (redis_errors.RedisError, OSError, TimeoutError) as err:
         fault = redis_faults.explain(err, config.redis)
         if fault is None or fault.kind == "unreachable":
@@ -61,6 +65,10 @@ async def _probe(client: aioredis.Redis, config: Config) -> None:
                         config.redis.describe(), type(err).__name__)
         else:  # there, but refusing us: say why, and which setting to fix
             log.warning("redis at %s: %s; answering 503 until it is fixed", config.redis.describe(), fault.logged())
+        return
+    if unsupported is not None:
+        log.error("%s", unsupported)
+        raise ConfigError(unsupported, key="redis.durability")
 
 
 def create_app(config: Config, redis: aioredis.Redis | None = None, metrics: Metrics | None = None, *,

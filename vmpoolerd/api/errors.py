@@ -90,6 +90,16 @@ class OutageLog:
         self.last, self.unreported, self.state = now, 0, state
 
 
+# A Redis outage or failover: worth retrying in a second (a Sentinel failover ends within about that).
+RETRY_SOON = {"Retry-After": "1"}
+
+
+def _retry(exc: VmpoolerError) -> dict[str, str] | None:
+    """Retry-After for an error that says when to try again (the failover's, vmpooler_core.primary)."""
+    after = getattr(exc, "retry_after", None)
+    return {"Retry-After": str(after)} if isinstance(exc, BackendUnavailable) and after is not None else None
+
+
 def rate_limited(exc: RateLimited) -> JSONResponse:
     """429 in the original's shape (its headers, its body fields, with our `reason`)."""
     headers = {"Retry-After": str(exc.retry_after), "X-RateLimit-Limit": str(exc.limit),
@@ -113,7 +123,7 @@ def from_exception(exc: BaseException, outages: OutageLog) -> JSONResponse | Non
     if isinstance(exc, VmpoolerError):
         for kind, status in _STATUS:
             if isinstance(exc, kind):
-                return error_response(status, exc.code, str(exc), AUTH_CHALLENGE if status == 401 else None)
+                return error_response(status, exc.code, str(exc), AUTH_CHALLENGE if status == 401 else _retry(exc))
     if isinstance(exc, BodyTooLarge):
         return body_too_large()
     fault = redis_faults.explain(exc, outages.redis)
@@ -121,7 +131,7 @@ def from_exception(exc: BaseException, outages: OutageLog) -> JSONResponse | Non
         # Redis unreachable, or reachable and unwilling (credentials, ACL, READONLY, NOREPLICAS, OOM,
         # LOADING, BUSY, ...): not the request's fault, and the reason names the setting to fix.
         outages.note(fault.logged(), fault.kind)
-        return error_response(503, ErrorCode.BACKEND_UNAVAILABLE, fault.reason)
+        return error_response(503, ErrorCode.BACKEND_UNAVAILABLE, fault.reason, RETRY_SOON)
     if isinstance(exc, TimeoutError):
         # The request's deadline passed: Redis (or, for Basic credentials, LDAP) did not answer in time.
         outages.note("no answer before the request's deadline")

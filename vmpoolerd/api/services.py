@@ -47,7 +47,7 @@ class Services:
     def build(cls, config: Config, redis: aioredis.Redis, metrics: Metrics,
               authenticator: Authenticator | None, deadline: float,
               prometheus: Registry | None = None) -> Services:
-        inventory = Inventory(redis, Keys(), config.redis.data_ttl)
+        inventory = Inventory(redis, Keys(), config.redis.data_ttl, config.redis.durability)
         limiter = Limiter(config.rate_limits, inventory, config.auth_enabled) if config.rate_limits.enabled else None
         return cls(config, redis, inventory, Checkout(config, inventory, metrics), Access(config, inventory),
                    metrics, authenticator, Deadlines(deadline), OutageLog(redis=config.redis), prometheus,

@@ -1,0 +1,16 @@
+#!lua
+-- The API's plain writes (a token made or revoked, a VM's lifetime or tags, a disk or snapshot task
+-- queued) as one script, so that the fence (fence.lua, put in front) guards them as it guards the state
+-- changes: a former primary must not answer a write that it is about to throw away.
+--
+-- ARGV[1] prefix   then each command: the number of its words, then its words (the command first)
+--
+-- Returns the reply of each command.
+local replies = {}
+local i = 2
+while i <= #ARGV do
+  local words = tonumber(ARGV[i])
+  replies[#replies + 1] = redis.call(unpack(ARGV, i + 1, i + words))
+  i = i + words + 1
+end
+return replies
