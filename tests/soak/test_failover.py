@@ -4,8 +4,9 @@
 
 - A planned failover: no acknowledged checkout lost, no VM handed out twice, no 500, in every mode
   (report 1: before, 93 checkouts were lost and 16 VMs handed out twice).
-- A killed primary: without durability a checkout answered in the instant before the kill may be lost
-  (asynchronous replication): the figures are printed, not asserted; with `durability: replica` none.
+- A killed primary: with `durability: none` a checkout answered without a slow replica's confirmation
+  in the instant before the kill may be lost (asynchronous replication): the figures are printed, not
+  asserted; with `durability: replica`, none.
 - min-replicas-to-write on the servers (report 2): 503s while the primary lacks its replica, never 500.
 """
 
