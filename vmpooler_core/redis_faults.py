@@ -21,6 +21,7 @@ from redis.asyncio.sentinel import MasterNotFoundError as AsyncMasterNotFound
 from redis.sentinel import MasterNotFoundError
 
 from .config import RedisSettings
+from .errors import BackendUnavailable
 from .keys import Keys
 
 LEAST_ACL = "the least ACL is in the README, section 'Redis ACL'"
@@ -197,6 +198,17 @@ def explain(err: BaseException, settings: RedisSettings, *, url_setting: str = "
         return _sentinels(err, settings)
     if isinstance(err, errors.AuthenticationError):
         return _authentication(err, settings, url_setting)
+    if isinstance(err, BackendUnavailable):
+        # Our own word for a Redis that cannot take a change now (primary.py): explained from what Redis
+        # said when it said something (NOREPLICAS), else its message says why (a failover under way).
+        if isinstance(err.__cause__, errors.RedisError):
+            return explain(err.__cause__, settings, url_setting=url_setting)
+        return Fault("failover", str(err))
+    if isinstance(err, errors.ExecAbortError):
+        # A transaction Redis refused as a whole: the refusal of one of its commands (NOREPLICAS, OOM, an
+        # ACL rule) comes back as this, without the reason.
+        return Fault("refused", "redis refused a transaction (it refuses writes, or a command of it: see "
+                     "its log or ACL LOG)", _short(err))
     if isinstance(err, errors.BusyLoadingError):
         return Fault("loading", "redis is loading its data set into memory (after a restart)", _short(err))
     if isinstance(err, errors.ResponseError):

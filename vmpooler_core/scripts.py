@@ -161,7 +161,8 @@ class _Rules:
                     continue
                 if text.startswith(("FENCED ", "NOREPLICAS")):
                     await primary.follow(self._client)
-                    raise FailingOver(f"redis refuses writes: {_refusal(text)}") from None
+                    # The refusal stays the cause: redis_faults explains it (and names the setting) from there.
+                    raise FailingOver(f"redis refuses writes: {_refusal(text)}") from err
                 raise
 
     def _unflag(self) -> None:

@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+from redis import exceptions as redis_errors
 from starlette.responses import JSONResponse
 
 from vmpooler_core import redis_faults
@@ -120,7 +121,9 @@ def from_exception(exc: BaseException, outages: OutageLog) -> JSONResponse | Non
         # 403, not 429: waiting does not help, returning VMs does; and a client that retries every 429
         # by itself must not loop on this.
         return error_response(403, exc.code, str(exc), held=exc.held, limit=exc.cap)
-    if isinstance(exc, VmpoolerError):
+    # A BackendUnavailable that Redis caused (NOREPLICAS under the failover code) is answered as that
+    # Redis fault below: its reason names the setting, and the outage is logged once.
+    if isinstance(exc, VmpoolerError) and not isinstance(exc.__cause__, redis_errors.RedisError):
         for kind, status in _STATUS:
             if isinstance(exc, kind):
                 return error_response(status, exc.code, str(exc), AUTH_CHALLENGE if status == 401 else _retry(exc))
