@@ -78,6 +78,11 @@ class SentinelGroup:
         self.replica.start()
         redis.Redis(port=self.replica.port, password=self.password, **self._tls_args()).replicaof(  # type: ignore[arg-type]
             "127.0.0.1", self.master.port)
+        # The replica online at the primary before the sentinel starts: the sentinel's first look at the
+        # primary then finds it, rather than one of its 10 s refreshes later.
+        master = redis.Redis(port=self.master.port, password=self.password, **self._tls_args())  # type: ignore[arg-type]
+        _wait(lambda: "online" in str(master.info("replication").get("slave0", "")), 20, "replica online")
+        master.close()
         workdir = Path(tempfile.mkdtemp(prefix="vmpooler-sentinel-"))
         conf = workdir / "sentinel.conf"
         listen = [f"port {self.port}"]
@@ -93,7 +98,7 @@ class SentinelGroup:
         lines += [f"user {user}" for user in self.sentinel_users]
         conf.write_text("\n".join(lines) + "\n")
         self.proc = subprocess.Popen([binary, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait(lambda: self.admin().sentinel_master("vmp")["num-slaves"] >= 1, 20, "sentinel sees replica")
+        _wait(lambda: self.admin().sentinel_master("vmp")["num-slaves"] >= 1, 40, "sentinel sees replica")
         return self
 
     def admin(self) -> redis.Redis:
