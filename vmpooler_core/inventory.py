@@ -51,11 +51,18 @@ class Inventory:
         return await self._scripts.run(name, [self.keys.prefix, *args], durable)
 
     async def _write(self, *commands: tuple[str, ...]) -> list[Any]:
-        """Plain writes the API answers for, behind the fence (lua/write.lua); the reply of each."""
+        """Plain writes, behind the fence (lua/write.lua), in one round trip; the reply of each. Every
+        write goes through a script, the manager's bookkeeping too: a former primary that is about to be
+        demoted must not accept a write it will throw away (a queued task taken twice, a pooler id
+        claimed twice)."""
         words: list[str] = []
         for command in commands:
             words += [str(len(command)), *command]
         return list(await self._run("write", *words))
+
+    async def write(self, *commands: tuple[str, ...]) -> list[Any]:
+        """`_write` for the manager's modules that keep keys of their own (the provider health reports)."""
+        return await self._write(*commands)
 
     # Transitions ---------------------------------------------------------------------------------
 
@@ -151,10 +158,8 @@ class Inventory:
     async def claim_pooler_id(self, candidate: str) -> str:
         """The pooler id stored in Redis, `candidate` stored first when there is none (one transaction),
         so every manager on this Redis gets the same."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(self.keys.pooler_id(), candidate, nx=True)
-        pipe.get(self.keys.pooler_id())
-        _, stored = await pipe.execute()
+        key = self.keys.pooler_id()
+        _, stored = await self._write(("SET", key, candidate, "NX"), ("GET", key))
         return str(stored)
 
     # The manager's fill, coordination and statistics ---------------------------------------------
@@ -200,19 +205,16 @@ class Inventory:
 
     async def record_clone(self, pool: str, host: str, seconds: float, date: str | None = None) -> None:
         """The VM's `clone_time` and the day's clone statistics, in one transaction."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.keys.vm(host), "clone_time", f"{seconds:.2f}")
-        pipe.hset(self.keys.clone_stats(date or clock.today()), f"{pool}:{host}", f"{seconds:.2f}")
-        await pipe.execute()
+        await self._write(("HSET", self.keys.vm(host), "clone_time", f"{seconds:.2f}"),
+                          ("HSET", self.keys.clone_stats(date or clock.today()), f"{pool}:{host}", f"{seconds:.2f}"))
 
     async def record_boot(self, pool: str, host: str, seconds: float, date: str | None = None) -> None:
         await self.record_stat(self.keys.boot_stats(date or clock.today()), f"{pool}:{host}", seconds)
 
     async def mark_empty(self, pool: str, empty: bool) -> bool:
         """Set or clear the pool's empty marker; True when that changed it (so it is logged once)."""
-        if empty:
-            return bool(await self.redis.set(self.keys.empty(pool), "true", nx=True))
-        return bool(await self.redis.delete(self.keys.empty(pool)))
+        command = ("SET", self.keys.empty(pool), "true", "NX") if empty else ("DEL", self.keys.empty(pool))
+        return bool((await self._write(command))[0])
 
     async def pop_tasks(self, queue_key: str, count: int) -> list[str]:
         """Up to `count` "<host>:<argument>" tasks from a disk/snapshot/revert queue."""
@@ -223,19 +225,16 @@ class Inventory:
         """One field on many VM hashes (e.g. the `check` stamp of every VM a pass re-checked)."""
         if not hosts:
             return
-        pipe = self.redis.pipeline(transaction=False)
-        for host in hosts:
-            pipe.hset(self.keys.vm(host), field, value)
-        await pipe.execute()
+        await self._write(*(("HSET", self.keys.vm(host), field, value) for host in hosts))
 
     async def start_lifetime(self, pool: str, host: str, stamp: str) -> None:
         """Give a running VM with no checkout time one (HSETNX: a real one is never overwritten)."""
-        await self.redis.hsetnx(self.keys.active(pool), host, stamp)
+        await self._write(("HSETNX", self.keys.active(pool), host, stamp))
 
     async def register_pools(self, pools: Iterable[str]) -> None:
         names = list(pools)
         if names:
-            await self.redis.sadd(self.keys.pools(), *names)
+            await self._write(("SADD", self.keys.pools(), *names))
 
     # Reads ---------------------------------------------------------------------------------------
 
@@ -287,7 +286,7 @@ class Inventory:
         await self._write(("SADD", queue_key, f"{host}:{argument}"))
 
     async def record_stat(self, key: str, field: str, seconds: float) -> None:
-        await self.redis.hset(key, field, f"{seconds:.2f}")
+        await self._write(("HSET", key, field, f"{seconds:.2f}"))
 
     # Tokens --------------------------------------------------------------------------------------
 

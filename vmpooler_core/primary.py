@@ -11,8 +11,8 @@ accepts writes for some 10 s more, until Sentinel turns it into a replica and th
   after reconfiguring the other replicas, seconds later with several);
 - `FollowingPool` and `BlockingFollowingPool` subscribe to `+switch-master` on every sentinel and drop
   every connection, in use or not, as soon as one announces that the primary moved (reconnecting
-  asks the sentinels again). `FollowingPool` acts once per configuration, and a connection made from
-  an answer older than the last move asks again;
+  asks the sentinels again). Both act once per configuration (config epoch), and a connection made
+  from an answer older than the last move asks again;
 - `Sentinels.failover_under_way` answers the scripts' fence (lua/fence.lua): a primary that lost a
   replica is either being replaced (answer 503 and follow) or merely lost a replica (carry on).
 A READONLY answer (the old primary turned into a replica) already makes redis-py drop that connection
@@ -176,7 +176,8 @@ class Sentinels(aioredis.Sentinel):
 class BlockingSentinels(redis.Sentinel):
     """The blocking twin of `Sentinels` (for the providers' threads): the newest configuration wins."""
 
-    def discover_master(self, service_name: str) -> Any:
+    def discover(self, service_name: str) -> tuple[tuple[str, int], int]:
+        """The primary's address and the config epoch of the configuration that names it."""
         states, errors = [], []
         for sentinel in self.sentinels:
             try:
@@ -187,7 +188,10 @@ class BlockingSentinels(redis.Sentinel):
         best = _best(states, service_name, self.check_master_state)
         if best is None:
             raise MasterNotFoundError(_not_found(service_name, errors))
-        return best["ip"], best["port"]
+        return (best["ip"], int(best["port"])), int(best.get("config-epoch", 0))
+
+    def discover_master(self, service_name: str) -> Any:
+        return self.discover(service_name)[0]
 
 
 def _announced(message: Any, service_name: str) -> tuple[str, int] | None:
@@ -295,7 +299,7 @@ class BlockingFollowingPool(BlockingSentinelConnectionPool):
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
-        self._moved_to: tuple[str, int] | None = None
+        self._epoch = -1  # the config epoch of the last move acted on
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         if not self._threads:
@@ -317,10 +321,9 @@ class BlockingFollowingPool(BlockingSentinelConnectionPool):
                     pubsub.subscribe(SWITCH)
                     failing = False
                     while not self._stopping.is_set():
-                        address = _announced(pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0),
-                                             self.service_name)
-                        if address is not None:
-                            self._moved(address)
+                        message = pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                        if _announced(message, self.service_name) is not None:
+                            self.follow()
             except (redis.exceptions.RedisError, OSError) as err:
                 if not failing:
                     log.warning("cannot listen to sentinel %s for %s (%s); retrying every %.0f s",
@@ -328,15 +331,36 @@ class BlockingFollowingPool(BlockingSentinelConnectionPool):
                     failing = True
                 self._stopping.wait(_RESUBSCRIBE)
 
-    def _moved(self, address: tuple[str, int]) -> None:
+    def get_master_address(self) -> Any:
+        if not isinstance(self.sentinel_manager, BlockingSentinels):
+            return super().get_master_address()  # type: ignore[no-untyped-call]
+        for _ in range(3):  # an answer older than the last move acted on: ask again
+            address, epoch = self.sentinel_manager.discover(self.service_name)
+            if epoch >= self._epoch:
+                break
+        if self.proxy.master_address != address:  # as redis-py's: idle connections to the former primary go
+            self.proxy.master_address = address
+            BlockingSentinelConnectionPool.disconnect(self, inuse_connections=False)
+        return address
+
+    def follow(self) -> None:
+        """Ask the sentinels now; drop every connection when their configuration is newer than the last
+        one acted on (each move once, whichever sentinel announced it first)."""
+        if not isinstance(self.sentinel_manager, BlockingSentinels):
+            return
+        try:
+            address, epoch = self.sentinel_manager.discover(self.service_name)
+        except redis.exceptions.RedisError:
+            return
         with self._start_lock:
-            if address == self._moved_to:
+            if epoch <= self._epoch:
                 return
-            self._moved_to = address
-        self.proxy.master_address = None
+            self._epoch = epoch
+            old, self.proxy.master_address = self.proxy.master_address, None
         BlockingSentinelConnectionPool.disconnect(self, inuse_connections=True)
-        log.warning("redis primary of %s moved to %s (a sentinel announced it): every connection of the "
-                    "blocking client dropped", self.service_name, _where(address))
+        if old is not None and tuple(old) != address:
+            log.warning("redis primary of %s is %s (config epoch %d; it was %s): every connection of the "
+                        "blocking client dropped", self.service_name, _where(address), epoch, _where(old))
 
     def disconnect(self, inuse_connections: bool = True) -> None:
         if inuse_connections:
@@ -369,6 +393,14 @@ async def replacing(client: aioredis.Redis, address: tuple[str, int]) -> Verdict
         return None
     manager = pool.sentinel_manager
     return await manager.replacing(pool.service_name, address) if isinstance(manager, Sentinels) else None
+
+
+def follow_blocking(client: redis.Redis) -> None:
+    """`follow` for the blocking client (never forced: it cannot tell a failover from a replica that left,
+    and leaves that to the asyncio clients' fence, see blocking_writes.py)."""
+    pool = client.connection_pool
+    if isinstance(pool, BlockingFollowingPool):
+        pool.follow()
 
 
 async def follow(client: aioredis.Redis, force: bool = False) -> None:

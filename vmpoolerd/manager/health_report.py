@@ -117,18 +117,21 @@ class HealthReport:
             return
         reports = self._reports(set(held), now)
         keys = self.inventory.keys
-        pipe = self.inventory.redis.pipeline(transaction=True)
+        writes: list[tuple[str, ...]] = []
         for provider, report in reports.items():
-            pipe.hset(keys.provider_health(provider), self.owner, report.encode())
-            pipe.pexpire(keys.provider_health(provider), self._ttl_ms)
-            pipe.hgetall(keys.provider_health(provider))
-        for provider in self._reported - set(reports):
-            pipe.hdel(keys.provider_health(provider), self.owner)
-        replies = await pipe.execute()
+            writes += [("HSET", keys.provider_health(provider), self.owner, report.encode()),
+                       ("PEXPIRE", keys.provider_health(provider), str(self._ttl_ms))]
+        writes += [("HDEL", keys.provider_health(provider), self.owner) for provider in self._reported - set(reports)]
+        if writes:
+            await self.inventory.write(*writes)
         self._reported = set(reports)
         self._changed = False
         self._published_at = now
-        await self._prune(list(reports), [replies[3 * i + 2] for i in range(len(reports))], now)
+        if reports:
+            pipe = self.inventory.redis.pipeline(transaction=False)
+            for provider in reports:
+                pipe.hgetall(keys.provider_health(provider))
+            await self._prune(list(reports), await pipe.execute(), now)
 
     def _reports(self, held: set[str], now: float) -> dict[str, Report]:
         reports: dict[str, Report] = {}
@@ -145,23 +148,19 @@ class HealthReport:
         """Drop the reports of managers gone for good (each restart is a new manager id), which the
         other managers' refreshes would otherwise keep in the hash for ever."""
         stale_after = self._ttl_ms / 1000
-        pipe = self.inventory.redis.pipeline(transaction=False)
-        dropped = 0
+        dropped: list[tuple[str, ...]] = []
         for provider, fields in zip(providers, hashes, strict=True):
             for owner, raw in fields.items():
                 report = Report.decode(raw)
                 if report is None or now - report.at > stale_after:
-                    pipe.hdel(self.inventory.keys.provider_health(provider), owner)
-                    dropped += 1
+                    dropped.append(("HDEL", self.inventory.keys.provider_health(provider), owner))
         if dropped:
-            await pipe.execute()
+            await self.inventory.write(*dropped)
 
     async def withdraw(self) -> None:
         """This manager stops: its reports go with it (the next manager reports afresh)."""
         if not self._reported:
             return
-        pipe = self.inventory.redis.pipeline(transaction=True)
-        for provider in self._reported:
-            pipe.hdel(self.inventory.keys.provider_health(provider), self.owner)
-        await pipe.execute()
+        await self.inventory.write(*(("HDEL", self.inventory.keys.provider_health(provider), self.owner)
+                                     for provider in self._reported))
         self._reported = set()

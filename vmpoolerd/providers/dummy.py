@@ -30,6 +30,7 @@ from typing import Any, cast
 
 import redis
 
+from vmpooler_core.blocking_writes import BlockingWrites
 from vmpooler_core.config import PoolConfig, ProviderConfig
 from vmpooler_core.keys import Keys
 from vmpooler_core.provider import CloneSpec, ProviderError, ProviderUnavailable, ReadyCheck, VmFacts
@@ -91,6 +92,7 @@ class DummyProvider:
         self.guest_ip: str | None = options.get("guest_ip")
         self.redis = client
         self.keys = keys or Keys()
+        self._write = BlockingWrites(client, self.keys)  # its writes behind the fence, see blocking_writes.py
         self.clock = clock
         self._folders = {name: pool.folder or name for name, pool in pools.items()}
         self._rng = rng or random.Random()
@@ -119,7 +121,7 @@ class DummyProvider:
         return record
 
     def _save(self, pool: str, name: str, record: DummyVm) -> None:
-        self._redis(lambda: self.redis.hset(self._key(pool), name, record.to_json()))
+        self._redis(lambda: self._write(("HSET", self._key(pool), name, record.to_json())))
 
     def _facts(self, name: str, raw: str, now: float) -> VmFacts:
         record = DummyVm.from_json(raw)
@@ -144,8 +146,8 @@ class DummyProvider:
         record = DummyVm(created=now, boots_at=now + self.boot_time, on=True, template=spec.template,
                          broken=self._chance(self.ready_fail_percent), host=spec.target or "dummy-host",
                          pooler_id=spec.pooler_id)
-        created = self._redis(lambda: self.redis.hsetnx(self._key(pool, spec.folder), spec.name,
-                                                        record.to_json()))
+        created, = self._redis(lambda: self._write(("HSETNX", self._key(pool, spec.folder), spec.name,
+                                                    record.to_json())))
         if not created:
             raise ProviderError(f"dummy: a VM named {spec.name} already exists")
 
@@ -153,7 +155,7 @@ class DummyProvider:
         time.sleep(self.destroy_time)
         if self._chance(self.destroy_fail_percent):
             raise ProviderError(f"dummy: injected failure destroying {name}")
-        self._redis(lambda: self.redis.hdel(self._key(pool), name))
+        self._redis(lambda: self._write(("HDEL", self._key(pool), name)))
 
     def snapshot(self, pool: str, name: str, snapshot: str) -> None:
         record = self._load(pool, name)
