@@ -280,6 +280,43 @@ async def test_script_lanes_follow_within_a_second_of_the_switch(group: Group) -
         await client.aclose()
 
 
+async def test_a_readonly_answer_drops_every_connection_to_the_demoted_primary(group: Group) -> None:
+    """"A switch announced by Sentinel, or a READONLY answer, drops every connection to the former primary
+    within a second": here the primary is demoted behind the sentinels' back (no announcement), and the
+    first READONLY that one connection meets drops the client's others too, asyncio and blocking alike.
+    Before, each connection stayed with the former primary until its own next command."""
+    config = _config(group)
+    port = group.primary_port()
+    primary = group.client(port)
+    replica = next(server for server in group.servers if server.port != port)
+    client = connect(config.redis, client_name="readonly-probe")
+    blocking = connect_blocking(config.redis, client_name="readonly-probe")
+    inventory = Inventory(client)
+
+    def ours() -> int:
+        return sum(1 for c in primary.client_list() if c.get("name") == "readonly-probe")
+
+    try:
+        # Several connections to the primary: the script lanes, the pool's, the blocking client's.
+        await asyncio.gather(*(inventory.register_pools([POOL]) for _ in range(4)), client.ping(),
+                             asyncio.to_thread(blocking.ping))
+        held = blocking.connection_pool.get_connection()  # a second blocking connection, in use
+        held.send_command("PING")
+        held.read_response()
+        assert ours() >= 4
+        group.client(replica.port).replicaof("no", "one")
+        primary.replicaof("127.0.0.1", replica.port)
+        with pytest.raises((BackendUnavailable, redis.exceptions.ConnectionError)):
+            await inventory.register_pools([POOL])
+        with pytest.raises(redis.exceptions.ConnectionError):
+            blocking.set("vmpooler__readonly_probe", "x")
+        assert not held.is_connected, "the blocking connection in use was dropped with the others"
+        until(lambda: ours() == 0, 1.0, "every connection of both clients off the demoted primary")
+    finally:
+        blocking.close()
+        await client.aclose()
+
+
 async def _moved(inventory: Inventory) -> bool:
     try:
         return await inventory.move(POOL, "lane-probe", "ready", "completed")

@@ -51,7 +51,10 @@ async def test_a_fenced_primary_refuses_the_managers_and_the_providers_writes_wh
         report = HealthReport(inventory, "manager-1", config)
         try:
             primary = group.client(group.primary_port())
-            await inventory.register_pools([POOL])  # the fence records the replica
+            # The fence records the replica; and enough connections for what follows are made while the
+            # sentinels can still name the primary.
+            await asyncio.gather(*(inventory.register_pools([POOL]) for _ in range(12)),
+                                 *(client.ping() for _ in range(12)))
             assert len(str(primary.get(K.replicas())).split()) == 2
             provider.clone(POOL, CloneSpec(name="vm-before", template="t", folder=POOL))
             assert "vm-before" in provider.list_vms(POOL, None)

@@ -15,8 +15,10 @@ accepts writes for some 10 s more, until Sentinel turns it into a replica and th
   from an answer older than the last move asks again;
 - `Sentinels.failover_under_way` answers the scripts' fence (lua/fence.lua): a primary that lost a
   replica is either being replaced (answer 503 and follow) or merely lost a replica (carry on).
-A READONLY answer (the old primary turned into a replica) already makes redis-py drop that connection
-and reconnect through the sentinels.
+A READONLY answer (the old primary turned into a replica) makes redis-py drop that connection and
+reconnect through the sentinels; the pools here then drop every other connection too, as for an
+announcement (the announcement may have been missed: a sentinel unreachable, or a subscription refused by
+its ACL).
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ from typing import Any
 import redis
 from redis import asyncio as aioredis
 from redis.asyncio.sentinel import MasterNotFoundError as AsyncMasterNotFound
-from redis.asyncio.sentinel import SentinelConnectionPool
+from redis.asyncio.sentinel import SentinelConnectionPool, SentinelManagedConnection, SentinelManagedSSLConnection
 from redis.sentinel import MasterNotFoundError
 from redis.sentinel import SentinelConnectionPool as BlockingSentinelConnectionPool
+from redis.sentinel import SentinelManagedConnection as BlockingManagedConnection
+from redis.sentinel import SentinelManagedSSLConnection as BlockingManagedSSLConnection
 
 from .errors import BackendUnavailable
 
@@ -205,6 +209,29 @@ def _announced(message: Any, service_name: str) -> tuple[str, int] | None:
     return words[3], int(words[4])
 
 
+def _demoted(err: BaseException) -> bool:
+    """Whether `err` is how redis-py's Sentinel connections answer READONLY from what they took for the
+    primary: a ConnectionError raised while handling the ReadOnlyError (that connection is dropped)."""
+    return isinstance(err, redis.exceptions.ConnectionError) and isinstance(err.__context__,
+                                                                          redis.exceptions.ReadOnlyError)
+
+
+class _FollowingConnection(SentinelManagedConnection):
+    """A connection of `FollowingPool` that tells its pool when the primary it talks to was demoted."""
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except redis.exceptions.ConnectionError as err:
+            if _demoted(err):
+                self.connection_pool.demoted()
+            raise
+
+
+class _FollowingSSLConnection(_FollowingConnection, SentinelManagedSSLConnection):
+    pass
+
+
 class FollowingPool(SentinelConnectionPool):
     """redis-py's asyncio Sentinel pool that also listens to the sentinels and drops every connection,
     in use or idle, as soon as one announces a new primary. The listener starts with the first
@@ -215,9 +242,19 @@ class FollowingPool(SentinelConnectionPool):
     connection back to the former primary."""
 
     def __init__(self, service_name: str, sentinel_manager: Any, **kwargs: Any) -> None:
+        ssl = kwargs.pop("ssl", False)
+        kwargs.setdefault("connection_class", _FollowingSSLConnection if ssl else _FollowingConnection)
         super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
         self._listener: asyncio.Task[None] | None = None
         self._epoch = -1  # the config epoch of the last move acted on
+        self._following: asyncio.Task[None] | None = None
+
+    def demoted(self) -> None:
+        """A connection met READONLY: the primary it knew was demoted. Every other connection goes too,
+        at once (one look at the sentinels at a time)."""
+        if self._following is None or self._following.done():
+            self._following = asyncio.get_running_loop().create_task(self.follow(force=True),
+                                                                      name="follow the demoted primary")
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         if self._listener is None or self._listener.done():
@@ -290,11 +327,30 @@ class FollowingPool(SentinelConnectionPool):
             self._listener = None
 
 
+class _BlockingFollowingConnection(BlockingManagedConnection):
+    """The blocking twin of `_FollowingConnection` (its pool is reached through redis-py's pool proxy)."""
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)
+        except redis.exceptions.ConnectionError as err:
+            pool = getattr(self.connection_pool, "connection_pool_ref", lambda: None)()
+            if _demoted(err) and isinstance(pool, BlockingFollowingPool):
+                pool.follow(force=True)
+            raise
+
+
+class _BlockingFollowingSSLConnection(_BlockingFollowingConnection, BlockingManagedSSLConnection):
+    pass
+
+
 class BlockingFollowingPool(BlockingSentinelConnectionPool):
     """The blocking twin of `FollowingPool`: a daemon thread per sentinel listens, started with the
     first connection asked for and stopped when the pool is closed."""
 
     def __init__(self, service_name: str, sentinel_manager: Any, **kwargs: Any) -> None:
+        ssl = kwargs.pop("ssl", False)
+        kwargs.setdefault("connection_class", _BlockingFollowingSSLConnection if ssl else _BlockingFollowingConnection)
         super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -343,9 +399,10 @@ class BlockingFollowingPool(BlockingSentinelConnectionPool):
             BlockingSentinelConnectionPool.disconnect(self, inuse_connections=False)
         return address
 
-    def follow(self) -> None:
+    def follow(self, force: bool = False) -> None:
         """Ask the sentinels now; drop every connection when their configuration is newer than the last
-        one acted on (each move once, whichever sentinel announced it first)."""
+        one acted on (each move once, whichever sentinel announced it first), or when `force` (a
+        connection met READONLY)."""
         if not isinstance(self.sentinel_manager, BlockingSentinels):
             return
         try:
@@ -353,9 +410,9 @@ class BlockingFollowingPool(BlockingSentinelConnectionPool):
         except redis.exceptions.RedisError:
             return
         with self._start_lock:
-            if epoch <= self._epoch:
+            if epoch <= self._epoch and not force:
                 return
-            self._epoch = epoch
+            self._epoch = max(self._epoch, epoch)
             old, self.proxy.master_address = self.proxy.master_address, None
         BlockingSentinelConnectionPool.disconnect(self, inuse_connections=True)
         if old is not None and tuple(old) != address:
