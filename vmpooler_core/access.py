@@ -50,7 +50,10 @@ class Access:
     def _owner(self, vm: Mapping[str, str], token: str | None) -> None:
         owner = vm.get("token:token")
         if self.enabled and owner and not vms.same_token(owner, token):
-            raise Unauthorized("this VM was checked out with another token")
+            # "another token" only when one was sent: without one, saying so would send people hunting
+            # for a token they never used.
+            raise Unauthorized("this VM was checked out with another token" if token else
+                               "this VM was checked out with a token, and none was sent")
 
     def _user(self, vm: Mapping[str, str], token: str | None, checked: str | None) -> str | None:
         """For the audit log: the user of the token a request was made with. `checked` when the token
