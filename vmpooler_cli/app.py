@@ -13,15 +13,16 @@ from typing import Any
 import click
 
 from . import __version__
-from .commands import pools, tokens, vms
+from .commands import held, passwords, pools, ssh, tokens, vms
 from .context import Run
 from .exit_codes import HELP as EXIT_HELP
 from .exit_codes import ExitCode
+from .shapes import ERROR
 
 EPILOG = f"""\b
 Settings: options > environment (VMPOOLER_URL, VMPOOLER_REDIS_URL, VMPOOLER_REDIS_FROM_CONFIG,
-VMPOOLER_CONFIG, VMPOOLER_TOKEN, VMPOOLER_USER, VMPOOLER_TIMEOUT) > ~/.config/vmpooler/cli.yaml >
-defaults.
+VMPOOLER_CONFIG, VMPOOLER_TOKEN, VMPOOLER_USER, VMPOOLER_TIMEOUT) > ~/.config/vmpooler/cli.yaml (its
+profile from --profile or VMPOOLER_PROFILE, over its top level) > defaults.
 
 \b
 Shell completion (pool names and aliases too):
@@ -51,36 +52,50 @@ class VmpoolerGroup(click.Group):
 
     def _run(self, run: Run, args: Sequence[str] | None, prog_name: str, complete_var: str | None,
              extra: dict[str, Any]) -> int:
-        from .errors import classify
+        from .errors import classify, error_word
         from .render import error_line
 
+        argv = list(sys.argv[1:] if args is None else args)
         try:
-            result = super().main(args, prog_name, complete_var, standalone_mode=False, obj=run, **extra)
+            result = super().main(argv, prog_name, complete_var, standalone_mode=False, obj=run, **extra)
             # Without standalone mode click returns ctx.exit()'s code, or the command's own value.
             return result if isinstance(result, int) else ExitCode.OK
         except click.ClickException as err:
             err.show()
-            return err.exit_code
+            code = ExitCode.USAGE if err.exit_code == ExitCode.USAGE else ExitCode.ERROR
+            return self._json_error(run, argv, err.format_message(), code.name.lower(), err.exit_code)
         except click.Abort as err:
             if isinstance(err.__context__, KeyboardInterrupt) or isinstance(err.__cause__, KeyboardInterrupt):
-                return ExitCode.INTERRUPTED
-            error_line("no input (a password prompt needs a terminal, or set VMPOOLER_PASSWORD)")
-            return ExitCode.ERROR
+                return self._json_error(run, argv, "interrupted", "interrupted", ExitCode.INTERRUPTED)
+            message = "no input (a password prompt needs a terminal, or set VMPOOLER_PASSWORD)"
+            error_line(message)
+            return self._json_error(run, argv, message, "error", ExitCode.ERROR)
         except KeyboardInterrupt:
             click.echo(err=True)
-            return ExitCode.INTERRUPTED
+            return self._json_error(run, argv, "interrupted", "interrupted", ExitCode.INTERRUPTED)
         except Exception as err:  # the one place every failure becomes an exit code
             code, message = classify(err)
             if run.debug:
                 traceback.print_exc()
             error_line(message)
-            return code
+            return self._json_error(run, argv, message, error_word(err, code), code)
         finally:
             run.close()
 
+    @staticmethod
+    def _json_error(run: Run, argv: list[str], reason: str, word: str, code: int) -> int:
+        """With --json, every failure is also one JSON object on stdout (the stderr line stays, for people).
+        A usage error may come before click has read --json, so the command line is looked at too."""
+        options = argv[: argv.index("--")] if "--" in argv else argv
+        if run.json or "--json" in options:
+            import json
+
+            click.echo(json.dumps({"ok": False, "reason": reason, "code": word, "exit": int(code)}, indent=2))
+        return code
+
 
 @click.group(cls=VmpoolerGroup, name="vmpooler", epilog=EPILOG,
-             commands=[*vms.COMMANDS, *pools.COMMANDS, tokens.token],
+             commands=[*vms.COMMANDS, held.mine, ssh.ssh, *pools.COMMANDS, tokens.token, passwords.hash_password],
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--api", "url", metavar="URL",
               help="API server (vmpoolerd or the original vmpooler) [env VMPOOLER_URL; default "
@@ -91,18 +106,24 @@ class VmpoolerGroup(click.Group):
               help="Work directly on the Redis of the config's `redis:` section, as the daemon does (Sentinel, "
                    "ACL user, TLS, unix socket) [env VMPOOLER_REDIS_FROM_CONFIG].")
 @click.option("--config", metavar="FILE",
-              help="vmpooler config with the pools and aliases; needed with --redis and --redis-from-config "
+              help="vmpooler config with the pools and aliases; needed with --redis and --redis-from-config. "
+                   "Alone (no server named anywhere), it means the config's own Redis, as the daemon uses it "
                    "[env VMPOOLER_CONFIG].")
 @click.option("--token", metavar="TOKEN", help="Auth token, sent as X-AUTH-TOKEN [env VMPOOLER_TOKEN].")
+@click.option("--profile", metavar="NAME",
+              help="Use the settings file's profile NAME (its `profiles:`), e.g. one per server [env "
+                   "VMPOOLER_PROFILE].")
 @click.option("--timeout", metavar="SECONDS", type=float,
               help="Wait at most this long for an answer (connecting: at most 3 s) [env VMPOOLER_TIMEOUT; "
                    "default 30].")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for every command.")
+@click.option("--json", "as_json", is_flag=True,
+              help=f"Print JSON for every command; a failure too, as {ERROR} on stdout.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(__version__, "-V", "--version", prog_name="vmpooler")
 @click.pass_context
 def cli(ctx: click.Context, url: str | None, redis_url: str | None, redis_from_config: bool | None,
-        config: str | None, token: str | None, timeout: float | None, as_json: bool, debug: bool) -> None:
+        config: str | None, token: str | None, profile: str | None, timeout: float | None, as_json: bool,
+        debug: bool) -> None:
     """Check out, return and inspect pooled VMs: over the vmpooler API or directly on Redis.
 
     \b
@@ -116,6 +137,6 @@ def cli(ctx: click.Context, url: str | None, redis_url: str | None, redis_from_c
         ctx.obj = Run(os.environ)
     run: Run = ctx.obj
     run.debug = debug
-    run.json = as_json
+    run.json = run.json or as_json
     run.options = {"url": url, "redis_url": redis_url, "redis_from_config": redis_from_config, "config": config,
-                   "token": token, "timeout": timeout}
+                   "token": token, "profile": profile, "timeout": timeout}

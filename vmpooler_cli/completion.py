@@ -19,7 +19,7 @@ COMPLETION_TIMEOUT = 1.0
 
 def _root_options(ctx: click.Context) -> dict[str, Any]:
     params = ctx.find_root().params
-    return {key: params.get(key) for key in ("url", "redis_url", "config", "token")}
+    return {key: params.get(key) for key in ("url", "redis_url", "redis_from_config", "config", "token", "profile")}
 
 
 def pool_names(ctx: click.Context) -> list[str]:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from .shapes import ERROR
+
 if TYPE_CHECKING:  # the real imports happen on first use, to keep `vmpooler --help` fast
     from .backends.base import Backend
     from .render import Output
@@ -51,6 +53,14 @@ class Run:
             backend.close()
 
 
+def _remember_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """A command's --json also makes its errors JSON (app.py), so the run must know of it."""
+    run = ctx.find_object(Run)
+    if value and run is not None:
+        run.json = True
+    return value
+
+
 def json_option(f: F) -> F:
-    return click.option("--json", "as_json", is_flag=True,
-                        help="Print JSON, in the stable shape documented for this command.")(f)
+    return click.option("--json", "as_json", is_flag=True, callback=_remember_json,
+                        help=f"Print JSON, in the stable shape documented for this command; errors too: {ERROR}.")(f)

@@ -6,14 +6,16 @@ from .exit_codes import ExitCode
 
 
 class CliError(Exception):
-    """An error the command reports as one line on stderr with a chosen exit code."""
+    """An error the command reports as one line on stderr with a chosen exit code. `kind` is the word
+    `--json` reports as its `code` (the server's error code when it sent one); default: the exit code's name."""
 
     code = ExitCode.ERROR
 
-    def __init__(self, message: str, code: ExitCode | None = None) -> None:
+    def __init__(self, message: str, code: ExitCode | None = None, kind: str | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
+        self.kind = kind
 
 
 class Unreachable(CliError):
@@ -45,3 +47,15 @@ def classify(err: BaseException) -> tuple[ExitCode, str]:
         if isinstance(err, kind):
             return code, str(err)
     return ExitCode.ERROR, f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+
+
+def error_word(err: BaseException, code: ExitCode) -> str:
+    """The `code` of `--json`'s error object: the core's error code (the API's word for the same error,
+    e.g. "unknown_pool"), else the exit code's name ("usage", "unreachable", ...)."""
+    from vmpooler_core.errors import ErrorCode, VmpoolerError
+
+    if isinstance(err, CliError) and err.kind:
+        return err.kind
+    if isinstance(err, VmpoolerError) and err.code is not ErrorCode.INTERNAL_ERROR:
+        return str(err.code)
+    return code.name.lower()

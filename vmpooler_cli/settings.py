@@ -11,11 +11,21 @@ YAML mapping with any of these keys:
     user: jdoe                                 # for `token` commands (VMPOOLER_USER)
     timeout: 30                                # seconds to wait for an answer (VMPOOLER_TIMEOUT)
 
+Several servers: `profiles:` maps a name to a mapping of the same keys, and `--profile NAME` (or
+VMPOOLER_PROFILE, or the file's own `profile:` key) picks one; its keys replace the file's top-level ones:
+
+    token: abcdefghijklmnopqrstuvwxyz012345    # shared by every profile unless one sets its own
+    profile: prod                              # the one used when none is named
+    profiles:
+      prod: {url: https://vmpooler.example.com}
+      lab: {config: /etc/vmpooler/lab.yaml}    # a config alone: that config's Redis
+
 The backend is chosen by the highest layer that names a server: `--api`, `--redis URL` or
 `--redis-from-config` on the command line (one of them), else VMPOOLER_URL, VMPOOLER_REDIS_URL or
 VMPOOLER_REDIS_FROM_CONFIG, else the file's `url`, `redis_url` or `redis_from_config`, else the default
-API at http://127.0.0.1:4567. When one layer names several, the API wins, then a Redis URL: the API is
-the shared, checked path, and Redis access is the special case an admin opts into explicitly.
+API at http://127.0.0.1:4567, unless a vmpooler config is given (at any layer): then that config's own
+Redis, as `vmpoolerd --config` would use it. When one layer names several, the API wins, then a Redis URL:
+the API is the shared, checked path, and Redis access is the special case an admin opts into explicitly.
 
 `redis_from_config` reaches Redis with the vmpooler config's own `redis:` settings, as the daemon does
 (a Sentinel group, an ACL user, TLS, a unix socket; the daemon's VMPOOLER_REDIS_* overrides apply too),
@@ -49,6 +59,9 @@ ENV = {
     "timeout": "VMPOOLER_TIMEOUT",
 }
 KEYS = tuple(ENV)
+# Keys of the settings file only: the profiles, and which one is used when none is named.
+FILE_KEYS = (*KEYS, "profile", "profiles")
+PROFILE_ENV = "VMPOOLER_PROFILE"
 
 Backend = Literal["api", "redis"]
 
@@ -83,36 +96,56 @@ def settings_path(env: Mapping[str, str]) -> Path:
     return Path(base) / "vmpooler" / "cli.yaml"
 
 
-def read_file(path: Path) -> dict[str, str]:
-    """The settings file's values as strings; {} when there is no file. Unknown keys are errors, so
-    that a typo (`redis-url:`) is reported instead of silently doing nothing."""
+def _load_yaml(path: Path) -> Any:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        return {}
+        return None
     except OSError as err:
         raise CliError(f"{path}: cannot read settings: {err.strerror}") from None
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
     try:
-        data: Any = YAML(typ="safe").load(text)
+        return YAML(typ="safe").load(text)
     except YAMLError as err:
         raise CliError(f"{path}: invalid YAML: {str(err).splitlines()[0]}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise CliError(f"{path}: expected a mapping of settings ({', '.join(KEYS)})")
+
+
+def _values(path: Path, data: dict[Any, Any], known: tuple[str, ...], where: str) -> dict[str, str]:
     values: dict[str, str] = {}
     for key, value in data.items():
-        if key not in KEYS:
-            raise CliError(f"{path}: unknown setting {key!r} (known: {', '.join(KEYS)})")
-        if value is not None:
+        if key not in known:
+            raise CliError(f"{path}: unknown setting {where}{key!r} (known: {', '.join(known)})")
+        if value is not None and key != "profiles":
             values[key] = str(value)
     if "config" in values and "\n" not in values["config"]:
         # A relative config path in the settings file means relative to the settings file.
         values["config"] = str(path.parent / Path(values["config"]).expanduser())
     return values
+
+
+def read_file(path: Path, profile: str | None = None) -> dict[str, str]:
+    """The settings file's values as strings, with the named profile's (else the file's `profile:`) over
+    the top level; {} when there is no file. Unknown keys and profiles are errors, so that a typo
+    (`redis-url:`, `--profile prdo`) is reported instead of silently doing nothing."""
+    data = _load_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise CliError(f"{path}: expected a mapping of settings ({', '.join(KEYS)})")
+    values = _values(path, data, FILE_KEYS, "")
+    profiles = data.get("profiles") or {}
+    if not isinstance(profiles, dict) or not all(isinstance(p, dict | None) for p in profiles.values()):
+        raise CliError(f"{path}: `profiles` must map each profile's name to its settings")
+    chosen = profile or values.pop("profile", None)
+    values.pop("profile", None)
+    if chosen is None:
+        return values
+    if chosen not in profiles:
+        known = ", ".join(sorted(map(str, profiles))) or f"none: {path} has no `profiles:`"
+        raise CliError(f"no profile {chosen!r} in {path} (profiles: {known})", ExitCode.USAGE)
+    return {**values, **_values(path, profiles[chosen] or {}, KEYS, f"in profile {chosen!r}: ")}
 
 
 def _timeout(value: str, origin: str) -> float:
@@ -163,6 +196,10 @@ def resolve(options: Mapping[str, Any], env: Mapping[str, str], file_values: Map
             if key not in values:
                 values[key] = value
                 origin[key] = origins[key]
+    declined = "redis_from_config" in values and not _flag(values["redis_from_config"], origin["redis_from_config"])
+    if backend is None and values.get("config") and not declined:
+        # A vmpooler config and no server: the Redis that config names, as the daemon would use it.
+        backend, redis_from = "redis", "config"
     timeout = _timeout(values["timeout"], origin["timeout"]) if "timeout" in values else DEFAULT_TIMEOUT
     return Settings(
         backend=backend or "api",
@@ -179,4 +216,5 @@ def resolve(options: Mapping[str, Any], env: Mapping[str, str], file_values: Map
 
 def load(options: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     path = settings_path(env)
-    return resolve(options, env, read_file(path), str(path))
+    profile = options.get("profile") or env.get(PROFILE_ENV) or None
+    return resolve(options, env, read_file(path, profile), str(path) + (f" (profile {profile})" if profile else ""))

@@ -23,11 +23,22 @@ SHAPES = {
              'degraded)}]}',
     "status": 'the server\'s /status document as sent: {"boot", "capacity", "clone", "pools", "queue", "status"}, '
               'and "providers" once a manager has reported on them',
-    "watch": 'one line per refresh: {"time": "YYYY-MM-DDTHH:MM:SSZ", "pools": [...as pools...]}',
+    "watch": 'one line per refresh: {"time": "YYYY-MM-DDTHH:MM:SSZ", "pools": [...as pools...], "error"?: str '
+             '(the refresh failed: "pools" are the last figures)}',
+    "summary": 'the server\'s /summary document as sent: {"boot", "clone", "tag", "daily"}',
+    "mine": '{"vms": [...as show, one per VM your token holds...]}',
+    "ssh": "none: the output is ssh's own, and the exit code too (with the group's --json, errors as below)",
+    "hash-password": '{"ok": true, "user": str|null, "hash": str}',
     "token create": '{"ok": true, "user": str, "token": str}',
     "token list": '{"user": str, "tokens": [{"token": str, "created": str, "last": str ("never" if unused)}]}',
     "token delete": '{"ok": true, "token": str}',
 }
+
+
+# Every command's failure with --json: one object on stdout (beside the one line on stderr). `code` is the
+# server's error code when there is one (vmpooler_core.errors.ErrorCode: "unknown_pool", "no_capacity",
+# "not_configured", ...), else the exit code's name ("usage", "unreachable", "limited", "error", ...).
+ERROR = '{"ok": false, "reason": str, "code": str, "exit": int}'
 
 
 def epilog(command: str) -> str:

@@ -7,7 +7,7 @@ the original's holes are closed (contract A7.4, A7.12):
   revealed, and a VM checked out with a token is worked on only with that token;
 - a lifetime change needs a valid token, and that VM's own token when it was checked out with one;
 - a VM checked out with a token is returned only with it (checked in return.lua, atomically with the return);
-- a token is read or revoked only by its owner.
+- a token is revoked only by its owner (it is read by whoever holds it, as the original's clients expect).
 Tokens are compared in constant time (vms.same_token).
 
 The operations both front ends call (`change`, `disk`, `snapshot`, `revert`, `create_token`, `revoke`)
@@ -50,7 +50,10 @@ class Access:
     def _owner(self, vm: Mapping[str, str], token: str | None) -> None:
         owner = vm.get("token:token")
         if self.enabled and owner and not vms.same_token(owner, token):
-            raise Unauthorized("this VM was checked out with another token")
+            # "another token" only when one was sent: without one, saying so would send people hunting
+            # for a token they never used.
+            raise Unauthorized("this VM was checked out with another token" if token else
+                               "this VM was checked out with a token, and none was sent")
 
     def _user(self, vm: Mapping[str, str], token: str | None, checked: str | None) -> str | None:
         """For the audit log: the user of the token a request was made with. `checked` when the token
@@ -147,7 +150,8 @@ class Access:
             raise NotFound(f"{user} has no tokens")
         return found
 
-    async def token(self, token: str, user: str) -> dict[str, Any]:
+    async def token(self, token: str, user: str | None = None) -> dict[str, Any]:
+        """The token and its running VMs; with `user`, only when it is theirs (None: the caller holds it)."""
         self.require_tokens()
         return await tokens.describe(self.config, self.inventory, token, user)
 

@@ -136,7 +136,8 @@ class Checkout:
             case NoSuchVm():
                 raise NotFound(f"no VM named {host!r}")
             case NotOwner():
-                raise Unauthorized(f"{host} was checked out with another token")
+                raise Unauthorized(f"{host} was checked out with another token" if token else
+                                   f"{host} was checked out with a token, and none was sent")
             case NotRunning():
                 raise NotCheckedOut(f"{host} is not checked out")
             case OverRate():

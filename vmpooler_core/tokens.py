@@ -1,7 +1,8 @@
 """API tokens: using one, listing a user's, showing one with its VMs, revoking one.
 
-The original let anyone read any token and any authenticated user delete any token (contract A7.12);
-here reading and revoking need the owner. Shared by the API and the CLI's Redis backend.
+The original let any authenticated user delete any token (contract A7.12); here revoking needs the owner.
+Reading one needs only the token itself, as in the original: its clients send no credentials for it.
+Shared by the API and the CLI's Redis backend.
 """
 
 from __future__ import annotations
@@ -65,8 +66,15 @@ async def running_vms(config: Config, inventory: Inventory, token: str) -> list[
     return [host for host in hosts if (owner := owners[host][0]) is not None and vms.same_token(owner, token)]
 
 
-async def describe(config: Config, inventory: Inventory, token: str, user: str) -> dict[str, Any]:
-    data: dict[str, Any] = dict(await owned(inventory, token, user))
+async def describe(config: Config, inventory: Inventory, token: str, user: str | None) -> dict[str, Any]:
+    """The token's fields and its running VMs. `user` None: the caller holds the token itself (the API's
+    GET /token/<token>, where the token in the path is the secret, as in the original), so no owner check."""
+    if user is None:
+        data: dict[str, Any] = dict(await inventory.token(check_format(token)))
+        if not data:
+            raise NotFound(f"no token {token!r}")
+    else:
+        data = dict(await owned(inventory, token, user))
     data["vms"] = {"running": await running_vms(config, inventory, token)}
     return data
 

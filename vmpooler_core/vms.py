@@ -108,7 +108,9 @@ async def describe(config: Config, inventory: Inventory, host: str, now: float |
         doc["snapshots"] = snapshots
     if data.get("disk"):
         doc["disk"] = [d for d in data["disk"].split(":") if d]
-    doc["ip"] = await _ip(host) if resolve else ""
+    # The provider's address when the manager recorded one (vSphere's guest IP), as the original's later
+    # versions record `ip`; else forward DNS, as the original's first did.
+    doc["ip"] = data.get("ip") or (await _ip(host) if resolve else "")
     if config.app.domain:
         doc["domain"] = config.app.domain
     if history:

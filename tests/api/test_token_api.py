@@ -1,5 +1,6 @@
-"""`/token`: the original's A8.4 specs, with its holes closed (A7.12): reading and revoking a token
-needs its owner's credentials, and an unknown token is 404, not 401."""
+"""`/token`: the original's A8.4 specs, with its holes closed (A7.12): revoking a token needs its owner's
+credentials, and an unknown token is 404, not 401. Reading one needs only the token, as in the original
+(A2.2, B2.2): its clients send no credentials for it."""
 
 from __future__ import annotations
 
@@ -32,7 +33,6 @@ def test_without_auth_configured_every_token_route_is_404(client: TestClient, r:
                                      {"Authorization": "Basic !!notbase64"}, {"Authorization": "Bearer x"},
                                      {"Authorization": "Basic " + "YWRtaW4="}])  # "admin", no colon
 @pytest.mark.parametrize(("method", "path"), [("GET", "/api/v1/token"), ("POST", "/api/v1/token"),
-                                              ("GET", f"/api/v1/token/{TOKEN}"),
                                               ("DELETE", f"/api/v1/token/{TOKEN}")])
 def test_bad_or_missing_credentials_are_401(auth_client: TestClient, r: redis.Redis, method: str, path: str,
                                             headers: dict[str, str]) -> None:
@@ -69,13 +69,27 @@ def test_list_shows_last_use(auth_client: TestClient, r: redis.Redis) -> None:
     assert listed[TOKEN]["created"] == "2016-07-25 10:43:32 -0500" and listed[TOKEN]["last"] != "never"
 
 
-def test_another_users_token_cannot_be_read_or_revoked(auth_client: TestClient, r: redis.Redis) -> None:
+def test_another_users_token_cannot_be_revoked(auth_client: TestClient, r: redis.Redis) -> None:
     make_token(r, TOKEN, "jdoe")
-    expect_unauthorized(auth_client.get(f"/api/v1/token/{TOKEN}", headers=ADMIN))
     expect_unauthorized(auth_client.delete(f"/api/v1/token/{TOKEN}", headers=ADMIN))
     assert r.exists(K.token(TOKEN))
     expect_json(auth_client.get("/api/v1/token", headers=ADMIN), False, 404)  # admin has none
     expect_json(auth_client.delete(f"/api/v1/token/{TOKEN}", headers=JDOE), True, 200)
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-AUTH-TOKEN": TOKEN}, basic("admin", "wrong"), ADMIN])
+@pytest.mark.parametrize("prefix", ["/api/v1", ""])
+def test_a_token_is_read_by_whoever_holds_it(auth_client: TestClient, r: redis.Redis, headers: dict[str, str],
+                                             prefix: str) -> None:
+    """No credentials, or any (the Go library sends only X-AUTH-TOKEN): the token in the path is the secret.
+    The answer is A2.8's: every field of the token, and its running VMs; reading it is not a use."""
+    make_token(r, TOKEN, "jdoe")
+    running(r, "pool1", "vm1", token=TOKEN, user="jdoe")
+    running(r, "pool1", "vm2")
+    shown = expect_json(auth_client.get(f"{prefix}/token/{TOKEN}", headers=headers), True, 200)
+    assert shown == {"ok": True, TOKEN: {"user": "jdoe", "created": "2016-07-25 10:43:32 -0500",
+                                         "vms": {"running": ["vm1"]}}}
+    assert not r.hexists(K.token(TOKEN), "last")
 
 
 @pytest.mark.parametrize("token", ["nosuchtoken", "UPPER", "a" * 65, "x;y", "%20"])

@@ -59,10 +59,10 @@ AUTH_YAML = f"""
 class LiveServer:
     """An ASGI app served by uvicorn on a free port, in a background thread."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, port: int | None = None) -> None:
         import uvicorn
 
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                                     lifespan="on"))
@@ -79,12 +79,12 @@ class LiveServer:
         self.thread.join(10)
 
 
-def live_api(config_text: str, redis_url: str) -> LiveServer:
-    """Our real API app (vmpoolerd.api.create_app) for this config, on the given Redis."""
+def live_api(config_text: str, redis_url: str, port: int | None = None) -> LiveServer:
+    """Our real API app (vmpoolerd.api.create_app) for this config, on the given Redis (and port)."""
     from vmpoolerd.api.app import create_app
 
     config = config_loader.load(text=config_text, env={"VMPOOLER_REDIS_URL": redis_url}, source="test.yaml")
-    return LiveServer(create_app(config))
+    return LiveServer(create_app(config), port)
 
 
 @pytest.fixture(scope="session")

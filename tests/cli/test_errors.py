@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import time
@@ -162,9 +163,12 @@ def test_ctrl_c_exits_130(vmp: Vmp, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "error" not in result.stderr
 
 
-def test_json_errors_leave_stdout_empty(vmp: Vmp) -> None:
+def test_json_errors_are_one_object_on_stdout(vmp: Vmp) -> None:
+    """Issue 13: with --json a failure is also JSON on stdout (it was nothing before): the same words on
+    both backends, the core's error code being the API's."""
     result = vmp.fails(ExitCode.NOT_FOUND, "checkout", "nosuch", "--json")
-    assert result.stdout == ""
+    assert json.loads(result.stdout) == {"ok": False, "reason": "unknown pool or alias: nosuch",
+                                         "code": "unknown_pool", "exit": 3}
 
 
 def test_exit_codes_are_named_and_documented() -> None:
@@ -173,3 +177,25 @@ def test_exit_codes_are_named_and_documented() -> None:
         "UNREACHABLE": 6, "LIMITED": 7, "INTERRUPTED": 130}
     for code in ExitCode:
         assert f"{code.value:<4} {code.name.lower().replace('_', ' ')}: {MEANING[code]}" in HELP
+
+
+@pytest.mark.parametrize(("args", "code", "word"), [
+    (["--json", "frobnicate"], ExitCode.USAGE, "usage"),  # click's own usage error, before any command
+    (["show", "nosuchvm", "--json"], ExitCode.NOT_FOUND, "not_found"),
+    (["--json", "checkout", "pool1"], ExitCode.NO_CAPACITY, "no_capacity"),
+    (["lifetime", "vm1", "-5", "--json"], ExitCode.USAGE, "usage"),
+    (["--json", "token", "list", "--user", "jdoe"], ExitCode.NOT_FOUND, "not_configured"),
+    (["--json", "return", "--all"], ExitCode.USAGE, "usage"),
+])
+def test_every_error_is_json_with_json(vmp: Vmp, args: list[str], code: ExitCode, word: str) -> None:
+    result = vmp(*args)
+    assert result.exit_code == code, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc == {"ok": False, "reason": doc["reason"], "code": word, "exit": int(code)} and doc["reason"]
+    assert doc["reason"] in result.stderr  # the line for people says the same
+
+
+def test_an_unreachable_server_is_json_too() -> None:
+    result = Vmp("api", ["--json", "--api", f"http://127.0.0.1:{free_port()}"])("pools")
+    assert result.exit_code == ExitCode.UNREACHABLE
+    assert json.loads(result.stdout) | {"reason": ""} == {"ok": False, "reason": "", "code": "unreachable", "exit": 6}

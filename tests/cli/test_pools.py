@@ -8,7 +8,9 @@ import redis
 
 from tests.api.helpers import report_health
 from tests.cli.conftest import POOLS_YAML, K, Vmp, ready
+from tests.redis_server import free_port
 from vmpooler_cli.exit_codes import ExitCode
+from vmpooler_core import clock
 from vmpooler_core.provider import ProviderError
 from vmpoolerd.manager.health_report import CLONE_FAILURES, HealthReport
 
@@ -69,6 +71,32 @@ def test_watch_piped_prints_tables(vmp: Vmp, sync_redis: redis.Redis) -> None:
     _stock(sync_redis)
     out = vmp.ok("watch", "--count", "2", "--interval", "0.1").stdout
     assert out.count("POOL   ALIASES  READY") == 2 and out.count("pool1  poolone  3") == 2
+
+
+def test_watch_waits_out_an_outage_from_the_first_refresh() -> None:
+    """Piped: each failed refresh is a line saying so (here JSON's "error") and a note on stderr; --count
+    ends it with the last refresh's exit code. (On a terminal, and its end: test_terminal.py.)"""
+    dead = Vmp("api", ["--api", f"http://127.0.0.1:{free_port()}"])
+    result = dead("watch", "--count", "2", "--interval", "0.1", "--json")
+    assert result.exit_code == ExitCode.UNREACHABLE
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 2 and all(line["pools"] == [] and "cannot reach" in line["error"] for line in lines)
+    assert result.stderr.count("vmpooler: cannot reach") == 2
+
+
+def test_summary(vmp: Vmp, sync_redis: redis.Redis) -> None:
+    today = clock.today()
+    sync_redis.hset(K.boot_stats(today), mapping={"pool1:a1": "12.5", "pool1:a2": "7.5", "pool2:b1": "4"})
+    sync_redis.hset(K.clone_stats(today), mapping={"pool1:a1": "30"})
+    sync_redis.hset(K.tag_stats(today), mapping={"a1:owner": "jdoe", "a2:owner": "jdoe", "b1:owner": "eve"})
+    doc = vmp.json("summary")
+    assert doc["boot"]["count"]["total"] == 3 and doc["tag"] == {"owner": {"jdoe": 2, "eve": 1, "total": 3}}
+    text = [" ".join(row.split()) for row in vmp.ok("summary", "--from", today, "--to", today).stdout.splitlines()]
+    assert text[0] == f"Summary {today} to {today}"
+    for line in ("boots 3, average 8.0 s (min 4.0, max 12.5)", "clones 1, average 30.0 s",
+                 "boots pool1 2, average 10.0 s", "tag owner eve=1, jdoe=2"):
+        assert any(row.startswith(line) for row in text), (line, text)
+    assert "YYYY-MM-DD" in vmp.fails(ExitCode.USAGE, "summary", "--from", "yesterday").stderr
 
 
 def test_watch_bad_interval_is_a_usage_error(vmp: Vmp) -> None:

@@ -1,5 +1,6 @@
-"""On a real terminal (tmux): `vmpooler watch` updates in place as the pools change and stops on Ctrl-C;
-tables are drawn by rich, in colour unless NO_COLOR is set."""
+"""On a real terminal (tmux): `vmpooler watch` updates in place as the pools change, shows an outage in
+place and keeps trying, and stops on Ctrl-C; tables are drawn by rich, in colour unless NO_COLOR is set;
+checkout names each host's pool."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.cli.conftest import POOLS_YAML, K, ready
+from tests.cli.conftest import POOLS_YAML, K, live_api, ready
+from tests.redis_server import free_port
 
 Tmux = Callable[..., str]
 REPO = Path(__file__).resolve().parents[2]  # so `-m vmpooler_cli` finds this checkout
@@ -104,3 +106,34 @@ def test_pools_table_colours_and_no_color(tmux: Tmux, env: dict[str, str], sync_
         assert green not in screen and red not in screen
     else:
         assert green in screen and red in screen
+
+
+def test_checkout_on_a_terminal_names_each_hosts_pool(tmux: Tmux, env: dict[str, str],
+                                                       sync_redis: redis.Redis) -> None:
+    ready(sync_redis, "pool1", "a1", "a2")
+    ready(sync_redis, "pool2", "b1")
+    start(tmux, ["checkout", "poolone=2", "pool2"], env)
+    screen = wait_for(tmux, lambda s: "EXIT=" in s, "the checkout's end")
+    assert "EXIT=0" in screen
+    lines = [line.split() for line in screen.splitlines() if ".company.com" in line]
+    assert sorted(lines) == [["a1.company.com", "(pool1)"], ["a2.company.com", "(pool1)"],
+                             ["b1.company.com", "(pool2)"]]
+
+
+def test_watch_shows_an_outage_in_place_and_keeps_trying(tmux: Tmux, env: dict[str, str],
+                                                         redis_url: str) -> None:
+    port = free_port()
+    start(tmux, ["--api", f"http://127.0.0.1:{port}", "watch", "--interval", "0.2"], env)
+    screen = wait_for(tmux, lambda s: "cannot reach" in s, "the outage")
+    assert "trying again every 0.2s" in " ".join(screen.split())  # however rich wrapped the line
+    server = live_api(POOLS_YAML, redis_url, port)
+    try:
+        screen = wait_for(tmux, lambda s: cells(s, "pool1")[:1] == ["pool1"] and "cannot reach" not in s,
+                          "the table once the server answers")
+        assert screen.count("Every 0.2s") == 1  # the same screen, updated in place
+    finally:
+        server.stop()
+    screen = wait_for(tmux, lambda s: "cannot reach" in s, "the outage again")
+    assert cells(screen, "pool1")[:1] == ["pool1"] and "showing the last figures" in " ".join(screen.split())
+    tmux("send-keys", "-t", "t", "C-c")
+    wait_for(tmux, lambda s: "EXIT=130" in s, "exit code 130 after Ctrl-C")

@@ -1,11 +1,18 @@
-"""token create/list/delete, and what a token allows, over both backends with auth configured."""
+"""token create/list/delete, and what a token allows, over both backends with auth configured; and
+`hash-password`, for the users auth provider."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import redis
+from click.testing import CliRunner
 
 from tests.cli.conftest import PASSWORD, K, Vmp, members, ready
+from vmpooler_cli.app import cli
 from vmpooler_cli.exit_codes import ExitCode
+from vmpooler_core import auth, config_loader
 
 JDOE = {"VMPOOLER_USER": "jdoe", "VMPOOLER_PASSWORD": PASSWORD}
 
@@ -78,3 +85,21 @@ def test_password_is_prompted_over_the_api_only(make_vmp: object, sync_redis: re
 def test_tokens_need_auth_configured(vmp: Vmp) -> None:
     vmp.fails(ExitCode.NOT_FOUND, "token", "create", env=JDOE)
     vmp.fails(ExitCode.NOT_FOUND, "token", "list", env=JDOE)
+
+
+def test_hash_password_makes_a_users_file_line(tmp_path: Path) -> None:
+    """Its line in a `users_file`, loaded as the daemon loads it, lets that password in and no other."""
+    made = CliRunner().invoke(cli, ["hash-password", "jdoe"], input="correct horse\n")
+    assert made.exit_code == 0, made.stderr
+    (tmp_path / "users.txt").write_text(made.stdout)
+    (tmp_path / "v.yaml").write_text(":auth:\n  provider: users\n  users_file: users.txt\n:providers: {dummy: {}}\n"
+                                     ":pools:\n  - name: pool1\n    size: 1\n")
+    config = config_loader.load(tmp_path / "v.yaml", env={})
+    checker = auth.from_settings(config.auth)
+    assert checker is not None
+    assert checker.authenticate("jdoe", "correct horse") and not checker.authenticate("jdoe", "correct horsе")
+    shown = json.loads(CliRunner().invoke(cli, ["hash-password", "--json"], input="pw\n").stdout)
+    assert shown["ok"] is True and shown["user"] is None and shown["hash"].startswith("pbkdf2_sha256$")
+    for args, given in ((["hash-password"], "\n"), (["hash-password", "a:b"], "pw\n")):
+        refused = CliRunner().invoke(cli, args, input=given)
+        assert refused.exit_code == ExitCode.USAGE and refused.stdout == "", refused.stderr

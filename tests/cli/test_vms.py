@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
+import pytest
 import redis
 
-from tests.cli.conftest import K, Vmp, members, ready
+from tests.cli.conftest import POOLS_YAML, K, Vmp, members, ready
 from vmpooler_cli.exit_codes import ExitCode
 
 
@@ -151,3 +153,27 @@ def test_disk_is_queued(vmp: Vmp, sync_redis: redis.Redis) -> None:
     assert vmp("disk", "vm1", "0").exit_code == ExitCode.USAGE
     assert vmp("disk", "vm1", "4096").exit_code == ExitCode.USAGE
     vmp.fails(ExitCode.NOT_FOUND, "disk", "nosuchvm", "8")
+
+
+LIMITED_YAML = POOLS_YAML.replace("  domain: company.com\n", "  domain: company.com\n  max_lifetime_upper_limit: 48\n")
+
+
+@pytest.mark.parametrize("kind", ["redis", "api"])
+def test_lifetime_bounds_are_named(make_vmp: Callable[[str, str], Vmp], kind: str, sync_redis: redis.Redis) -> None:
+    vmp = make_vmp(kind, LIMITED_YAML)
+    ready(sync_redis, "pool1", "vm1")
+    assert "limit of 48 hours" in vmp.fails(ExitCode.USAGE, "lifetime", "vm1", "49").stderr
+    assert "cannot be negative (-5)" in vmp.fails(ExitCode.USAGE, "lifetime", "vm1", "-5").stderr
+    assert "at least 1 hour" in vmp.fails(ExitCode.USAGE, "lifetime", "vm1", "0").stderr
+    assert "whole number" in vmp.fails(ExitCode.USAGE, "lifetime", "vm1", "2.5").stderr
+    assert sync_redis.hget(K.vm("vm1"), "lifetime") is None
+    vmp.ok("lifetime", "vm1", "48")
+    assert sync_redis.hget(K.vm("vm1"), "lifetime") == "48"
+
+
+def test_show_gives_the_recorded_ip_else_dns(vmp: Vmp, sync_redis: redis.Redis) -> None:
+    ready(sync_redis, "pool1", "vm1", "localhost")
+    sync_redis.hset(K.vm("vm1"), "ip", "192.0.2.7")  # as the manager records the provider's guest IP
+    assert vmp.json("show", "vm1")["ip"] == "192.0.2.7"
+    assert "  ip         192.0.2.7" in vmp.ok("show", "vm1").stdout
+    assert vmp.json("show", "localhost")["ip"] == "127.0.0.1"  # nothing recorded: DNS

@@ -263,7 +263,9 @@ async def test_tcp_ready_check_on_the_guest_ip(start_sim: StartSim, make_manager
         config = make_config(vsphere_yaml(start_sim(), pool_yaml(size=2, ready_check_port=port),
                                           ready_check="tcp"))
         manager = await make_manager(config)
-        await filled(manager, sync_redis, size=2)
+        ready = await filled(manager, sync_redis, size=2)
+        # Recorded for `GET /vm/<host>`'s ip: vSphere's guest IP, not a DNS lookup of the name.
+        assert all(str(sync_redis.hget(K.vm(host), "ip")).startswith("127.0.0.") for host in ready)
     finally:
         for listener in listeners:
             listener.close()

@@ -16,7 +16,17 @@ from urllib.parse import quote
 
 import httpx
 
-from vmpooler_core.errors import Conflict, ErrorCode, InvalidRequest, NoCapacity, NotFound, Unauthorized
+from vmpooler_core.errors import (
+    Conflict,
+    ErrorCode,
+    InvalidRequest,
+    NoCapacity,
+    NotCheckedOut,
+    NotConfigured,
+    NotFound,
+    Unauthorized,
+    UnknownPool,
+)
 
 from .. import __version__
 from ..errors import CliError, Unreachable
@@ -63,6 +73,10 @@ def _code(body: Mapping[str, Any]) -> ErrorCode | None:
 
 _NOT_FOUND = frozenset({ErrorCode.UNKNOWN_POOL, ErrorCode.NOT_FOUND, ErrorCode.NOT_CHECKED_OUT,
                         ErrorCode.NOT_CONFIGURED})
+# Codes with an exception of their own, so that --json reports the server's word for them.
+_PRECISE: dict[ErrorCode, type[NotFound] | type[Conflict]] = {
+    ErrorCode.UNKNOWN_POOL: UnknownPool, ErrorCode.NOT_CONFIGURED: NotConfigured,
+    ErrorCode.NOT_CHECKED_OUT: NotCheckedOut}
 _INVALID = frozenset({ErrorCode.INVALID_REQUEST, ErrorCode.BAD_HTTP, ErrorCode.BODY_TOO_LARGE,
                       ErrorCode.URL_TOO_LONG, ErrorCode.HEADERS_TOO_LARGE})
 
@@ -98,11 +112,11 @@ class ApiBackend:
         self._http.close()
 
     def _send(self, method: str, path: str, *, body: Any = None, auth: Auth = None, root: bool = False,
-              token: bool = True) -> httpx.Response:
+              token: bool = True, params: Mapping[str, str] | None = None) -> httpx.Response:
         headers = {"X-AUTH-TOKEN": self.token} if token and self.token else {}
         url = (self.root if root else self.base) + path
         try:
-            return self._http.request(method, url, json=body, auth=auth, headers=headers)
+            return self._http.request(method, url, json=body, auth=auth, headers=headers, params=params)
         except httpx.ConnectTimeout as err:
             raise Unreachable(f"cannot reach {self.where}: no connection within {self.connect_timeout:g}s") from err
         except httpx.TimeoutException as err:
@@ -111,10 +125,11 @@ class ApiBackend:
             raise Unreachable(f"cannot reach {self.where}: {err or type(err).__name__}") from err
 
     def _call(self, method: str, path: str, *, body: Any = None, auth: Auth = None, missing: str,
-              short: str = "not enough ready VMs", conflict: str | None = None) -> dict[str, Any]:
+              short: str = "not enough ready VMs", conflict: str | None = None,
+              params: Mapping[str, str] | None = None) -> dict[str, Any]:
         """One request; 2xx gives the JSON object, anything else the matching core exception with the
         server's message, or else the caller's (`missing` for 404, `short` for 503)."""
-        response = self._send(method, path, body=body, auth=auth)
+        response = self._send(method, path, body=body, auth=auth, params=params)
         status = response.status_code
         if 200 <= status < 300:
             try:
@@ -147,6 +162,9 @@ class ApiBackend:
 
     def _error(self, code: ErrorCode, text: str, response: httpx.Response, path: str) -> Exception:
         """The exception for an error our server explained with a code."""
+        precise = _PRECISE.get(code)
+        if precise is not None:
+            return precise(text)
         if code in _NOT_FOUND:
             return NotFound(text)
         if code in _INVALID:
@@ -168,14 +186,26 @@ class ApiBackend:
     @staticmethod
     def _limited(text: str, response: httpx.Response) -> CliError:
         wait = response.headers.get("Retry-After")
-        return CliError(text + (f"; retry after {wait}s" if wait else ""), ExitCode.LIMITED)
+        kind = _code(_body(response))
+        return CliError(text + (f"; retry after {wait}s" if wait else ""), ExitCode.LIMITED,
+                        kind=str(kind) if kind else None)
+
+    # Paths: every route this backend uses is named here ------------------------------------------
+
+    @staticmethod
+    def _vm(host: str | None = None) -> str:
+        return "/vm" if host is None else "/vm/" + quote(host, safe="")
+
+    @staticmethod
+    def _token_path(token: str | None = None) -> str:
+        return "/token" if token is None else "/token/" + quote(token, safe="")
 
     # Pools ---------------------------------------------------------------------------------------
 
     def checkout(self, counts: Sequence[tuple[str, int]]) -> Allocated:
         names = ", ".join(name for name, _ in counts)
         # Counts as strings: the original's clients send {"pool": "1"} and every server takes it.
-        data = self._call("POST", "/vm", body={name: str(n) for name, n in counts},
+        data = self._call("POST", self._vm(), body={name: str(n) for name, n in counts},
                           missing=f"unknown pool or alias in: {names}", short=f"not enough ready VMs for {names}")
         domain = data.get("domain") if isinstance(data.get("domain"), str) else None
         pairs: list[tuple[str, str]] = []
@@ -188,8 +218,7 @@ class ApiBackend:
         return Allocated(tuple(pairs), domain)
 
     def give_back(self, host: str) -> None:
-        self._call("DELETE", f"/vm/{quote(host, safe='')}",
-                   missing=f"{host} does not exist or is not checked out")
+        self._call("DELETE", self._vm(host), missing=f"{host} does not exist or is not checked out")
 
     def status(self) -> dict[str, Any]:
         return self._call("GET", "/status", missing=f"{self.base}/status does not exist: is this a vmpooler?")
@@ -203,7 +232,7 @@ class ApiBackend:
     def _pools_from_old_server(self, doc: Mapping[str, Any]) -> list[PoolRow]:
         """A server from before the `pools` block of /status (mid-2016): the names from GET /vm, and
         size and ready from the dashboard's JSON when it has one; what no route says stays None."""
-        names = self._json_or_none("/vm") or []
+        names = self._json_or_none(self._vm()) or []
         dashboard = self._json_or_none("/dashboard/stats/vmpooler/pool", root=True)
         figures: dict[str, Any] = dashboard if isinstance(dashboard, dict) else {}
         empty = set((doc.get("status") or {}).get("empty") or [])
@@ -231,10 +260,11 @@ class ApiBackend:
         except (CliError, NotFound, ValueError):
             return []
 
-    # One VM --------------------------------------------------------------------------------------
+    def summary(self, first: str | None, last: str | None) -> dict[str, Any]:
+        dates = {key: value for key, value in (("from", first), ("to", last)) if value is not None}
+        return self._call("GET", "/summary", params=dates, missing=f"{self.base}/summary does not exist")
 
-    def _vm(self, host: str) -> str:
-        return "/vm/" + quote(host, safe="")
+    # One VM --------------------------------------------------------------------------------------
 
     def show(self, host: str) -> tuple[str, dict[str, Any]]:
         return _one_object(self._call("GET", self._vm(host), missing=f"no VM named {host!r}"), host)
@@ -256,18 +286,33 @@ class ApiBackend:
 
     # Tokens (HTTP Basic with the user's password) ------------------------------------------------
 
+    def require_tokens(self) -> None:
+        """Asked before a password prompt: without credentials a server with auth answers 401, one
+        without 404 (the original and ours alike)."""
+        if self._send("GET", self._token_path(), token=False).status_code == 404:
+            raise NotConfigured(f"{self.where} has no authentication configured, so it has no tokens")
+
+    def token_vms(self, token: str) -> list[str]:
+        # No credentials: the token in the path is the secret (as the original's clients read it).
+        data = self._call("GET", self._token_path(token),
+                          missing=f"no token {token!r} (or the server has no authentication configured)")
+        entry = data.get(token)
+        vms = entry.get("vms") if isinstance(entry, dict) else None
+        running = vms.get("running") if isinstance(vms, dict) else None
+        return [str(host) for host in running] if isinstance(running, list) else []
+
     def token_create(self, user: str, password: str | None) -> str:
-        data = self._call("POST", "/token", auth=(user, password or ""),
+        data = self._call("POST", self._token_path(), auth=(user, password or ""),
                           missing="the server has no authentication configured")
         return str(data.get("token", ""))
 
     def token_list(self, user: str, password: str | None) -> dict[str, dict[str, str]]:
         # The API answers 404 both for "no tokens" and for "no auth configured"; say both.
-        data = self._call("GET", "/token", auth=(user, password or ""),
+        data = self._call("GET", self._token_path(), auth=(user, password or ""),
                           missing=f"{user} has no tokens (or the server has no authentication configured)")
         return {str(t): {"created": str(d.get("created", "")), "last": str(d.get("last") or "never")}
                 for t, d in data.items() if isinstance(d, dict)}
 
     def token_delete(self, token: str, user: str, password: str | None) -> None:
-        self._call("DELETE", "/token/" + quote(token, safe=""), auth=(user, password or ""),
+        self._call("DELETE", self._token_path(token), auth=(user, password or ""),
                    missing=f"no token {token!r} (or the server has no authentication configured)")

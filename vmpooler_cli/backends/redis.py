@@ -18,8 +18,9 @@ import logging
 import os
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-from vmpooler_core import config_loader, vms
+from vmpooler_core import config_loader, summary, vms
 from vmpooler_core.access import Access
 from vmpooler_core.audit import FORMAT, Caller, new_request_id
 from vmpooler_core.audit import log as audit_log
@@ -55,7 +56,12 @@ def redis_settings(settings: Settings, config: Config) -> RedisSettings:
     """Where Redis is: the --redis URL (a single server), else the config's `redis:` section (what the
     daemon uses: Sentinel, an ACL user, TLS, a unix socket). Either way the CLI's --timeout bounds a call."""
     if settings.redis_url is not None:
-        return RedisSettings(url=settings.redis_url, socket_timeout=settings.timeout)
+        if urlsplit(settings.redis_url).password:
+            return RedisSettings(url=settings.redis_url, socket_timeout=settings.timeout)
+        # The URL says where; the config still says how to log in when the URL does not, so a password
+        # need not be typed on a command line. (A user named in the URL wins over the config's.)
+        return RedisSettings(url=settings.redis_url, username=config.redis.username,
+                             password=config.redis.password, socket_timeout=settings.timeout)
     if not settings.redis_from_config:
         raise CliError("the Redis backend needs a Redis: pass --redis URL, or --redis-from-config to use the "
                        "config's `redis:` settings", ExitCode.USAGE)
@@ -207,3 +213,13 @@ class RedisBackend:
 
     def token_delete(self, token: str, user: str, password: str | None) -> None:
         self._run(self.access.revoke(token, user, self._caller()))
+
+    def require_tokens(self) -> None:
+        self.access.require_tokens()
+
+    def token_vms(self, token: str) -> list[str]:
+        return [str(host) for host in self._run(self.access.token(token))["vms"]["running"]]
+
+    def summary(self, first: str | None, last: str | None) -> dict[str, Any]:
+        start, end = summary.date_range(first, last)
+        return self._run(summary.summary(self.inventory, start, end))

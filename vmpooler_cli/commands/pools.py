@@ -15,6 +15,7 @@ import click
 
 from ..backends.base import PoolRow
 from ..context import Run, json_option
+from ..exit_codes import ExitCode
 from ..shapes import epilog
 
 if TYPE_CHECKING:
@@ -41,14 +42,14 @@ def pools(run: Run, as_json: bool) -> None:
     out.pools(rows)
 
 
-def _duration(section: Any) -> str:
+def _duration(section: Any, when: str = " today") -> str:
     if not isinstance(section, Mapping):
         return "-"
     count = (section.get("count") or {}).get("total", 0)
     d = section.get("duration") or {}
     if not count:
-        return "none today"
-    return f"{count} today, average {d.get('average', 0)} s (min {d.get('min', 0)}, max {d.get('max', 0)})"
+        return f"none{when}"
+    return f"{count}{when}, average {d.get('average', 0)} s (min {d.get('min', 0)}, max {d.get('max', 0)})"
 
 
 def status_fields(doc: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]]]:
@@ -112,8 +113,53 @@ def status(run: Run, as_json: bool) -> None:
     out.fields(fields, title=title)
 
 
+def summary_fields(doc: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    """The /summary document as lines: boots and clones overall and per pool, then each tag's values."""
+    daily = doc.get("daily") or [{}]
+    title = f"Summary {daily[0].get('date', '?')} to {daily[-1].get('date', '?')}"
+    fields = [("boots", _duration(doc.get("boot"), "")), ("clones", _duration(doc.get("clone"), ""))]
+    for section, label in (("boot", "boots"), ("clone", "clones")):
+        by_pool = (doc.get(section) or {}).get("duration", {}).get("pool") or {}
+        counts = (doc.get(section) or {}).get("count", {}).get("pool") or {}
+        for pool in sorted(by_pool):
+            one = {"duration": by_pool[pool], "count": counts.get(pool) or {}}
+            fields.append((f"{label} {pool}", _duration(one, "")))
+    for tag, values in sorted((doc.get("tag") or {}).items()):
+        shown = ", ".join(f"{value}={n}" for value, n in sorted(values.items()) if value != "total")
+        fields.append((f"tag {tag}", shown))
+    return title, fields
+
+
+@click.command(epilog=epilog("summary"), short_help="Show clone and boot times and tag counts over days.")
+@click.option("--from", "first", metavar="YYYY-MM-DD", help="First day [default: today].")
+@click.option("--to", "last", metavar="YYYY-MM-DD", help="Last day [default: today].")
+@json_option
+@click.pass_obj
+def summary(run: Run, first: str | None, last: str | None, as_json: bool) -> None:
+    """Show the summary: clones and boots (how many, how long) overall and per pool, and the count of
+    each tag's values, over a range of days (the API's /summary).
+
+    \b
+    Example:
+      vmpooler summary --from 2016-07-01 --to 2016-07-31
+    """
+    out = run.output(as_json)
+    with out.waiting("Reading the summary…"):
+        doc = run.backend().summary(first, last)
+    if out.json:
+        out.emit_json(doc)
+        return
+    title, fields = summary_fields(doc)
+    out.fields(fields, title=title)
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Failures a watch waits out (shown, and retried): the server or Redis away, a rate limit. Anything else
+# on the first refresh (no such server kind, a refused token) is the command's error.
+_PASSING = (ExitCode.UNREACHABLE, ExitCode.LIMITED)
 
 
 @click.command(epilog=epilog("watch"), short_help="Watch the pools table live until Ctrl-C.")
@@ -122,12 +168,14 @@ def _now() -> str:
 @click.option("--count", type=click.IntRange(min=0), default=0,
               help="Stop after this many refreshes (default: run until Ctrl-C).")
 @json_option
-@click.pass_obj
-def watch(run: Run, interval: float, count: int, as_json: bool) -> None:
+@click.pass_context
+def watch(ctx: click.Context, interval: float, count: int, as_json: bool) -> None:
     """Show the pools table, refreshed until Ctrl-C (exit 130).
 
     On a terminal the table updates in place; piped, a table (or with --json, one JSON line) is
-    printed per refresh. A failure after the first refresh is shown and retried, not fatal.
+    printed per refresh. An outage (the server or its Redis unreachable) is shown, in place of the
+    header's calm, and retried until it ends, from the first refresh on. With --count, the exit code is
+    the last refresh's.
 
     \b
     Example:
@@ -135,33 +183,40 @@ def watch(run: Run, interval: float, count: int, as_json: bool) -> None:
     """
     from ..errors import classify
 
+    run: Run = ctx.obj
     out = run.output(as_json)
     backend = run.backend()
-    rows = backend.pools()  # a first failure is the command's error, with its exit code
     live = out.terminal and not out.json
+    rows: list[PoolRow] = []
+    failed: ExitCode | None = None
     problem = ""
     refreshes = 0
     context = _live(out, rows, interval, backend.where) if live else None
     try:
         while True:
+            try:
+                rows, problem, failed = backend.pools(), "", None
+            except Exception as err:  # shown and retried: an outage must not end the watch
+                failed, problem = classify(err)
+                if refreshes == 0 and failed not in _PASSING:
+                    raise
+                if not live:
+                    out.note(f"vmpooler: {problem}")
             refreshes += 1
             if context is not None:
                 context.update(_frame(out, rows, interval, backend.where, problem), refresh=True)
             elif out.json:
-                out.line(json.dumps({"time": _now(), "pools": [row.as_json() for row in rows]}))
+                out.line(json.dumps({"time": _now(), "pools": [row.as_json() for row in rows],
+                                     **({"error": problem} if problem else {})}))
             else:
                 out.line(f"{_now()}  {problem}".rstrip())
                 out.pools(rows)
                 out.line()
             if count and refreshes >= count:
+                if failed is not None:
+                    ctx.exit(failed)
                 return
             time.sleep(interval)
-            try:
-                rows, problem = backend.pools(), ""
-            except Exception as err:  # shown and retried: a blip must not end the watch
-                problem = classify(err)[1]
-                if not live:
-                    out.note(f"vmpooler: {problem}")
     finally:
         if context is not None:
             context.stop()
@@ -178,7 +233,8 @@ def _frame(out: Output, rows: Sequence[PoolRow], interval: float, where: str, pr
     header = Text.from_markup(f"[bold]Every {interval:g}s:[/] {escape(where)}  {stamp}  [dim](Ctrl-C to stop)[/]")
     parts: list[RenderableType] = [header]
     if problem:
-        parts.append(Text.from_markup(f"[bold red]{escape(problem)}[/] (showing the last figures)"))
+        since = " (showing the last figures)" if rows else ""
+        parts.append(Text.from_markup(f"[bold red]{escape(problem)}[/]{since}; trying again every {interval:g}s"))
     parts.append(out.pools_renderable(rows))
     return Group(*parts)
 
@@ -191,4 +247,4 @@ def _live(out: Output, rows: Sequence[PoolRow], interval: float, where: str) -> 
     return live
 
 
-COMMANDS = (pools, status, watch)
+COMMANDS = (pools, status, watch, summary)

@@ -2,7 +2,8 @@
 
 Over the API these use HTTP Basic auth: the user is --user (or VMPOOLER_USER, or your login name), the
 password comes from VMPOOLER_PASSWORD or a prompt. Direct on Redis no password is asked: whoever can
-write to the pooler's Redis can write its tokens anyway.
+write to the pooler's Redis can write its tokens anyway. Against a server (or config) without auth, each
+fails at once, before any prompt.
 
 Their `--json` shapes are documented in vmpooler_cli/shapes.py and shown by each `--help`.
 """
@@ -21,7 +22,9 @@ user_option = click.option("--user", "-u", metavar="USER",
 def _credentials(run: Run, user: str | None) -> tuple[str, str | None]:
     settings = run.settings()
     name = user or settings.user_or_login()
-    if not run.backend().needs_password:
+    backend = run.backend()
+    backend.require_tokens()  # a server without auth says so now, not after a password was typed
+    if not backend.needs_password:
         return name, None
     password = run.env.get("VMPOOLER_PASSWORD")
     if password is None:

@@ -18,8 +18,26 @@ from ..exit_codes import ExitCode
 from ..shapes import epilog
 
 
+def checkout_counts(names: tuple[str, ...], count: int) -> list[tuple[str, int]]:
+    """`a+a+b`, `a=2` (vmfloaty's form) and plain names, merged in the order given, each times `count`."""
+    from vmpooler_core.request import from_path
+
+    merged: dict[str, int] = {}
+    for arg in names:
+        name, eq, number = arg.partition("=")
+        times = 1
+        if eq:
+            if "+" in name or not number.isdigit() or int(number) < 1:
+                raise CliError(f"{arg!r}: expected NAME=COUNT, a count of at least 1 (or NAME+NAME...)",
+                               ExitCode.USAGE)
+            times = int(number)
+        for pool, n in from_path(name).counts:
+            merged[pool] = merged.get(pool, 0) + n * times
+    return [(pool, n * count) for pool, n in merged.items()]
+
+
 @click.command(epilog=epilog("checkout"))
-@click.argument("names", nargs=-1, required=True, metavar="NAME[+NAME...]...", shell_complete=complete_pools)
+@click.argument("names", nargs=-1, required=True, metavar="NAME[+NAME...|=COUNT]...", shell_complete=complete_pools)
 @click.option("-n", "--count", type=click.IntRange(1, 1000), default=1, show_default=True,
               help="How many VMs of each named pool.")
 @json_option
@@ -28,49 +46,66 @@ def checkout(run: Run, names: tuple[str, ...], count: int, as_json: bool) -> Non
     """Check out VMs from pools or aliases, and print their hostnames.
 
     All or nothing: when any pool is short of ready VMs, nothing is checked out (exit 4); an
-    unknown name checks nothing out (exit 3). Hostnames are printed as FQDNs when a domain is known.
+    unknown name checks nothing out (exit 3). Hostnames are printed as FQDNs when a domain is known:
+    on a terminal each with its pool; piped, one hostname a line (for scripts: `ssh $(vmpooler checkout x)`).
 
     \b
     Examples:
       vmpooler checkout centos-6-64
-      vmpooler checkout centos-6-64+centos-6-64 debian-7      # two centos, one debian
+      vmpooler checkout centos-6-64=2 debian-7                # two centos, one debian (vmfloaty's form)
+      vmpooler checkout centos-6-64+centos-6-64 debian-7      # the same
       vmpooler checkout debian-7 -n 3 --json
     """
-    from vmpooler_core.request import from_path
-
-    request = from_path("+".join(names))
-    counts = [(name, n * count) for name, n in request.counts]
+    counts = checkout_counts(names, count)
     out = run.output(as_json)
-    with out.waiting(f"Checking out {request.total * count} VM(s)…"):
+    with out.waiting(f"Checking out {sum(n for _, n in counts)} VM(s)…"):
         got = run.backend().checkout(counts)
     if out.json:
         out.emit_json({"ok": True, "domain": got.domain,
                        "vms": [{"pool": pool, "hostname": host, "fqdn": got.fqdn(host)} for pool, host in got.vms]})
         return
-    for _, host in got.vms:
-        out.line(got.fqdn(host))
+    if not out.terminal:
+        for _, host in got.vms:
+            out.line(got.fqdn(host))
+        return
+    width = max(len(got.fqdn(host)) for _, host in got.vms)
+    for pool, host in got.vms:
+        out.line(f"{got.fqdn(host).ljust(width)}  ({pool})")
 
 
 @click.command("return", epilog=epilog("return"), short_help="Return checked-out VMs (alias: delete).")
-@click.argument("hosts", nargs=-1, required=True, metavar="HOST...")
+@click.argument("hosts", nargs=-1, metavar="HOST...")
+@click.option("--all", "every", is_flag=True, help="Every VM your token holds (asks first).")
+@click.option("--yes", "-y", is_flag=True, help="With --all: do not ask.")
 @json_option
 @click.pass_context
-def return_(ctx: click.Context, hosts: tuple[str, ...], as_json: bool) -> None:
+def return_(ctx: click.Context, hosts: tuple[str, ...], every: bool, yes: bool, as_json: bool) -> None:
     """Return checked-out VMs (they are destroyed and replaced). Alias: delete.
 
-    Every host is tried; the exit code is the first failure's.
+    Every host is tried; the exit code is the first failure's. With --all, the VMs your token holds
+    (see `mine`), after a question that --yes answers.
 
     \b
     Examples:
       vmpooler return abcdefghijklmno
       vmpooler delete vm1.example.com vm2.example.com
+      vmpooler return --all --yes
     """
     from ..errors import classify
     from ..render import error_line
+    from .held import held_hosts
 
     run: Run = ctx.obj
+    if every == bool(hosts):
+        raise CliError("name the VMs to return, or give --all (not both)", ExitCode.USAGE)
     out = run.output(as_json)
     backend = run.backend()
+    if every:
+        hosts = tuple(held_hosts(run))
+        if hosts and not yes:
+            _confirm(f"Return {len(hosts)} VM(s): {', '.join(hosts)}?")
+        if not hosts:
+            out.note("your token holds no VMs: nothing to return")
     results: list[dict[str, Any]] = []
     failure: ExitCode | None = None
     for host in hosts:
@@ -92,6 +127,19 @@ def return_(ctx: click.Context, hosts: tuple[str, ...], as_json: bool) -> None:
         out.emit_json({"ok": failure is None, "vms": results})
     if failure is not None:
         ctx.exit(failure)
+
+
+def _confirm(question: str) -> None:
+    """Ask on the terminal; a "no", or no answer at all (no terminal), returns nothing."""
+    try:
+        if click.confirm(question, default=False, err=True):
+            return
+    except click.Abort as err:
+        if isinstance(err.__context__, KeyboardInterrupt):
+            raise
+        click.echo(err=True)  # end the question's line: the error is a line of its own
+        raise CliError("no answer to the question: pass --yes to return them without asking", ExitCode.USAGE) from None
+    raise CliError("not confirmed: nothing was returned")
 
 
 def _hours(value: Any) -> float | None:
@@ -178,18 +226,37 @@ def _done(run: Run, as_json: bool, text: str, doc: dict[str, Any]) -> None:
         out.line(text)
 
 
-@click.command(epilog=epilog("lifetime"), short_help="Set a VM's lifetime in hours.")
+def _lifetime_hours(text: str) -> int:
+    """HOURS as typed: a whole number of at least 1. (The upper bound is the server's
+    `max_lifetime_upper_limit`, which it names when it refuses a value.)"""
+    try:
+        hours = int(text)
+    except ValueError:
+        raise CliError(f"HOURS must be a whole number of hours, not {text!r}", ExitCode.USAGE) from None
+    if hours < 0:
+        raise CliError(f"a lifetime cannot be negative ({hours}): it is the hours a VM lives after its checkout, "
+                       "at least 1", ExitCode.USAGE)
+    if hours < 1:
+        raise CliError("a lifetime must be at least 1 hour, not 0", ExitCode.USAGE)
+    return hours
+
+
+# ignore_unknown_options: `-5` is HOURS (to be refused clearly), not an unknown option.
+@click.command(epilog=epilog("lifetime"), short_help="Set a VM's lifetime in hours.",
+               context_settings={"ignore_unknown_options": True})
 @click.argument("host")
-@click.argument("hours", type=click.IntRange(min=1))
+@click.argument("hours_text", metavar="HOURS")
 @json_option
 @click.pass_obj
-def lifetime(run: Run, host: str, hours: int, as_json: bool) -> None:
-    """Set how many hours a VM lives after its checkout (absolute, not an extension).
+def lifetime(run: Run, host: str, hours_text: str, as_json: bool) -> None:
+    """Set how many hours a VM lives after its checkout (absolute, not an extension): at least 1, and at
+    most the server's `max_lifetime_upper_limit` when it has one.
 
     \b
     Example:
       vmpooler lifetime abcdefghijklmno 48
     """
+    hours = _lifetime_hours(hours_text)
     with run.output(as_json).waiting(f"Setting the lifetime of {host}…"):
         run.backend().modify(host, {"lifetime": hours})
     _done(run, as_json, f"{host}: lifetime {hours} h", {"hostname": host, "lifetime": hours})

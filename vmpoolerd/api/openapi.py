@@ -133,9 +133,8 @@ def api_paths(pool: str) -> dict[str, dict[str, Op]]:
                         "401 404 503", security=_BASIC),
         },
         "/token/{token}": {
-            "get": _op("getToken", "One of the caller's tokens and its running VMs",
-                       ("200", "TokenDetails", "Token"), "401 404 503", params=[_TOKEN],
-                       security=_BASIC),
+            "get": _op("getToken", "A token and its running VMs: no credentials, the token is the secret",
+                       ("200", "TokenDetails", "Token"), "404 503", params=[_TOKEN]),
             "delete": _op("deleteToken", "Revoke one of the caller's tokens", ("200", "Ok", "Revoked"),
                           "401 404 503", params=[_TOKEN], security=_BASIC),
         },

@@ -72,7 +72,10 @@ async def check_pending(p: PoolPass) -> None:
         age = p.age(host, "clone")
         if reason is None:
             stamp = clock.stamp(p.now)  # it has just passed its check, too
-            if await p.move(host, "pending", "ready", "ready", {"ready": stamp, "check": stamp}):
+            stamps: dict[str, object] = {"ready": stamp, "check": stamp}
+            if p.facts[host].guest_ip:  # for `GET /vm/<host>`'s ip: the provider knows it better than DNS
+                stamps["ip"] = p.facts[host].guest_ip
+            if await p.move(host, "pending", "ready", "ready", stamps):
                 if age is not None:
                     await p.ctx.inventory.record_boot(p.name, host, age, clock.today(p.now))
                     p.ctx.metrics.duration(Phase.BOOT, p.name, age)
