@@ -120,6 +120,9 @@ class AppSettings:
     # Destroy VMs found in a pool folder that Redis does not know and that carry no pooler mark at all
     # (made by hand, by the original vmpooler). Off: they are left alone and reported once.
     purge_unconfigured: bool = False
+    # The pool configuration API of API v3 (/api/v3/config/..., /api/v3/poolreset): off unless set, as in
+    # the original.
+    experimental_features: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +181,20 @@ class PoolConfig:
     ready_check: Literal["tcp", "hostname", "none"] | None = None
     ready_check_port: int = 22
     options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    dns_plugin: str | None = None  # the `dns_configs:` entry naming the pool's domain
+    # The pool's DNS domain: its dns_plugin's, else `config: domain`; API v3's host names are
+    # `<host>.<domain>` (API v1 keeps short names and its one `domain` key).
+    domain: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DnsConfig:
+    """One `dns_configs:` entry. Only the domain is used: this pooler manages no DNS records (the
+    original's `dynamic-dns` class does not either; its plugins' other classes are not supported)."""
+
+    name: str
+    dns_class: str
+    domain: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +247,7 @@ class Config:
     tagfilter: Mapping[str, re.Pattern[str]] = field(default_factory=lambda: _EMPTY)
     graphs: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    dns_configs: Mapping[str, DnsConfig] = field(default_factory=lambda: _EMPTY)
     source: str = "<defaults>"
     loaded_at: float = field(default_factory=time.time)
     # Derived at load, never edited afterwards.

@@ -57,6 +57,10 @@ class Inventory:
             words += [str(len(command)), *command]
         return list(await self._run("write", *words))
 
+    async def write(self, *commands: tuple[str, ...]) -> list[Any]:
+        """Plain writes behind the fence, in one round trip (the pool configuration API's)."""
+        return await self._write(*commands)
+
     # Transitions ---------------------------------------------------------------------------------
 
     async def checkout(self, entries: Sequence[CheckoutEntry], *, token: str = "",
@@ -205,8 +209,13 @@ class Inventory:
         pipe.hset(self.keys.clone_stats(date or clock.today()), f"{pool}:{host}", f"{seconds:.2f}")
         await pipe.execute()
 
-    async def record_boot(self, pool: str, host: str, seconds: float, date: str | None = None) -> None:
-        await self.record_stat(self.keys.boot_stats(date or clock.today()), f"{pool}:{host}", seconds)
+    async def record_boot(self, pool: str, host: str, seconds: float, date: str | None = None,
+                          at: str | None = None) -> None:
+        """The day's boot statistics and the pool's last boot (API v3's `lastBoot`), in one transaction."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.keys.boot_stats(date or clock.today()), f"{pool}:{host}", f"{seconds:.2f}")
+        pipe.hset(self.keys.lastboot(), pool, at or clock.stamp())
+        await pipe.execute()
 
     async def mark_empty(self, pool: str, empty: bool) -> bool:
         """Set or clear the pool's empty marker; True when that changed it (so it is logged once)."""

@@ -14,6 +14,7 @@ import string
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from . import audit, clock
@@ -100,6 +101,57 @@ async def describe(config: Config, inventory: Inventory, host: str, now: float |
         end = clock.parse(data.get("destroy")) or now
         doc["running"] = _hours(max(0.0, end - checkout))
     doc["state"] = state
+    doc.update(await _details(data, host, resolve))
+    if config.app.domain:
+        doc["domain"] = config.app.domain
+    if history:
+        doc["history"] = [audit.read_entry(raw) for raw in history]
+    return doc
+
+
+def first_label(hostname: str) -> str:
+    """API v3 shortens any FQDN to its host (pools may have different domains)."""
+    return hostname.split(".", 1)[0]
+
+
+def _rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+async def describe_v3(config: Config, inventory: Inventory, host: str, now: float | None = None,
+                      resolve: bool = True) -> dict[str, Any]:
+    """API v3's VM document: no `domain`; a running VM's `remaining` hours, `start_time` and `end_time`
+    (RFC 3339; from its lifetime, the default one when it has none: the original used 0 then, B7.23);
+    `fqdn` when its pool has a domain; `host` and `migrated` when recorded."""
+    now = time.time() if now is None else now
+    data, state, history = await _load(inventory, host, history=True)
+    pool = config.pool_index.get(data.get("pool") or data.get("template") or "")
+    lifetime = config.lifetime_hours(data.get("lifetime"))
+    doc: dict[str, Any] = {"template": data.get("pool") or data.get("template", ""), "lifetime": lifetime}
+    checkout = clock.parse(data.get("checkout"))
+    if checkout is not None:
+        end = clock.parse(data.get("destroy")) or now
+        doc["running"] = _hours(max(0.0, end - checkout))
+        if state == "running":
+            doc["remaining"] = _hours(checkout + lifetime * 3600 - now)
+            doc["start_time"] = _rfc3339(checkout)
+            doc["end_time"] = _rfc3339(checkout + lifetime * 3600)
+    doc["state"] = state
+    common = await _details(data, host, resolve)
+    doc.update(common)
+    if pool is not None and pool.domain:
+        doc["fqdn"] = f"{host}.{pool.domain}"
+    for field in ("host", "migrated"):
+        if data.get(field):
+            doc[field] = data[field]
+    if history:
+        doc["history"] = [audit.read_entry(raw) for raw in history]
+    return doc
+
+
+async def _details(data: Mapping[str, str], host: str, resolve: bool) -> dict[str, Any]:
+    """Tags, snapshots, disks and IP address, as both API versions show them."""
+    doc: dict[str, Any] = {}
     tags = {k[4:]: v for k, v in data.items() if k.startswith("tag:")}
     if tags:
         doc["tags"] = tags
@@ -109,10 +161,6 @@ async def describe(config: Config, inventory: Inventory, host: str, now: float |
     if data.get("disk"):
         doc["disk"] = [d for d in data["disk"].split(":") if d]
     doc["ip"] = await _ip(host) if resolve else ""
-    if config.app.domain:
-        doc["domain"] = config.app.domain
-    if history:
-        doc["history"] = [audit.read_entry(raw) for raw in history]
     return doc
 
 

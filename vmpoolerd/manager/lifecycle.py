@@ -74,7 +74,7 @@ async def check_pending(p: PoolPass) -> None:
             stamp = clock.stamp(p.now)  # it has just passed its check, too
             if await p.move(host, "pending", "ready", "ready", {"ready": stamp, "check": stamp}):
                 if age is not None:
-                    await p.ctx.inventory.record_boot(p.name, host, age, clock.today(p.now))
+                    await p.ctx.inventory.record_boot(p.name, host, age, clock.today(p.now), at=stamp)
                     p.ctx.metrics.duration(Phase.BOOT, p.name, age)
         elif host not in p.protected and (age is None or age > timeout):
             why = f"not ready after {timeout / 60:.0f} minutes: {reason}"
@@ -91,3 +91,11 @@ async def remove_surplus(p: PoolPass) -> None:
     surplus = len(p.sets["ready"]) - p.pool.size
     for host in sorted(p.sets["ready"])[:max(surplus, 0)]:
         await p.move(host, "ready", "completed", f"pool size is {p.pool.size}")
+
+
+async def drain(p: PoolPass, reason: str) -> None:
+    """Replace the pool's ready and pending VMs (a new template or clone target, a reset): to completed,
+    to be destroyed; the fill makes new ones."""
+    for state in ("ready", "pending"):
+        for host in sorted(p.sets[state]):
+            await p.move(host, state, "completed", reason)
