@@ -101,7 +101,15 @@ async def describe(config: Config, inventory: Inventory, host: str, now: float |
         end = clock.parse(data.get("destroy")) or now
         doc["running"] = _hours(max(0.0, end - checkout))
     doc["state"] = state
-    doc.update(await _details(data, host, resolve))
+    tags = {k[4:]: v for k, v in data.items() if k.startswith("tag:")}
+    if tags:
+        doc["tags"] = tags
+    snapshots = [k[9:] for k in data if k.startswith("snapshot:")]
+    if snapshots:
+        doc["snapshots"] = snapshots
+    if data.get("disk"):
+        doc["disk"] = [d for d in data["disk"].split(":") if d]
+    doc["ip"] = await _ip(host) if resolve else ""
     if config.app.domain:
         doc["domain"] = config.app.domain
     if history:
@@ -120,47 +128,29 @@ def _rfc3339(epoch: float) -> str:
 
 async def describe_v3(config: Config, inventory: Inventory, host: str, now: float | None = None,
                       resolve: bool = True) -> dict[str, Any]:
-    """API v3's VM document: no `domain`; a running VM's `remaining` hours, `start_time` and `end_time`
-    (RFC 3339; from its lifetime, the default one when it has none: the original used 0 then, B7.23);
-    `fqdn` when its pool has a domain; `host` and `migrated` when recorded."""
+    """API v3's VM document: v1's without `domain`, with a running VM's `remaining` hours, `start_time`
+    and `end_time` (RFC 3339; from its lifetime, the default one when it has none: the original used 0
+    then, B7.23), `fqdn` when its pool has a domain, `host` and `migrated` when recorded."""
     now = time.time() if now is None else now
-    data, state, history = await _load(inventory, host, history=True)
-    pool = config.pool_index.get(data.get("pool") or data.get("template") or "")
-    lifetime = config.lifetime_hours(data.get("lifetime"))
-    doc: dict[str, Any] = {"template": data.get("pool") or data.get("template", ""), "lifetime": lifetime}
-    checkout = clock.parse(data.get("checkout"))
-    if checkout is not None:
-        end = clock.parse(data.get("destroy")) or now
-        doc["running"] = _hours(max(0.0, end - checkout))
-        if state == "running":
-            doc["remaining"] = _hours(checkout + lifetime * 3600 - now)
-            doc["start_time"] = _rfc3339(checkout)
-            doc["end_time"] = _rfc3339(checkout + lifetime * 3600)
-    doc["state"] = state
-    common = await _details(data, host, resolve)
-    doc.update(common)
+    v1 = await describe(config, inventory, host, now, resolve)
+    fields = ("checkout", "pool", "template", "host", "migrated")
+    data = dict(zip(fields, (await inventory.vms([host], fields))[host], strict=True))
+    later = ("domain", "history")
+    keys = list(v1)
+    doc = {key: v1[key] for key in keys[:keys.index("state")]}  # template, lifetime, running
+    checkout = clock.parse(data["checkout"])
+    if v1["state"] == "running" and checkout is not None:
+        end = checkout + v1["lifetime"] * 3600
+        doc.update(remaining=_hours(end - now), start_time=_rfc3339(checkout), end_time=_rfc3339(end))
+    # `state` after the times, then what follows it in v1's document (tags, snapshots, disk, ip).
+    doc["state"] = v1["state"]
+    doc.update({key: value for key, value in v1.items() if key not in doc and key not in later})
+    pool = config.pool_index.get(data["pool"] or data["template"] or "")
     if pool is not None and pool.domain:
         doc["fqdn"] = f"{host}.{pool.domain}"
-    for field in ("host", "migrated"):
-        if data.get(field):
-            doc[field] = data[field]
-    if history:
-        doc["history"] = [audit.read_entry(raw) for raw in history]
-    return doc
-
-
-async def _details(data: Mapping[str, str], host: str, resolve: bool) -> dict[str, Any]:
-    """Tags, snapshots, disks and IP address, as both API versions show them."""
-    doc: dict[str, Any] = {}
-    tags = {k[4:]: v for k, v in data.items() if k.startswith("tag:")}
-    if tags:
-        doc["tags"] = tags
-    snapshots = [k[9:] for k in data if k.startswith("snapshot:")]
-    if snapshots:
-        doc["snapshots"] = snapshots
-    if data.get("disk"):
-        doc["disk"] = [d for d in data["disk"].split(":") if d]
-    doc["ip"] = await _ip(host) if resolve else ""
+    doc.update({field: data[field] for field in ("host", "migrated") if data[field]})
+    if "history" in v1:
+        doc["history"] = v1["history"]
     return doc
 
 
