@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -257,6 +257,16 @@ class Config:
 
     def pool(self, name: str) -> PoolConfig:
         return self.pool_index[name]
+
+    def with_pools(self, pools: tuple[PoolConfig, ...]) -> Config:
+        """This configuration with these pools, and what is derived from them."""
+        aliases: dict[str, list[str]] = {}
+        for pool in pools:
+            for alias in pool.alias:
+                aliases.setdefault(alias, []).append(pool.name)
+        return replace(self, pools=pools, pool_names=frozenset({p.name for p in pools} | set(aliases)),
+                       aliases=MappingProxyType({a: tuple(ps) for a, ps in aliases.items()}),
+                       pool_index=MappingProxyType({p.name: p for p in pools}))
 
     def is_known(self, name: str) -> bool:
         return name in self.pool_names

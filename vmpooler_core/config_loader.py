@@ -337,10 +337,6 @@ def load(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
     providers = configured_providers(top)
     dns = dns_configs(top)
     pools, unchosen = _pools(top, providers, dns)
-    aliases: dict[str, list[str]] = {}
-    for pool in pools:
-        for alias in pool.alias:
-            aliases.setdefault(alias, []).append(pool.name)
     redis, app = redis_settings(sections["redis"], base_dir), _app(sections["config"])
     # A pool without a dns_plugin has the one domain of the 2016 format, if any.
     pools = tuple(p if p.dns_plugin else replace(p, domain=app.domain) for p in pools)
@@ -365,7 +361,4 @@ def load(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
         rate_limits=limits,
         dns_configs=MappingProxyType(dns),
         source=source,
-        pool_names=frozenset({p.name for p in pools} | set(aliases)),
-        aliases=MappingProxyType({a: tuple(ps) for a, ps in aliases.items()}),
-        pool_index=MappingProxyType({p.name: p for p in pools}),
-    )
+    ).with_pools(pools)

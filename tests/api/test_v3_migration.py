@@ -165,3 +165,20 @@ def test_what_the_original_left_is_served_and_carried_on(make_client: MakeClient
     assert (record["template"], record["pool"]) == ("pool1", "pool1") and record["clone"] and record["ready"]
     assert r.hget("vmpooler__pool__pool1", "domain") == "one.example.com"
     assert json.loads(r.hget("vmpooler__dummy__dummy__pool1", new) or "{}")["template"] == "templates/pool1"
+
+
+def test_an_api_process_without_pools_serves_those_the_managers_recorded(make_client: MakeClient,
+                                                                       r: redis.Redis) -> None:
+    # As the original's managers record them (and ours: tests/manager/test_pool_settings.py).
+    r.sadd("vmpooler__pools", "pool1", "pool2")
+    r.hset("vmpooler__pool__pool1", mapping={"name": "pool1", "size": "3", "alias": "poolone,one",
+                                            "template": "templates/pool1", "domain": "one.example.com"})
+    r.sadd("vmpooler__ready__pool1", "h1")
+    r.hset("vmpooler__vm__h1", mapping={"template": "pool1", "pool": "pool1", "clone": ruby_time(1)})
+    with make_client(pools="") as api:
+        assert api.get("/api/v3/vm").json() == ["pool1", "pool2"]
+        taken = expect_json(api.post("/api/v3/vm/one"), True, 200)
+        assert taken == {"ok": True, "one": {"hostname": "h1.one.example.com"}}
+        pools = api.get("/api/v3/status").json()["pools"]
+        assert (pools["pool1"]["max"], pools["pool1"]["alias"]) == (3, ["poolone", "one"])
+        assert pools["pool2"]["max"] == 0  # in the set without a record

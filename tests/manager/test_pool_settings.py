@@ -10,6 +10,7 @@ import redis
 from redis import asyncio as aioredis
 
 from tests.manager.conftest import MakeManager, dummy_config, passes, states
+from vmpooler_core import pool_records
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.keys import Keys
 from vmpooler_core.pool_settings import PoolSettings
@@ -112,3 +113,6 @@ async def test_the_pools_are_published_for_the_originals_api_processes(make_mana
     await manager.run_once()
     assert sync_redis.hgetall(K.pool_record("pool1")) == {
         "name": "pool1", "size": "2", "template": "templates/a", "alias": "a1,a2", "provider": "dummy"}
+    # What an API process without pools serves (vmpooler_core/pool_records.py): the same pool.
+    [pool] = await pool_records.read(manager.inventory.redis)
+    assert pool == manager.workers["pool1"].base

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from vmpooler_core import pool_settings
+from vmpooler_core import pool_records, pool_settings
 from vmpooler_core.config import PoolConfig
 from vmpooler_core.pool_settings import CLONE_TARGET, TEMPLATE, template_of
 
@@ -119,14 +119,10 @@ class PoolSettings:
             await pipe.execute()
 
     async def publish(self, pools: Iterable[PoolConfig]) -> None:
-        """Each pool's configuration in the original's `vmpooler__pool__<name>` hash, which its API-only
-        processes read when their own configuration has no pools."""
+        """Each pool's configuration in the original's `vmpooler__pool__<name>` hash, which API-only
+        processes (the original's and ours) read when their own configuration has no pools."""
         pipe = self.ctx.inventory.redis.pipeline(transaction=False)
         for pool in pools:
-            fields = {"name": pool.name, "size": pool.size, "template": template_of(pool),
-                      "alias": ",".join(pool.alias), "domain": pool.domain, "provider": pool.provider,
-                      "clone_target": pool.clone_target, "dns_plugin": pool.dns_plugin, "folder": pool.folder,
-                      "datastore": pool.datastore, "timeout": pool.timeout, "ready_ttl": pool.ready_ttl}
-            pipe.hset(self.keys.pool_record(pool.name),
-                      mapping={k: str(v) for k, v in fields.items() if v is not None and v != ""})
+            fields = pool_records.record(pool)
+            pipe.hset(self.keys.pool_record(pool.name), items=[item for pair in fields.items() for item in pair])
         await pipe.execute()
