@@ -8,14 +8,8 @@ checks the live server against it (tests/api/test_schemathesis_v3.py).
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from typing import Any
-
-from starlette.requests import Request
-from starlette.responses import Response
-
-import vmpooler_core
 
 from .openapi import (
     _HOST,
@@ -26,11 +20,11 @@ from .openapi import (
     _json,
     _op,
     _path,
-    _with_head_errors,
     api_paths,
+    openapi_document,
+    server,
 )
 from .openapi_schemas import COUNT, INT, NUM, SCHEMAS, STR, STRINGS, obj, ok_with, ref
-from .services import Services
 
 _V3_VM_STATES = ["pending", "ready", "running", "completed", "discovered", "destroyed", "unknown"]
 _STATUS_OK = obj(("ok",), False, ok={"type": "boolean", "enum": [True]})
@@ -178,27 +172,11 @@ def v3_paths(pool: str) -> dict[str, dict[str, Op]]:
 
 @cache
 def document(pool: str = "centos-6-x86_64") -> dict[str, Any]:
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": "vmpooler API v3", "version": vmpooler_core.__version__,
-                 "description": "API v3 of vmpooler, as today's original serves it: host names are FQDNs, "
-                                "checkouts are keyed by the name asked for. Error bodies are `{\"ok\": false, "
-                                "\"code\": ..., \"reason\": ...}`: branch on `code`, show `reason` to people."},
-        "paths": _with_head_errors({"/api/v3" + p: ops for p, ops in v3_paths(pool).items()}),
-        "components": {
-            "schemas": {**SCHEMAS, **V3_SCHEMAS},
-            "securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"},
-                                "token": {"type": "apiKey", "in": "header", "name": "X-AUTH-TOKEN"}},
-        },
-    }
+    return openapi_document(
+        "vmpooler API v3", "API v3 of vmpooler, as today's original serves it: host names are FQDNs, checkouts "
+        "are keyed by the name asked for. Error bodies are `{\"ok\": false, \"code\": ..., \"reason\": ...}`: "
+        "branch on `code`, show `reason` to people.",
+        {"/api/v3" + p: ops for p, ops in v3_paths(pool).items()}, {**SCHEMAS, **V3_SCHEMAS})
 
 
-@cache
-def _rendered(pool: str) -> bytes:
-    return json.dumps(document(pool)).encode()
-
-
-async def serve(request: Request, services: Services) -> Response:
-    """The document, its examples naming this server's first pool."""
-    pools = services.config.pools
-    return Response(_rendered(pools[0].name if pools else "centos-6-x86_64"), media_type="application/json")
+serve = server(document)

@@ -81,19 +81,20 @@ async def reset_pools(request: Request, services: Services) -> Response:
     return await _change(request, services, reset)
 
 
-async def reset_size(request: Request, services: Services) -> Response:
+Reset = Callable[[PoolSettings, str, Caller], Awaitable[tuple[bool, dict[str, Any]]]]
+
+
+async def _reset(request: Request, services: Services, reset: Reset) -> Response:
     who = await _allowed(request, services)
     if isinstance(who, Response):
         return who
-    settings = PoolSettings(services.config, services.inventory)
-    changed, fields = await settings.reset_size(request.path_params["pool"], who)
+    changed, fields = await reset(PoolSettings(services.config, services.inventory), request.path_params["pool"], who)
     return ok(fields, status=201 if changed else 200)
+
+
+async def reset_size(request: Request, services: Services) -> Response:
+    return await _reset(request, services, PoolSettings.reset_size)
 
 
 async def reset_template(request: Request, services: Services) -> Response:
-    who = await _allowed(request, services)
-    if isinstance(who, Response):
-        return who
-    settings = PoolSettings(services.config, services.inventory)
-    changed, fields = await settings.reset_template(request.path_params["pool"], who)
-    return ok(fields, status=201 if changed else 200)
+    return await _reset(request, services, PoolSettings.reset_template)
