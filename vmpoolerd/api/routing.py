@@ -114,8 +114,9 @@ UNVERSIONED_ONLY: tuple[Route, ...] = (
 )
 
 # API v3: its own handlers where it answers differently from v1 (routes_v3.py says how) or v1 has no such
-# route; v1's own for the rest (summary, tokens, the pool list). A new v3 route module: import it above
-# and add its routes here.
+# route; v1's own for the rest (summary, tokens, the pool list). A new v3 route module: import it above,
+# add its routes here and their operations to openapi_v3.py (tests/api/test_v3_api.py checks that the
+# document lists exactly the routes served).
 V3_OWN: tuple[Route, ...] = (
     Route("/openapi.json", "GET", openapi_v3.serve, None),
     Route("/status", "GET", routes_v3.get_status, OTHER),
