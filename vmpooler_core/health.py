@@ -8,7 +8,7 @@ give the same verdict.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 from redis.exceptions import RedisError
 
@@ -20,12 +20,14 @@ HEALTH_TTL_MS = 60_000
 
 
 async def _probe(inventory: Inventory, now: float) -> list[tuple[str, float]]:
-    """The managers' heartbeats, read the way the pooler works: a write as every write is made, a fenced
-    script (a replica, too few replicas, a full memory or a fenced former primary refuse it: READONLY,
-    NOREPLICAS, OOM, FENCED; an ACL user without scripting or without the keys' pattern too), then
-    a read."""
+    """The managers' heartbeats, read the way the pooler works: a read (a replica cut off from its
+    primary refuses it: MASTERDOWN), then a write as every write is made, a fenced script (a replica, too
+    few replicas, a full memory or a fenced former primary refuse it: READONLY, NOREPLICAS, OOM, FENCED;
+    an ACL user without scripting or without the keys' pattern too)."""
+    beats = cast(list[tuple[str, float]], await inventory.redis.zrevrange(inventory.keys.heartbeats(), 0, -1,
+                                                                           withscores=True))
     await inventory.write(("SET", inventory.keys.health(), str(now), "PX", str(HEALTH_TTL_MS)))
-    return list(await inventory.redis.zrevrange(inventory.keys.heartbeats(), 0, -1, withscores=True))
+    return list(beats)
 
 
 async def check(config: Config, inventory: Inventory, now: float | None = None) -> dict[str, Any]:
