@@ -8,7 +8,8 @@ give the same ones:
   with the same fields: at INFO when the caller was refused for who they are (a missing or wrong token:
   worth seeing, and rare from well-configured clients), at DEBUG when refused for what there is (an
   unknown pool, no capacity, a VM not checked out, a rate limit): a CI fleet polling an empty pool makes
-  thousands of those, which the checkout metrics count already.
+  thousands of those, which the checkout metrics count already. A failed login is always at INFO,
+  throttled or not (`login refused`, vmpoolerd/api/login.py): each one is worth seeing.
 - each VM's history in Redis (the entries built here; written by the Lua scripts in the same step as the
   state change, see lua/history.lua).
 

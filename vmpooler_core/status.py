@@ -1,7 +1,8 @@
 """The service-wide `/status` document (era A shape plus the late-2016 `pools` block).
 
 Added to the original's shape, only once a manager has reported on the providers: a `providers` block
-(each provider's health) and, in a pool short of VMs whose provider is degraded, its `reason`.
+(each provider's health) and, in a pool short of VMs whose provider is degraded, its `reason`; and, once a
+login has asked the LDAP directory, a `directory` block (directory_health.py).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import clock, provider_health
+from . import clock, directory_health, provider_health
 from .config import Config
 from .inventory import Inventory
 from .replies import Durations
@@ -71,5 +72,8 @@ async def status(config: Config, inventory: Inventory, now: float | None = None)
         "status": summary,
     }
     providers = provider_health.block(health)
-    # The original sorts the top level: `providers` goes between `pools` and `queue`.
-    return doc if providers is None else dict(sorted({**doc, "providers": providers}.items()))
+    directory = directory_health.block(await directory_health.read(config, inventory, now))
+    added = {**({"providers": providers} if providers is not None else {}),
+             **({"directory": directory} if directory is not None else {})}
+    # The original sorts the top level: `providers` goes between `pools` and `queue`, `directory` first.
+    return dict(sorted({**doc, **added}.items())) if added else doc

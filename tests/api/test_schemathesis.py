@@ -40,7 +40,10 @@ def live_url(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
     users = "".join(f"\n    {user}: '{digest}'" for user, digest in HASHES.items())
     config = Path(tmp_path_factory.mktemp("schemathesis")) / "vmpooler.yaml"
     config.write_text(f"redis: {{url: '{redis_server.url}'}}\nconfig:\n  domain: company.com\n"
+                      # Failed logins unthrottled here: schemathesis sends wrong credentials many times,
+                      # and checks each is answered 401 (throttling has its own tests: tests/auth).
                       f"  vm_lifetime_auth: 2\nauth:\n  provider: users\n  users:{users}\n"
+                      "  failed_logins: {allowed: 1000000}\n"
                       "providers: {dummy: {}}\n"
                       "pools:\n  - {name: pool1, alias: [poolone], size: 5}\n  - {name: pool2, size: 10}\n")
     with serving_api(config, "error") as served:
