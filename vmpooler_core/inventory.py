@@ -122,6 +122,14 @@ class Inventory:
         """Count one request against its bucket (ratelimit.lua)."""
         return replies.rate(await self._run("ratelimit", *rate.args()))
 
+    async def login_attempt(self, *args: str | int) -> list[Any]:
+        """lua/login_attempt.lua (its arguments are login_throttle.py's to build)."""
+        return list(await self._run("login_attempt", *args))
+
+    async def login_outcome(self, *args: str | int) -> None:
+        """lua/login_outcome.lua (its arguments are login_throttle.py's to build)."""
+        await self._run("login_outcome", *args)
+
     async def held(self, token: str) -> set[str]:
         """The hosts checked out with `token` and still running, as the per-token cap counts them."""
         return cast(set[str], await self.redis.smembers(self.keys.held(token)))

@@ -163,6 +163,17 @@ class Keys:
         read each other's values.)"""
         return self.ratelimit(f"{request_class}__{kind}__{client}")
 
+    def failed_logins(self, kind: str, who: str) -> str:
+        """Hash {n: failures counted, at: epoch ms of the last}: one user name's (`kind` "user", the name
+        as login_throttle.py folds it) or one client address's ("address"), expiring `forget_after`
+        seconds after the last failure (lua/login_attempt.lua, lua/login_outcome.lua)."""
+        return self._k("login", kind, who)
+
+    def directory_health(self) -> str:
+        """Hash directory host -> JSON {ok, at, since, reason}: what the logins last saw of each LDAP host
+        (directory_health.py); expires when no login has asked for a while."""
+        return self._k("directory", "health")
+
     def history(self, host: str) -> str:
         """List of the VM's history entries (JSON, oldest first; audit.py), the newest HISTORY_LENGTH
         kept. Written by the scripts that change the VM's state, in the same step (lua/history.lua builds

@@ -61,7 +61,7 @@ from .seams import Seams, lacks, process_seams, refuses
 log = logging.getLogger("vmpooler.redis")
 
 NAMES = ("checkout", "return", "move", "add_pending", "forget", "discover", "status", "touch_token",
-         "ratelimit", "undo_checkout", "unfence", "write",
+         "ratelimit", "undo_checkout", "unfence", "write", "login_attempt", "login_outcome",
          # the manager's
          "settle_discovered", "spare", "lease", "presence")
 
