@@ -105,3 +105,46 @@ class FillWatch:
         self._stop.set()
         self._thread.join()
         self.client.close()
+
+
+class CloneWatch:
+    """Samples, in a thread, the clones in flight across every manager: VMs pending in Redis that the
+    dummy provider has not made yet (its clone records the VM at its end). VMs recorded by the managers
+    in `dead` are left out: their clones died with them, and their pending entries wait for a pass.
+    `peak` is the most seen at once; `cloners` the managers whose clones were seen."""
+
+    def __init__(self, url: str, pools: Sequence[str], dead: Sequence[str] = ()) -> None:
+        self.client = redis.Redis.from_url(url, decode_responses=True)
+        self.pools = list(pools)
+        self.dead = set(dead)
+        self.keys = Keys()
+        self.peak = 0
+        self.cloners: set[str] = set()
+        self._owner: dict[str, str] = {}  # host -> the manager that recorded it (never changes)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            pipe = self.client.pipeline(transaction=True)
+            for pool in self.pools:
+                pipe.smembers(self.keys.pending(pool))
+                pipe.hkeys(self.keys.dummy_folder("dummy", pool))
+            found = pipe.execute()
+            pairs = zip(found[::2], found[1::2], strict=True)
+            cloning: set[str] = set().union(*(set(pending) - set(made) for pending, made in pairs))
+            for host in cloning - set(self._owner):
+                self._owner[host] = str(self.client.hget(self.keys.vm(host), "cloned_by") or "")
+            live = {host for host in cloning if self._owner[host] not in self.dead}
+            self.cloners |= {self._owner[host] for host in live}
+            self.peak = max(self.peak, len(live))
+            self._stop.wait(0.01)
+
+    def __enter__(self) -> CloneWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.client.close()
