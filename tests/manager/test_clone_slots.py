@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.manager.procs import CloneWatch, ManagerProcess, wait_until
+from tests.manager.procs import CloneWatch, ManagerProcess, process_config, wait_until
 from vmpooler_core.keys import Keys
 
 K = Keys()
@@ -17,23 +17,8 @@ POOLS = ("a", "b")
 LIMIT = 2
 
 
-def config_file(path: Path, redis_url: str, pools: tuple[str, ...], size: int = 3) -> Path:
-    body = "".join(f"  - name: {pool}\n    size: {size}\n" for pool in pools)
-    path.write_text(f"""
-:redis:
-  url: {redis_url}
-:config:
-  task_limit: {LIMIT}
-  vm_checktime: 0
-  manager_lease_seconds: 2
-  manager_loop_seconds: 0.2
-  manager_backoff_max: 0.5
-:providers:
-  :dummy:
-    clone_time: 1
-    boot_time: 0
-:pools:
-{body}""")
+def config_file(path: Path, redis_url: str, pools: tuple[str, ...]) -> Path:
+    path.write_text(process_config(redis_url, pools, "clone_time: 1\n    boot_time: 0", size=3, task_limit=LIMIT))
     return path
 
 
