@@ -69,7 +69,7 @@ if str(ROOT) not in sys.path:  # run as a script: the repository's packages, not
 import httpx  # noqa: E402
 import redis  # noqa: E402
 
-from bench.soak_audit import Audit, Sampler, audit  # noqa: E402
+from bench.soak_audit import Audit, Sampler, acknowledged_lost, audit  # noqa: E402
 from bench.soak_clients import Client, Ledger  # noqa: E402
 from bench.soak_setup import (  # noqa: E402
     KEEP_MARKER,
@@ -332,15 +332,6 @@ def _full(r: redis.Redis) -> bool:
     return all(r.scard(K.ready(p.name)) + r.scard(K.pending(p.name)) == p.size for p in POOLS)
 
 
-def _acknowledged_lost(r: redis.Redis, ledger: Ledger) -> list[str]:
-    """The VMs clients hold (checkout answered, no return under way) that Redis does not have as running."""
-    pipe = r.pipeline(transaction=True)
-    for pool in POOLS:
-        pipe.smembers(K.running(pool.name))
-    running = set().union(*pipe.execute())
-    return sorted(host for host in ledger.holders if host not in ledger.returning and host not in running)
-
-
 def _return_orphans(r: redis.Redis, daemons: list[Daemon]) -> int:
     """Return, through the API, every VM still running once the clients have returned theirs: a checkout
     whose answer was lost. Bounded: a few tries per VM over the daemons."""
@@ -437,7 +428,7 @@ def run_soak(settings: SoakSettings) -> SoakResult:
 
         def redis_back() -> None:
             held.append(len(set(ledger.holders) - ledger.returning))
-            lost.extend(_acknowledged_lost(rig.redis, ledger))
+            lost.extend(acknowledged_lost(rig.redis, ledger))
 
         faults = Faults(settings, rig.daemons, rig.server, rig.sim, rng, say, redis_back)
 

@@ -196,7 +196,9 @@ class SoakRedis(RedisServer):
         client = redis.Redis(port=self.port, socket_timeout=5)
         try:
             info = client.info("server")
-            return f"{'valkey' if 'valkey_version' in info else 'redis'} {info['redis_version']}"
+            if "valkey_version" in info:  # (valkey answers redis_version 7.2.4, the Redis it is compatible with)
+                return f"valkey {info['valkey_version']}"
+            return f"redis {info['redis_version']}"
         finally:
             client.close()
 
