@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 # The per-pool sets a VM moves through, in lifecycle order.
 STATES = ("pending", "ready", "running", "completed", "discovered")
+# The API's task queues (`Keys.tasks`), as the original names them: `<prefix>__tasks__<queue>`.
+TASK_QUEUES = ("disk", "snapshot", "snapshot-revert")
 # Entries kept in a VM's history (`Keys.history`); lua/history.lua trims to the same number.
 HISTORY_LENGTH = 50
 
@@ -71,6 +73,10 @@ class Keys:
     def revert_tasks(self) -> str:
         return self._k("tasks", "snapshot-revert")
 
+    def tasks(self, queue: str) -> str:
+        """One of the TASK_QUEUES: a set of "<host>:<argument>" (lua/take_tasks.lua builds the same)."""
+        return self._k("tasks", queue)
+
     # Daily statistics.
     def tag_stats(self, date: str) -> str:
         return self._k("tag", date)
@@ -126,6 +132,15 @@ class Keys:
         """Hash manager id -> clones it has in flight; `clone_tasks()` is kept equal to the sum over live
         managers (lua/presence.lua)."""
         return self._k("tasks", "clone", "managers")
+
+    def taken_tasks(self, manager: str) -> str:
+        """Hash "<queue>:<host>:<argument>" -> how many times taken: the tasks a manager took from the queues
+        and has not finished; put back in their queues once that manager is dead (lua/take_tasks.lua)."""
+        return self._k("tasks", "taken", manager)
+
+    def task_takers(self) -> str:
+        """Set of the manager ids that have a `taken_tasks` record."""
+        return self._k("tasks", "takers")
 
     def pooler_id(self) -> str:
         """String: this pooler's identity, made once (SET NX) by the first manager on this Redis and read by
