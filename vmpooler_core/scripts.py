@@ -154,7 +154,7 @@ class _Rules:
         the confirmations (each command's last word is its timeout, ms) to end before the request's."""
         if name not in DEADLINED:
             return args
-        reserve = sum(int(command[-1]) for command in confirmations) / 1000
+        reserve = sum(int(command[-1]) for command in confirmations) / 1000 if confirmations else 0.0
         return [args[0], await self.clock.deadline(reserve), *args[1:]]
 
     async def run(self, name: str, args: list[Any], durable: Durable | None = None) -> Any:

@@ -84,10 +84,12 @@ class ServerClock:
         until = _CHANGES_UNTIL.get()
         if until is None:
             return ""
-        if time.monotonic() - self._read_at > REREAD:
+        now = time.monotonic()
+        if now - self._read_at > REREAD:
             await self._read()
+            now = time.monotonic()
         remaining = until - asyncio.get_running_loop().time() - reserve
-        return str(int((time.monotonic() + self._offset - self._error + remaining) * 1_000_000))
+        return str(int((now + self._offset - self._error + remaining) * 1_000_000))
 
     def late(self) -> None:
         """A script answered LATE: read the offset again before the next deadline."""
