@@ -18,7 +18,9 @@ or the client may now reach another server (a Sentinel failover).
 
 The request's deadline reaches the runner as a context variable (`ChangesUntil`), set by the API around
 each request as asyncio.timeout is: its value is each request's own (a task's context), never shared.
-Outside one (the manager, the CLI) the scripts get no deadline and run whenever Redis reaches them.
+An argument instead would have to pass through every call between a handler and the script (Checkout,
+Access, vms, Inventory), and a call that forgot it would silently lose the check. Outside a request (the
+manager, the CLI) the scripts get no deadline and run whenever Redis reaches them.
 """
 
 from __future__ import annotations
