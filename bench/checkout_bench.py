@@ -104,7 +104,7 @@ def ceiling(server: RedisServer, clients: int) -> float | None:
     sha = r.script_load(scripts.source("checkout"))
     r.close()
     out = subprocess.run([tool, "-p", str(server.port), "-n", "100000", "-c", str(clients), "-q",
-                          "EVALSHA", sha, "0", "vmpooler", "2026-01-01 00:00:00 +0000", "", "", "bench", "-", "1",
+                          "EVALSHA", sha, "0", "vmpooler", "", "2026-01-01 00:00:00 +0000", "", "", "bench", "-", "1",
                           "pool1", "1", "1", "pool1"], capture_output=True, text=True, check=True).stdout
     # "EVALSHA ...: 51234.56 requests per second, p50=..." (the line may carry \r progress output)
     rates = re.findall(r"([\d.]+) requests per second", out)

@@ -207,8 +207,8 @@ async def test_a_script_refused_for_memory_is_refused_whole(aredis: aioredis.Red
         with pytest.raises(redis.exceptions.OutOfMemoryError):
             await inventory.checkout([(POOL, 1, (POOL,))])
         assert sync_redis.scard(K.ready(POOL)) == 2 and not sync_redis.scard(K.running(POOL)), "nothing taken"
-        unflagged = sync_redis.eval(scripts.source("checkout", flagged=False), 0, K.prefix, "stamp", "", "",
-                                    "-", "-", 1, POOL, 1, 1, POOL)  # client and request id: "-"
+        unflagged = sync_redis.eval(scripts.source("checkout", flagged=False), 0, K.prefix, "", "stamp", "", "",
+                                    "-", "-", 1, POOL, 1, 1, POOL)  # no deadline; client and request id: "-"
         assert unflagged[0] == "ok" and sync_redis.scard(K.running(POOL)) == 1, "unflagged, it ran over the limit"
     finally:
         sync_redis.config_set("maxmemory", "0")

@@ -37,7 +37,7 @@ class BlockingWrites:
         self._lock = threading.Lock()
 
     def __call__(self, *commands: tuple[str, ...]) -> list[Any]:
-        args: list[str] = [self._prefix]
+        args: list[str] = [self._prefix, ""]  # no deadline: the manager's thread waits for its answer
         for command in commands:
             args += [str(len(command)), *command]
         while True:

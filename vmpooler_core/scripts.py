@@ -30,7 +30,10 @@ Both also honour the same rules around a script (`Scripts.run`):
   change in flight when a planned failover promotes a replica is never answered; `redis: durability`
   adds the AOF fsync (WAITAOF, `aof`) or requires a replica (`replica`). `NotDurable` when a required
   confirmation failed, or when the replicas did not confirm and the sentinels say a failover is under
-  way.
+  way;
+- the deadline (lua/deadline.lua, put in front of the scripts that change state for a request): a script
+  run inside a request (server_clock.ChangesUntil) carries the request's deadline, on Redis's clock, and
+  does nothing when Redis reaches it after then; `Late` (a 503) then.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from .config import DURABILITY
 from .keys import Keys
 from .primary import FailingOver, NotDurable
 from .seams import Seams, lacks, process_seams, refuses
+from .server_clock import Late, ServerClock
 
 log = logging.getLogger("vmpooler.redis")
 
@@ -68,16 +72,21 @@ NAMES = ("checkout", "return", "move", "add_pending", "forget", "discover", "sta
 # Lua libraries put in front of the scripts that use them: Redis has no include, and a second script
 # call would cost the request a second round trip.
 LIBRARIES: dict[str, tuple[str, ...]] = {
-    "checkout": ("gcra", "history", "fence"), "return": ("gcra", "history", "fence"), "ratelimit": ("gcra",),
+    "checkout": ("gcra", "history", "fence", "deadline"), "return": ("gcra", "history", "fence", "deadline"),
+    "write": ("fence", "deadline"), "ratelimit": ("gcra",),
     "discover": ("known", "fence"), "spare": ("known", "fence"), "unfence": ("fence",),
     **{name: ("history", "fence") for name in ("move", "add_pending", "forget")},
-    **{name: ("fence",) for name in ("settle_discovered", "lease", "undo_checkout", "write", "task_done")},
+    **{name: ("fence",) for name in ("settle_discovered", "lease", "undo_checkout", "task_done")},
     **{name: ("managers", "fence") for name in ("presence", "clone_slot", "take_tasks")}}
 # The scripts that run fence.lua's check before their first line: every one that changes the state of a
 # VM, a lease or a manager's presence, and the API's plain writes (write.lua). Not status (it only
 # reads), nor the bookkeeping of reads (ratelimit, touch_token), nor unfence (the fence's own way out).
 FENCED = frozenset(name for name, libraries in LIBRARIES.items() if "fence" in libraries) - {"unfence"}
 _FENCE = "do local refused = fenced(ARGV[1]) if refused then return refused end end"
+# The scripts a request's change runs: each takes the request's deadline as ARGV[2] (put there by the
+# runner) and checks it first, before the fence, so that a late one does nothing at all.
+DEADLINED = frozenset(name for name, libraries in LIBRARIES.items() if "deadline" in libraries)
+_LATE = "do local refused = late(ARGV[2]) if refused then return refused end end"
 
 WAIT_MS = 1000  # how long a change may wait for the replicas or the fsync that `durability` requires
 SOFT_WAIT_MS = 200  # how long it waits for the replicas it does not require (a slow one is then asked about)
@@ -97,7 +106,7 @@ def source(name: str, flagged: bool = True) -> str:
     text = _read(name)
     shebang, _, body = text.partition("\n") if text.startswith("#!") else ("", "", text)
     parts = [*([shebang] if flagged and shebang else []), *(_read(library) for library in LIBRARIES.get(name, ())),
-             *([_FENCE] if name in FENCED else []), body]
+             *([_LATE] if name in DEADLINED else []), *([_FENCE] if name in FENCED else []), body]
     return "\n".join(parts)
 
 
@@ -130,6 +139,7 @@ class _Rules:
         self._slow_logged = float("-inf")
         self._resolving: dict[str, asyncio.Future[None]] = {}
         self._failing_over: tuple[float, str] = (float("-inf"), "")
+        self.clock = ServerClock(client)
 
     def _digest(self, name: str) -> str:
         return digest(name, self._flagged)
@@ -140,11 +150,19 @@ class _Rules:
     async def _once(self, name: str, args: list[Any], durable: Durable | None) -> Any:
         raise NotImplementedError
 
+    async def _deadlined(self, name: str, args: list[Any], confirmations: list[tuple[Any, ...]]) -> list[Any]:
+        """The script's arguments, with the request's deadline second when it takes one: early enough for
+        the confirmations (each command's last word is its timeout, ms) to end before the request's."""
+        if name not in DEADLINED:
+            return args
+        reserve = sum(int(command[-1]) for command in confirmations) / 1000 if confirmations else 0.0
+        return [args[0], await self.clock.deadline(reserve), *args[1:]]
+
     async def run(self, name: str, args: list[Any], durable: Durable | None = None) -> Any:
         """The script's reply; ResponseError for an error it raised, RedisError if Redis is unreachable,
         `FailingOver` when the primary is being replaced or refuses writes (nothing done), `NotDurable` when
         `durable(reply)` and `durability` was not confirmed in time (the change is made; undoing it is the
-        caller's)."""
+        caller's), `Late` when Redis reached it after the request's deadline (nothing done)."""
         retried = False
         while True:
             flagged = self._flagged
@@ -156,6 +174,9 @@ class _Rules:
                     if self._flagged:  # once, whatever the number of calls that met it together
                         self._unflag()
                     continue
+                if text.startswith("LATE "):
+                    self.clock.late()
+                    raise Late(text) from None
                 if text.startswith("FENCED ") and not retried:
                     await self._unfence(text, args[0])
                     retried = True
@@ -298,6 +319,7 @@ class ClientScripts(_Rules):
         if durable is not None:
             await self._wanted(args[0])
         commands = self._confirmations() if durable is not None else []
+        args = await self._deadlined(name, args, commands)
         if not commands:
             return await self._script(self._client, name, args)
         # One connection for the script and its confirmation: WAIT and WAITAOF count the writes of the
@@ -345,10 +367,11 @@ class LaneScripts(_Rules):
         self._pack = pack_command
 
     async def _once(self, name: str, args: list[Any], durable: Durable | None) -> Any:
-        command = self._pack(("EVALSHA", self._digest(name), 0, *args))
         if durable is not None:
             await self._wanted(args[0])
         commands = self._confirmations() if durable is not None else []
+        args = await self._deadlined(name, args, commands)
+        command = self._pack(("EVALSHA", self._digest(name), 0, *args))
         conn = self._idle.pop() if self._idle else await self._acquire()
         short, address = None, ("", 0)
         try:

@@ -46,6 +46,13 @@ def vm(r: redis.Redis, host: str) -> dict[str, str]:
     return dict(r.hgetall(K.vm(host)))  # type: ignore[arg-type]
 
 
+def everything(r: redis.Redis) -> dict[str, Any]:
+    """Every key in Redis with its type and value (`r` decoding responses), to compare before and after."""
+    read = {"string": r.get, "hash": r.hgetall, "set": r.smembers, "list": lambda key: r.lrange(key, 0, -1),
+            "zset": lambda key: r.zrange(key, 0, -1, withscores=True)}
+    return {key: (kind, read[kind](key)) for key in r.scan_iter() if (kind := r.type(key)) in read}
+
+
 def basic(user: str, password: str) -> dict[str, str]:
     encoded = base64.b64encode(f"{user}:{password}".encode()).decode()
     return {"Authorization": f"Basic {encoded}"}

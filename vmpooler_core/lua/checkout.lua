@@ -5,10 +5,11 @@
 -- VMs, and so their hash keys, are only known once popped. vmpooler runs on one Redis (or a Sentinel
 -- group), never a cluster, so this is safe.
 --
--- ARGV[1]  prefix                    ARGV[2]  checkout stamp (time string)
--- ARGV[3]  token ("" = none)         ARGV[4]  lifetime hours for token checkouts ("" = none)
--- ARGV[5]  client (address, or cli:<user>) and ARGV[6] request id, for the VMs' history
--- ARGV[7]  number of entries, then per entry:
+-- ARGV[1]  prefix                    ARGV[2]  the request's deadline (deadline.lua; "" = none)
+-- ARGV[3]  checkout stamp (time string)
+-- ARGV[4]  token ("" = none)         ARGV[5]  lifetime hours for token checkouts ("" = none)
+-- ARGV[6]  client (address, or cli:<user>) and ARGV[7] request id, for the VMs' history
+-- ARGV[8]  number of entries, then per entry:
 --          requested name, count, number of candidate pools, candidate pools...
 --          (the requested pool itself first when it is one, then its alias targets)
 -- then, each optional (absent or "" = none):
@@ -26,11 +27,12 @@
 --      or {"unauthorized"}        nothing taken: the token does not exist
 --      or {"toomany", held, cap}  nothing taken: the token would hold more than its cap
 --      or {"ratelimited", ...}    nothing taken or counted: see gcra.lua
-local prefix, now, token, lifetime, client, request = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+--      or the error LATE ...      nothing taken or counted: Redis ran it after the deadline
+local prefix, now, token, lifetime, client, request = ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local function key(kind, name) return prefix .. '__' .. kind .. '__' .. name end
 
-local entries = tonumber(ARGV[7])
-local wanted, extra = 0, 8  -- VMs asked for; where the optional arguments start
+local entries = tonumber(ARGV[8])
+local wanted, extra = 0, 9  -- VMs asked for; where the optional arguments start
 for _ = 1, entries do
   wanted = wanted + tonumber(ARGV[extra + 1])
   extra = extra + 3 + tonumber(ARGV[extra + 2])
@@ -68,7 +70,7 @@ if cap and user then
 end
 
 local taken = {}          -- flat list: requested, pool, host
-local i = 8
+local i = 9
 local short = nil
 for _ = 1, entries do
   local requested, count, ncand = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])

@@ -1,17 +1,19 @@
 #!lua
 -- Return a checked-out VM: running -> completed, in one atomic step.
 --
--- ARGV[1] prefix   ARGV[2] host   ARGV[3] caller's token ("" = none)
--- ARGV[4] time stamp, ARGV[5] client (address, or cli:<user>), ARGV[6] request id: the VM's history entry
--- ARGV[7..13] optional: the rate-limit arguments of gcra.lua (put in front of this file, with history.lua)
+-- ARGV[1] prefix   ARGV[2] the request's deadline (deadline.lua; "" = none)
+-- ARGV[3] host   ARGV[4] caller's token ("" = none)
+-- ARGV[5] time stamp, ARGV[6] client (address, or cli:<user>), ARGV[7] request id: the VM's history entry
+-- ARGV[8..14] optional: the rate-limit arguments of gcra.lua (put in front of this file, with history.lua)
 --
 -- Returns {"ok", pool} (then the token's user when the VM was checked out with the caller's token)
 --       | {"notfound"} | {"unauthorized", pool} | {"notrunning", pool}
 --       | {"ratelimited", ...} (nothing done: see gcra.lua)
-local prefix, host, token, now, client, request = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+--       | the error LATE ... (nothing done: Redis ran it after the deadline, see deadline.lua)
+local prefix, host, token, now, client, request = ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local function key(kind, name) return prefix .. '__' .. kind .. '__' .. name end
 
-local limited = rate_limit(prefix, 7)
+local limited = rate_limit(prefix, 8)
 if limited then return limited end
 
 local vm = key('vm', host)

@@ -1,7 +1,8 @@
 """Turning `async def handler(request, services) -> Response` into the endpoint a route calls.
 
 The wrapper gives every handler the same guarantees: a deadline (no client waits on a dead Redis
-for longer than `services.deadline`: deadlines.py), expected errors answered as JSON through errors.py,
+for longer than `services.deadline`, and a request answered 503 for it changed nothing: deadlines.py),
+expected errors answered as JSON through errors.py,
 and, for a rate-limited route whose handler does not count its own rate, the request counted against its
 client's limit first (limits.py).
 """
@@ -42,10 +43,13 @@ def endpoint(handler: Handler, count_rate: RateClass | None = None) -> Endpoint:
         try:
             # TimeoutError when the deadline passes (answered 503 below); a CancelledError (the server
             # stopping) goes on up.
-            async with services.deadlines.limit():
-                if count_rate is not None and services.limiter is not None:
-                    await services.limiter.check(request, count_rate)
-                return await handler(request, services)
+            async with services.deadlines.limit() as limit:
+                # The request's changes (its scripts) refuse, inside Redis, to run after the deadline: an
+                # answer of 503 means nothing was done.
+                with services.deadlines.changes(limit):
+                    if count_rate is not None and services.limiter is not None:
+                        await services.limiter.check(request, count_rate)
+                    return await handler(request, services)
         except Exception as exc:
             response = errors.from_exception(exc, services.outages)
             if response is None:
