@@ -103,6 +103,13 @@ class AppSettings:
     max_lifetime_upper_limit: int | None = None
     ready_ttl: int | None = None  # minutes a VM may stay ready; None = forever
     allowed_tags: tuple[str, ...] | None = None
+    # Tags: the most one VM may carry, and the longest name and value (the original had no limits; today's
+    # checks 50 and 255 characters, not the count).
+    max_tags_per_vm: int = 100
+    max_tag_name_length: int = 50
+    max_tag_value_length: int = 255
+    # Who may tag a VM checked out with a token: anyone (as the original) or only with that token.
+    tag_owned_vms: Literal["anyone", "owner"] = "anyone"
     site_name: str = "<b>vmpooler</b>"
     logfile: str | None = None
     log_level: str = "INFO"

@@ -106,6 +106,9 @@ def _app(node: Node) -> AppSettings:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise node.error("log_level", f"must be one of DEBUG, INFO, WARNING, ERROR (got {level!r})")
     allowed = node.names("allowed_tags")
+    tag_owned_vms = str(node.text("tag_owned_vms", "anyone"))
+    if tag_owned_vms not in ("anyone", "owner"):
+        raise node.error("tag_owned_vms", f"must be anyone or owner (got {tag_owned_vms!r})")
     return AppSettings(
         domain=node.text("domain", None),
         prefix=node.text("prefix", ""),
@@ -117,6 +120,10 @@ def _app(node: Node) -> AppSettings:
         max_lifetime_upper_limit=opt_int("max_lifetime_upper_limit", minimum=1),
         ready_ttl=opt_int("ready_ttl"),
         allowed_tags=allowed if node.has("allowed_tags") else None,
+        max_tags_per_vm=req_int("max_tags_per_vm", 100, minimum=1),
+        max_tag_name_length=req_int("max_tag_name_length", 50, minimum=1),
+        max_tag_value_length=req_int("max_tag_value_length", 255, minimum=1),
+        tag_owned_vms=cast(Any, tag_owned_vms),
         site_name=node.text("site_name", "<b>vmpooler</b>"),
         logfile=node.text("logfile", None),
         log_level=level,
