@@ -171,6 +171,20 @@ class RateLimitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """The `http:` section: how long a client may take to send a request, and how many connections it
+    may hold (vmpoolerd/http_limits.py). The original (Puma or Thin) had its server's defaults."""
+
+    header_timeout: float = 10.0  # seconds from a connection (or a request's first byte) to its full head
+    body_timeout: float = 30.0  # seconds from the end of a request's head to the end of its body
+    keep_alive_timeout: int = 5  # seconds an idle kept-alive connection stays open
+    # Open connections at once, in all (None: from the process's open-files limit, keeping a reserve for
+    # Redis, LDAP and logs) and from one client address (0: no cap; behind a proxy all come from its).
+    max_connections: int | None = None
+    max_connections_per_address: int = 256
+
+
+@dataclass(frozen=True, slots=True)
 class PoolConfig:
     name: str
     size: int
@@ -237,6 +251,7 @@ class Config:
     tagfilter: Mapping[str, re.Pattern[str]] = field(default_factory=lambda: _EMPTY)
     graphs: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
     source: str = "<defaults>"
     loaded_at: float = field(default_factory=time.time)
     # Derived at load, never edited afterwards.

@@ -31,6 +31,7 @@ from .config import (
     Secret,
     SinkSettings,
 )
+from .config_http import http_settings
 from .config_limits import rate_limits
 from .config_node import Node
 from .config_providers import configured_providers, provider_of, read_options, ready_check_of
@@ -345,6 +346,7 @@ def load(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
     graphs = top.child("graphs")
     graphs.text("server", None), graphs.text("prefix", None)  # the dashboard's graph source: display only
     limits = rate_limits(top.child("rate_limits"), sections["config"])
+    http = http_settings(top.child("http"))
     config_keys.check(top)  # last: every section has been read, so every valid key has been asked for
     if unchosen is not None:
         raise unchosen
@@ -358,6 +360,7 @@ def load(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
         tagfilter=MappingProxyType(tagfilter),
         graphs=MappingProxyType(graphs.plain()),
         rate_limits=limits,
+        http=http,
         source=source,
         pool_names=frozenset({p.name for p in pools} | set(aliases)),
         aliases=MappingProxyType({a: tuple(ps) for a, ps in aliases.items()}),

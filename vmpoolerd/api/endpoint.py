@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from . import errors
@@ -20,6 +20,7 @@ from .responses import JsonResponse
 from .services import Services
 
 Handler = Callable[[Request, Services], Awaitable[Response]]
+_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -40,12 +41,18 @@ def endpoint(handler: Handler, count_rate: RateClass | None = None) -> Endpoint:
     async def run(request: Request) -> Response:
         services: Services = request.app.state.services
         try:
+            if request.method in _WITH_BODY:
+                # Read before the deadline starts: how long a client takes to send its body is the HTTP
+                # server's to limit (http: body_timeout), not a backend that did not answer in time.
+                await request.body()
             # TimeoutError when the deadline passes (answered 503 below); a CancelledError (the server
             # stopping) goes on up.
             async with services.deadlines.limit():
                 if count_rate is not None and services.limiter is not None:
                     await services.limiter.check(request, count_rate)
                 return await handler(request, services)
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody to answer: the client left (or was cut off) mid-body
         except Exception as exc:
             response = errors.from_exception(exc, services.outages)
             if response is None:
