@@ -5,11 +5,13 @@ on connections per client address and in all, each refusal answered with the JSO
 from __future__ import annotations
 
 import asyncio
+import configparser
 import json
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -185,3 +187,16 @@ def test_the_http_section_is_read_with_defaults_and_checked() -> None:
                          ("max_connections: 0", ">= 1"), ("header_timout: 5", "did you mean `header_timeout`")):
         with pytest.raises(ConfigError, match=message):
             make_config(f"http: {{{bad}}}")
+
+
+def test_the_service_examples_raise_the_open_files_limit() -> None:
+    """At the usual 1,024 open files the daemon could serve 576 connections at once; the examples give it
+    room for thousands (systemd: LimitNOFILE; supervisord: minfds, which its programs inherit)."""
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    unit = configparser.ConfigParser(interpolation=None, strict=False)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(examples / "vmpoolerd.service")
+    supervisord = configparser.ConfigParser(interpolation=None)
+    supervisord.read(examples / "supervisord.conf")
+    for files in (int(unit["Service"]["LimitNOFILE"]), int(supervisord["supervisord"]["minfds"])):
+        assert budget(HttpSettings(), files)[0] >= 5000
