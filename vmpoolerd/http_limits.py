@@ -70,7 +70,7 @@ def budget(settings: HttpSettings, files: int) -> tuple[int, int]:
     fits = ceiling * 3 // 4
     wanted = settings.max_connections
     if wanted is not None and wanted > fits:
-        log.warning("http: max_connections is %d, but the process may open %d files: at most %d connections "
+        log.warning("http.max_connections is %d, but the process may open %d files: at most %d connections "
                     "are taken (raise the open-files limit: LimitNOFILE in systemd, minfds in supervisord)",
                     wanted, files, fits)
     return (fits if wanted is None else min(wanted, fits)), ceiling
@@ -122,7 +122,7 @@ class Connections:
         now = time.monotonic()
         if now - self.reported >= REPORT_EVERY:
             summary = ", ".join(f"{count} {what}" for what, count in self.unreported.most_common(5))
-            log.warning("http: connections refused or cut off: %s (%d open)", summary, self.open)
+            log.warning("connections refused or cut off: %s (%d open)", summary, self.open)
             self.unreported.clear()
             self.reported = now
         code = ErrorCode.REQUEST_TIMEOUT if status == 408 else ErrorCode.TOO_MANY_CONNECTIONS
