@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.api_load import Http, arun  # noqa: E402
+from bench.api_load import Http, arun, serving  # noqa: E402
 from tests.redis_server import RedisServer, free_port  # noqa: E402
 
 HALF_SENT = b"GET /api/v1/status HTTP/1.1\r\nHost: bench\r\nX-Slow: "
@@ -50,15 +50,7 @@ def start_daemon(redis_url: str, workdir: str, files: int, per_address: int) -> 
                       f"providers: {{dummy: {{}}}}\npools:\n{pools}\n")
     proc = subprocess.Popen([sys.executable, "-m", "vmpoolerd", "api", "--config", str(config), "--port", str(port)],
                             cwd=ROOT, preexec_fn=lambda: open_files(files))
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if arun(Http("127.0.0.1", port, False).request("GET", "/api/v1/status"))[0] == 200:
-                return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("vmpoolerd did not start")
+    return serving(proc, port), port
 
 
 # The attacker (a process of its own: its work must not slow the measuring client's loop) -------------

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 import uvloop
 
 from tests.conftest import make_config
+from tests.test_http_protocol import serving
 from vmpooler_core.config import HttpSettings
 from vmpooler_core.errors import ConfigError
 from vmpoolerd.http_limits import OTHER_FILES, budget, protocol
@@ -51,22 +51,11 @@ class EchoApp:
 
 
 @asynccontextmanager
-async def serving(app: EchoApp, settings: HttpSettings, files: int = 4096) -> AsyncIterator[int]:
+async def serving_app(app: EchoApp, settings: HttpSettings, files: int = 4096) -> AsyncIterator[int]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", http=protocol(settings, files), log_config=None,
-                                           access_log=False, timeout_keep_alive=settings.keep_alive_timeout))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    for _ in range(500):  # bounded: 5 s
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    assert server.started
-    try:
+    async with serving(sock, protocol(settings, files), app, timeout_keep_alive=settings.keep_alive_timeout):
         yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def connect(port: int, source: str = "127.0.0.1") -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -98,7 +87,7 @@ def test_a_slow_head_or_body_is_answered_408_and_an_idle_connection_closed(
 
 async def slow_requests() -> None:
     app = EchoApp()
-    async with serving(app, FAST) as port:
+    async with serving_app(app, FAST) as port:
         # A head trickled one byte at a time: activity does not extend the limit.
         reader, writer = await connect(port)
         started = time.monotonic()
@@ -142,7 +131,7 @@ def test_connections_over_the_caps_are_answered_429_or_503_and_others_served(
 
 async def capped() -> None:
     settings = HttpSettings(max_connections=3, max_connections_per_address=2)
-    async with serving(EchoApp(), settings) as port:
+    async with serving_app(EchoApp(), settings) as port:
         held = [await connect(port, "127.0.0.2") for _ in range(2)]
         reader, writer = await connect(port, "127.0.0.2")
         status, body = await answer(reader)

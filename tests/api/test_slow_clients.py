@@ -20,6 +20,7 @@ import pytest
 
 from tests.api.conftest import HASHES
 from tests.api.test_daemon import ROOT, wait_until_serving
+from tests.api.test_limits import _exchange
 from tests.redis_server import free_port
 
 ATTACKERS = 1050  # a few more than the daemon can open files for, as in the report
@@ -53,17 +54,6 @@ def daemon(tmp_path: Path, redis_url: str) -> Iterator[tuple[str, int, subproces
         proc.communicate(timeout=15)
 
 
-def exchange(port: int, request: bytes) -> tuple[int, dict[str, object]]:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request)
-        raw = b""
-        while chunk := sock.recv(65536):
-            raw += chunk
-    head, _, body = raw.partition(b"\r\n\r\n")
-    assert b"content-type: application/json" in head.lower(), raw
-    return int(head[9:12]), json.loads(body)
-
-
 def test_one_address_with_1050_half_sent_requests_does_not_shut_others_out(
         daemon: tuple[str, int, subprocess.Popen[str]]) -> None:
     url, port, proc = daemon
@@ -95,11 +85,11 @@ def test_one_address_with_1050_half_sent_requests_does_not_shut_others_out(
             assert http.get("/api/v1/status").status_code == 200
 
         # Malformed credentials (the report: a 500 with a traceback for each) and a body that stops halfway.
-        status, body = exchange(port, b"POST /api/v1/token HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+        status, raw = _exchange(port, b"POST /api/v1/token HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
                                       b"Authorization: Basic \xff\xfe\xfd\r\n\r\n")
-        assert (status, body["code"]) == (401, "unauthorized")
-        status, body = exchange(port, b"PUT /api/v1/vm/vm1 HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{")
-        assert (status, body["code"]) == (408, "request_timeout")
+        assert (status, json.loads(raw)["code"]) == (401, "unauthorized")
+        status, raw = _exchange(port, b"PUT /api/v1/vm/vm1 HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{")
+        assert (status, json.loads(raw)["code"]) == (408, "request_timeout")
     finally:
         for sock in attackers:
             sock.close()
