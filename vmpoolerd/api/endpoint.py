@@ -34,6 +34,11 @@ def document(content: Any, status: int = 200) -> JSONResponse:
     return JsonResponse(content, status_code=status)
 
 
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any((name == b"content-length" and value != b"0") or name == b"transfer-encoding"
+               for name, value in headers)
+
+
 def endpoint(handler: Handler, count_rate: RateClass | None = None) -> Endpoint:
     """`count_rate`: the rate class to count the request against before the handler runs; None when
     the route is not limited or its handler counts the rate itself."""
@@ -41,7 +46,7 @@ def endpoint(handler: Handler, count_rate: RateClass | None = None) -> Endpoint:
     async def run(request: Request) -> Response:
         services: Services = request.app.state.services
         try:
-            if request.method in _WITH_BODY:
+            if request.method in _WITH_BODY and _has_body(request.scope["headers"]):
                 # Read before the deadline starts: how long a client takes to send its body is the HTTP
                 # server's to limit (http: body_timeout), not a backend that did not answer in time.
                 await request.body()
