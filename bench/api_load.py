@@ -196,11 +196,16 @@ def start_daemon(redis_url: str, workdir: str, rate_limits: bool = False,
                       f"providers: {{dummy: {{}}}}\npools:\n{pools}\n{RATE_LIMITS if rate_limits else ''}")
     proc = subprocess.Popen([sys.executable, "-m", "vmpoolerd", "api", "--config", str(config), "--port",
                              str(port)], cwd=ROOT)
+    return serving(proc, port), port
+
+
+def serving(proc: subprocess.Popen[bytes], port: int) -> subprocess.Popen[bytes]:
+    """`proc` once it answers GET /status on `port` (within 20 s; else it is killed)."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
             if arun(Http("127.0.0.1", port, False).request("GET", "/api/v1/status"))[0] == 200:
-                return proc, port
+                return proc
         except OSError:
             time.sleep(0.05)
     proc.kill()

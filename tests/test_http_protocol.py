@@ -31,9 +31,11 @@ async def echo_addresses(scope: Scope, receive: Callable[[], Awaitable[Any]],
 
 
 @asynccontextmanager
-async def serving(sock: socket.socket, protocol: type) -> AsyncIterator[None]:
-    server = uvicorn.Server(uvicorn.Config(echo_addresses, lifespan="off", http=protocol, log_config=None,
-                                           access_log=False))
+async def serving(sock: socket.socket, protocol: type, app: Any = echo_addresses,
+                  **options: Any) -> AsyncIterator[None]:
+    """`app` served on `sock` by uvicorn with `protocol` (and uvicorn's `options`) for the block."""
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", http=protocol, log_config=None, access_log=False,
+                                           **options))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(500):  # bounded: 5 s
         if server.started:

@@ -135,6 +135,8 @@ class Checkout:
                 return reply
             case NoSuchVm():
                 raise NotFound(f"no VM named {host!r}")
+            case NotOwner(revoked=True):
+                raise Unauthorized(f"{host} was checked out with a token that has been revoked")
             case NotOwner():
                 raise Unauthorized(f"{host} was checked out with another token" if token else
                                    f"{host} was checked out with a token, and none was sent")

@@ -103,6 +103,13 @@ class AppSettings:
     max_lifetime_upper_limit: int | None = None
     ready_ttl: int | None = None  # minutes a VM may stay ready; None = forever
     allowed_tags: tuple[str, ...] | None = None
+    # Tags: the most one VM may carry, and the longest name and value (the original had no limits; today's
+    # checks 50 and 255 characters, not the count).
+    max_tags_per_vm: int = 100
+    max_tag_name_length: int = 50
+    max_tag_value_length: int = 255
+    # Who may tag a VM checked out with a token: anyone (as the original) or only with that token.
+    tag_owned_vms: Literal["anyone", "owner"] = "anyone"
     site_name: str = "<b>vmpooler</b>"
     logfile: str | None = None
     log_level: str = "INFO"
@@ -164,6 +171,20 @@ class RateLimitSettings:
     # Behind a reverse proxy every request comes from the proxy's address: name the header in which the
     # proxy puts the client's (its last entry is used: the one the proxy itself added).
     address_header: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """The `http:` section: how long a client may take to send a request, and how many connections it
+    may hold (vmpoolerd/http_limits.py). The original (Puma or Thin) had its server's defaults."""
+
+    header_timeout: float = 10.0  # seconds from a connection (or a request's first byte) to its full head
+    body_timeout: float = 30.0  # seconds from the end of a request's head to the end of its body
+    keep_alive_timeout: int = 5  # seconds an idle kept-alive connection stays open
+    # Open connections at once, in all (None: from the process's open-files limit, keeping a reserve for
+    # Redis, LDAP and logs) and from one client address (0: no cap; behind a proxy all come from its).
+    max_connections: int | None = None
+    max_connections_per_address: int = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +294,7 @@ class Config:
     graphs: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     dns_configs: Mapping[str, DnsConfig] = field(default_factory=lambda: _EMPTY)
+    http: HttpSettings = field(default_factory=HttpSettings)
     source: str = "<defaults>"
     loaded_at: float = field(default_factory=time.time)
     # Derived at load, never edited afterwards.

@@ -32,6 +32,7 @@ from .config import (
 )
 from .config_auth import auth_settings
 from .config_dns import dns_configs, dns_plugin_of
+from .config_http import http_settings
 from .config_limits import rate_limits
 from .config_node import Node
 from .config_providers import configured_providers, provider_of, read_options, ready_check_of
@@ -107,6 +108,9 @@ def _app(node: Node) -> AppSettings:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise node.error("log_level", f"must be one of DEBUG, INFO, WARNING, ERROR (got {level!r})")
     allowed = node.names("allowed_tags")
+    tag_owned_vms = str(node.text("tag_owned_vms", "anyone"))
+    if tag_owned_vms not in ("anyone", "owner"):
+        raise node.error("tag_owned_vms", f"must be anyone or owner (got {tag_owned_vms!r})")
     return AppSettings(
         domain=node.text("domain", None),
         prefix=node.text("prefix", ""),
@@ -118,6 +122,10 @@ def _app(node: Node) -> AppSettings:
         max_lifetime_upper_limit=opt_int("max_lifetime_upper_limit", minimum=1),
         ready_ttl=opt_int("ready_ttl"),
         allowed_tags=allowed if node.has("allowed_tags") else None,
+        max_tags_per_vm=req_int("max_tags_per_vm", 100, minimum=1),
+        max_tag_name_length=req_int("max_tag_name_length", 50, minimum=1),
+        max_tag_value_length=req_int("max_tag_value_length", 255, minimum=1),
+        tag_owned_vms=cast(Any, tag_owned_vms),
         site_name=node.text("site_name", "<b>vmpooler</b>"),
         logfile=node.text("logfile", None),
         log_level=level,
@@ -295,6 +303,7 @@ def load(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
     graphs = top.child("graphs")
     graphs.text("server", None), graphs.text("prefix", None)  # the dashboard's graph source: display only
     limits = rate_limits(top.child("rate_limits"), sections["config"])
+    http = http_settings(top.child("http"))
     config_keys.check(top)  # last: every section has been read, so every valid key has been asked for
     if unchosen is not None:
         raise unchosen
@@ -309,5 +318,6 @@ def load(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
         graphs=MappingProxyType(graphs.plain()),
         rate_limits=limits,
         dns_configs=MappingProxyType(dns),
+        http=http,
         source=source,
     ).with_pools(pools)

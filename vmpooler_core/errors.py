@@ -27,7 +27,9 @@ class ErrorCode(StrEnum):
     CONFLICT = "conflict"  # 409
     BODY_TOO_LARGE = "body_too_large"  # 413
     URL_TOO_LONG = "url_too_long"  # 414
+    REQUEST_TIMEOUT = "request_timeout"  # 408: the request's head or body did not arrive in time
     RATE_LIMITED = "rate_limited"  # 429
+    TOO_MANY_CONNECTIONS = "too_many_connections"  # 429 (from one address) or 503 (in all): nothing read
     HEADERS_TOO_LARGE = "headers_too_large"  # 431
     INTERNAL_ERROR = "internal_error"  # 500, with a request id that is also in the log
     NO_CAPACITY = "no_capacity"  # 503: too few ready VMs; nothing was taken

@@ -16,6 +16,7 @@ from typing import Any, cast
 from redis import asyncio as aioredis
 
 from . import clock, replies, scripts
+from .guards import Guard
 from .keys import STATES, Keys
 from .primary import FailingOver, NotDurable
 from .ratelimit import Bucket
@@ -50,15 +51,18 @@ class Inventory:
     async def _run(self, name: str, *args: str | int | float, durable: scripts.Durable | None = None) -> Any:
         return await self._scripts.run(name, [self.keys.prefix, *args], durable)
 
-    async def _write(self, *commands: tuple[str, ...]) -> list[Any]:
+    async def _write(self, *commands: tuple[str, ...], guard: Guard | None = None) -> list[Any]:
         """Plain writes, behind the fence (lua/write.lua), in one round trip; the reply of each. Every
         write goes through a script, the manager's bookkeeping too: a former primary that is about to be
         demoted must not accept a write it will throw away (a queued task taken twice, a pooler id
-        claimed twice)."""
+        claimed twice). With a `guard`, made only if its conditions hold (else its refusal is raised)."""
         words: list[str] = []
-        for command in commands:
+        for command in (*(guard.conditions(self.keys) if guard else ()), *commands):
             words += [str(len(command)), *command]
-        return list(await self._run("write", *words))
+        reply = list(await self._run("write", *words))
+        if guard is not None and reply[:1] == ["refused"]:
+            raise guard.refusal(str(reply[1]))
+        return reply
 
     async def write(self, *commands: tuple[str, ...]) -> list[Any]:
         """`_write` for the modules that keep keys of their own (the manager's provider health reports, the
@@ -312,18 +316,22 @@ class Inventory:
         if flat:
             await self._write(("HSET", self.keys.vm(host), *flat))
 
-    async def add_tags(self, host: str, tags: Mapping[str, str], date: str | None = None) -> None:
-        """Tags go on the VM and into the day's tag statistics, atomically."""
+    async def modify(self, host: str, fields: Mapping[str, object], tags: Mapping[str, str], *,
+                     guard: Guard | None = None, date: str | None = None) -> None:
+        """Fields (a lifetime) and tags of a VM in one write; tags go on the VM and into the day's tag
+        statistics."""
         day = date or clock.today()
         commands: list[tuple[str, ...]] = []
+        if fields:
+            commands.append(("HSET", self.keys.vm(host), *(str(word) for pair in fields.items() for word in pair)))
         for tag, value in tags.items():
             commands += [("HSET", self.keys.vm(host), f"tag:{tag}", value),
                          ("HSET", self.keys.tag_stats(day), f"{host}:{tag}", value)]
         if commands:
-            await self._write(*commands)
+            await self._write(*commands, guard=guard)
 
-    async def queue_task(self, queue_key: str, host: str, argument: str) -> None:
-        await self._write(("SADD", queue_key, f"{host}:{argument}"))
+    async def queue_task(self, queue_key: str, host: str, argument: str, guard: Guard | None = None) -> None:
+        await self._write(("SADD", queue_key, f"{host}:{argument}"), guard=guard)
 
     async def record_stat(self, key: str, field: str, seconds: float) -> None:
         await self._write(("HSET", key, field, f"{seconds:.2f}"))

@@ -149,9 +149,11 @@ class NoSuchVm:
 
 @dataclass(frozen=True, slots=True)
 class NotOwner:
-    """The VM was checked out with another token; nothing changed."""
+    """The VM was checked out with another token, or (`revoked`) with this one, which no longer exists;
+    nothing changed."""
 
     pool: str
+    revoked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,8 @@ def returned(reply: Any) -> ReturnReply:
             return NoSuchVm()
         case ["unauthorized", str(pool)]:
             return NotOwner(pool)
+        case ["unauthorized", str(pool), "revoked"]:
+            return NotOwner(pool, revoked=True)
         case ["notrunning", str(pool)]:
             return NotRunning(pool)
         case ["ratelimited", *_]:

@@ -20,11 +20,13 @@ from typing import Any
 from . import audit, clock
 from .config import Config
 from .errors import InvalidRequest, NotFound
+from .guards import Guard
 from .inventory import Inventory
 from .keys import STATES
 from .request import whole_number
 
 HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+_TAG_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 MAX_DISK_GB = 2048
 _SNAPSHOT_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -193,11 +195,17 @@ def parse_modification(body: Any, config: Config) -> Modification:
 def _tags(raw: Any, config: Config) -> dict[str, str]:
     if not isinstance(raw, Mapping):
         raise InvalidRequest("tags must be a JSON object")
-    allowed = config.app.allowed_tags
+    app = config.app
+    if len(raw) > app.max_tags_per_vm:
+        raise InvalidRequest(f"{len(raw)} tags, more than a VM may carry ({app.max_tags_per_vm}: max_tags_per_vm)")
+    allowed = app.allowed_tags
     tags: dict[str, str] = {}
     for key, value in raw.items():
-        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,50}", key):
-            raise InvalidRequest(f"bad tag name {str(key)[:60]!r}")
+        if not isinstance(key, str) or not _TAG_NAME.fullmatch(key):
+            raise InvalidRequest(f"bad tag name {str(key)[:60]!r} (letters, digits, '_', '.' and '-')")
+        if len(key) > app.max_tag_name_length:
+            raise InvalidRequest(f"tag name {key[:60]!r} is longer than {app.max_tag_name_length} characters "
+                                 "(max_tag_name_length)")
         if allowed is not None and key not in allowed:
             raise InvalidRequest(f"tag {key!r} is not allowed (allowed: {', '.join(allowed)})")
         if value is None or value == "":
@@ -205,8 +213,9 @@ def _tags(raw: Any, config: Config) -> dict[str, str]:
         if isinstance(value, (Mapping, list)):
             raise InvalidRequest(f"tag {key!r} must have a plain value")
         text = str(value)
-        if len(text) > 255:
-            raise InvalidRequest(f"tag {key!r} is longer than 255 characters")
+        if len(text) > app.max_tag_value_length:
+            raise InvalidRequest(f"tag {key!r} is longer than {app.max_tag_value_length} characters "
+                                 "(max_tag_value_length)")
         pattern = config.tagfilter.get(key)
         if pattern is not None:
             match = pattern.match(text)
@@ -221,28 +230,28 @@ def same_token(owner: str, token: str | None) -> bool:
     return token is not None and hmac.compare_digest(owner.encode(), token.encode())
 
 
-async def modify(inventory: Inventory, host: str, change: Modification) -> None:
-    if change.lifetime is not None:
-        await inventory.set_fields(host, {"lifetime": change.lifetime})
-    if change.tags:
-        await inventory.add_tags(host, change.tags)
+async def modify(inventory: Inventory, host: str, change: Modification, guard: Guard | None = None) -> None:
+    """The lifetime and tags of `change` in one write, made only if `guard` still holds."""
+    fields = {"lifetime": change.lifetime} if change.lifetime is not None else {}
+    await inventory.modify(host, fields, change.tags or {}, guard=guard)
 
 
-async def request_disk(inventory: Inventory, host: str, size: str) -> str:
+async def request_disk(inventory: Inventory, host: str, size: str, guard: Guard | None = None) -> str:
     if not re.fullmatch(r"\d{1,5}", size) or not 0 < int(size) <= MAX_DISK_GB:
         raise InvalidRequest(f"disk size must be a whole number of GB from 1 to {MAX_DISK_GB}")
-    await inventory.queue_task(inventory.keys.disk_tasks(), host, str(int(size)))
+    await inventory.queue_task(inventory.keys.disk_tasks(), host, str(int(size)), guard)
     return f"+{int(size)}gb"
 
 
-async def request_snapshot(inventory: Inventory, host: str) -> str:
+async def request_snapshot(inventory: Inventory, host: str, guard: Guard | None = None) -> str:
     name = "".join(secrets.choice(_SNAPSHOT_ALPHABET) for _ in range(32))
-    await inventory.queue_task(inventory.keys.snapshot_tasks(), host, name)
+    await inventory.queue_task(inventory.keys.snapshot_tasks(), host, name, guard)
     return name
 
 
-async def request_revert(inventory: Inventory, host: str, data: Mapping[str, str], snapshot: str) -> None:
+async def request_revert(inventory: Inventory, host: str, data: Mapping[str, str], snapshot: str,
+                         guard: Guard | None = None) -> None:
     # Only a snapshot the manager has actually taken (it records the time) can be reverted to.
     if clock.parse(data.get(f"snapshot:{snapshot}")) is None:
         raise NotFound(f"{host} has no snapshot {snapshot[:64]!r}")
-    await inventory.queue_task(inventory.keys.revert_tasks(), host, snapshot)
+    await inventory.queue_task(inventory.keys.revert_tasks(), host, snapshot, guard)

@@ -92,7 +92,8 @@ def api_runner(config: Config, where: Listen, metrics: Metrics, prometheus: Regi
     sock = listen_socket(where)
     server = uvicorn.Server(uvicorn.Config(
         create_app(config, metrics=metrics, prometheus=prometheus), loop="none", lifespan="on", log_config=None,
-        http=http_limits.LimitedHttpToolsProtocol, access_log=False,  # httptools, with request head limits
+        # httptools, with limits on the request head, on the time to send a request, and on connections.
+        http=http_limits.protocol(config.http), timeout_keep_alive=config.http.keep_alive_timeout, access_log=False,
         # No proxy-header rewriting: one less middleware per request (the rate limiter, the one user of
         # client addresses, reads a proxy's header itself when told to: rate_limits.address_header).
         proxy_headers=False, server_header=False, timeout_graceful_shutdown=API_STOP_GRACE))

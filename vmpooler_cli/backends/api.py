@@ -177,7 +177,7 @@ class ApiBackend:
             return Unreachable(f"{self.where} cannot reach its LDAP directory: {text}")
         if code is ErrorCode.UNAUTHORIZED:
             return Unauthorized(text)
-        if code in (ErrorCode.RATE_LIMITED, ErrorCode.TOO_MANY_VMS):
+        if code in (ErrorCode.RATE_LIMITED, ErrorCode.TOO_MANY_VMS, ErrorCode.TOO_MANY_CONNECTIONS):
             return self._limited(text, response)
         if code is ErrorCode.CONFLICT:
             return Conflict(text)

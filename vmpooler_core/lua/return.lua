@@ -7,7 +7,8 @@
 -- ARGV[8..14] optional: the rate-limit arguments of gcra.lua (put in front of this file, with history.lua)
 --
 -- Returns {"ok", pool} (then the token's user when the VM was checked out with the caller's token)
---       | {"notfound"} | {"unauthorized", pool} | {"notrunning", pool}
+--       | {"notfound"} | {"unauthorized", pool} (another token's VM)
+--       | {"unauthorized", pool, "revoked"} (the VM's own token, no longer existing) | {"notrunning", pool}
 --       | {"ratelimited", ...} (nothing done: see gcra.lua)
 --       | the error LATE ... (nothing done: Redis ran it after the deadline, see deadline.lua)
 local prefix, host, token, now, client, request = ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
@@ -21,9 +22,13 @@ if redis.call('EXISTS', vm) == 0 then return {'notfound'} end
 local fields = redis.call('HMGET', vm, 'pool', 'template', 'token:token', 'token:user')
 local pool = fields[1] or fields[2]
 if not pool then return {'notfound'} end
--- A VM checked out with a token goes back only with that same token (the original accepted any).
+-- A VM checked out with a token goes back only with that same token (the original accepted any), and
+-- only while the token exists: a revoked token returns nothing.
 local owner = fields[3]
 if owner and owner ~= '' and owner ~= token then return {'unauthorized', pool} end
+if owner and owner ~= '' and redis.call('EXISTS', key('token', owner)) == 0 then
+  return {'unauthorized', pool, 'revoked'}
+end
 if redis.call('SMOVE', key('running', pool), key('completed', pool), host) == 0 then
   return {'notrunning', pool}
 end

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from . import errors
@@ -21,6 +21,7 @@ from .responses import JsonResponse
 from .services import Services
 
 Handler = Callable[[Request, Services], Awaitable[Response]]
+_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -34,6 +35,11 @@ def document(content: Any, status: int = 200) -> JSONResponse:
     return JsonResponse(content, status_code=status)
 
 
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any((name == b"content-length" and value != b"0") or name == b"transfer-encoding"
+               for name, value in headers)
+
+
 def endpoint(handler: Handler, count_rate: RateClass | None = None) -> Endpoint:
     """`count_rate`: the rate class to count the request against before the handler runs; None when
     the route is not limited or its handler counts the rate itself."""
@@ -41,6 +47,10 @@ def endpoint(handler: Handler, count_rate: RateClass | None = None) -> Endpoint:
     async def run(request: Request) -> Response:
         services: Services = request.app.state.services
         try:
+            if request.method in _WITH_BODY and _has_body(request.scope["headers"]):
+                # Read before the deadline starts: how long a client takes to send its body is the HTTP
+                # server's to limit (http: body_timeout), not a backend that did not answer in time.
+                await request.body()
             # TimeoutError when the deadline passes (answered 503 below); a CancelledError (the server
             # stopping) goes on up.
             async with services.deadlines.limit() as limit:
@@ -50,6 +60,8 @@ def endpoint(handler: Handler, count_rate: RateClass | None = None) -> Endpoint:
                     if count_rate is not None and services.limiter is not None:
                         await services.limiter.check(request, count_rate)
                     return await handler(request, services)
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody to answer: the client left (or was cut off) mid-body
         except Exception as exc:
             response = errors.from_exception(exc, services.outages)
             if response is None:

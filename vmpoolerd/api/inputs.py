@@ -1,6 +1,7 @@
 """Reading what a client sent: JSON bodies, the X-AUTH-TOKEN header, Basic credentials, host names.
 
-Everything malformed becomes an InvalidRequest (400) or NotFound (404) here, never a 500.
+Everything malformed becomes an InvalidRequest (400), Unauthorized (401: credentials) or NotFound (404)
+here, never a 500.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from starlette.requests import Request
 
 from vmpooler_core import vms
 from vmpooler_core.config import Config
-from vmpooler_core.errors import InvalidRequest
+from vmpooler_core.errors import InvalidRequest, Unauthorized
+
+# Far above any real user name or password, far below what would make a bind or a hash costly.
+MAX_USER = 256
+MAX_PASSWORD = 1024
 
 
 async def json_body(request: Request) -> Any:
@@ -32,17 +37,31 @@ def auth_token(request: Request) -> str | None:
 
 
 def basic_credentials(request: Request) -> tuple[str, str] | None:
-    """(user, password) from an `Authorization: Basic ...` header; None when absent or unreadable."""
-    header = request.headers.get("authorization", "")
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic" or not encoded:
+    """(user, password) from an `Authorization: Basic ...` header; None when there is none. A header that
+    is there but unreadable (another scheme, not base64, not UTF-8, no colon, an empty, overlong or
+    unprintable user name, an overlong password) is Unauthorized, saying which."""
+    header = request.headers.get("authorization")
+    if header is None:
         return None
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        raise Unauthorized("the Authorization header must hold HTTP Basic credentials")
     try:
-        decoded = b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, sep, password = decoded.partition(":")
-    return (user, password) if sep and user else None
+        # The header arrives as Latin-1: a byte over 127 is no base64 character (ascii refuses it).
+        decoded = b64decode(encoded.strip().encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error):
+        raise Unauthorized("the Basic credentials are not valid base64") from None
+    try:
+        user, sep, password = decoded.decode("utf-8").partition(":")
+    except UnicodeDecodeError:
+        raise Unauthorized("the Basic credentials are not UTF-8") from None
+    if not sep:
+        raise Unauthorized("the Basic credentials have no ':' between the user name and the password")
+    if not user or len(user) > MAX_USER or not user.isprintable():
+        raise Unauthorized(f"the user name must be 1 to {MAX_USER} printable characters")
+    if len(password) > MAX_PASSWORD:
+        raise Unauthorized(f"the password is longer than {MAX_PASSWORD} characters")
+    return user, password
 
 
 def hostname(request: Request, config: Config) -> str:
