@@ -5,12 +5,15 @@ Who may do what once the user is known is the core's to say (vmpooler_core/acces
 
 from __future__ import annotations
 
+import logging
+
 from starlette.requests import Request
 
+from vmpooler_core import audit
 from vmpooler_core.errors import Unauthorized
 
 from .guard import caller
-from .inputs import basic_credentials
+from .inputs import BadCredentials, basic_credentials
 from .services import Services
 
 
@@ -18,7 +21,11 @@ async def require_user(request: Request, services: Services) -> str:
     """The Basic-auth user as the provider spells it, checked by it (throttled, in a thread, logged:
     login.py). Without auth configured there are no token routes: 404 before the credentials are looked at."""
     services.access.require_tokens()
-    credentials = basic_credentials(request)
+    try:
+        credentials = basic_credentials(request)
+    except BadCredentials as err:  # a failed login too: its line, with the name when it could be read
+        audit.refused("login", caller(request).as_user(err.user), err, level=logging.INFO)
+        raise
     if credentials is None or services.login is None:
         raise Unauthorized("HTTP Basic credentials are required")
     user, password = credentials

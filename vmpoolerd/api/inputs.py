@@ -36,31 +36,39 @@ def auth_token(request: Request) -> str | None:
     return request.headers.get("x-auth-token") or None
 
 
+class BadCredentials(Unauthorized):
+    """Credentials that cannot be read; `user`: the user name when it could be (for the log line)."""
+
+    def __init__(self, reason: str, user: str | None = None) -> None:
+        super().__init__(reason)
+        self.user = user
+
+
 def basic_credentials(request: Request) -> tuple[str, str] | None:
     """(user, password) from an `Authorization: Basic ...` header; None when there is none. A header that
     is there but unreadable (another scheme, not base64, not UTF-8, no colon, an empty, overlong or
-    unprintable user name, an overlong password) is Unauthorized, saying which."""
+    unprintable user name, an overlong password) is BadCredentials (an Unauthorized), saying which."""
     header = request.headers.get("authorization")
     if header is None:
         return None
     scheme, _, encoded = header.strip().partition(" ")
     if scheme.lower() != "basic":
-        raise Unauthorized("the Authorization header must hold HTTP Basic credentials")
+        raise BadCredentials("the Authorization header must hold HTTP Basic credentials")
     try:
         # The header arrives as Latin-1: a byte over 127 is no base64 character (ascii refuses it).
         decoded = b64decode(encoded.strip().encode("ascii"), validate=True)
     except (UnicodeEncodeError, binascii.Error):
-        raise Unauthorized("the Basic credentials are not valid base64") from None
+        raise BadCredentials("the Basic credentials are not valid base64") from None
     try:
         user, sep, password = decoded.decode("utf-8").partition(":")
     except UnicodeDecodeError:
-        raise Unauthorized("the Basic credentials are not UTF-8") from None
+        raise BadCredentials("the Basic credentials are not UTF-8") from None
     if not sep:
-        raise Unauthorized("the Basic credentials have no ':' between the user name and the password")
+        raise BadCredentials("the Basic credentials have no ':' between the user name and the password")
     if not user or len(user) > MAX_USER or not user.isprintable():
-        raise Unauthorized(f"the user name must be 1 to {MAX_USER} printable characters")
+        raise BadCredentials(f"the user name must be 1 to {MAX_USER} printable characters", user[:MAX_USER])
     if len(password) > MAX_PASSWORD:
-        raise Unauthorized(f"the password is longer than {MAX_PASSWORD} characters")
+        raise BadCredentials(f"the password is longer than {MAX_PASSWORD} characters", user)
     return user, password
 
 
