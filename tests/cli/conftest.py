@@ -105,7 +105,8 @@ def api_servers(redis_server: RedisServer) -> Iterator[Callable[[str], str]]:
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No settings leak in from the machine: no VMPOOLER_* variables, an empty settings directory."""
+    """No settings leak in from the machine: no VMPOOLER_* variables, an empty settings directory and an
+    empty cache (no server's API version remembered)."""
     import os
 
     for name in list(os.environ):
@@ -113,6 +114,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 @dataclass
