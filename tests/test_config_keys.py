@@ -148,13 +148,16 @@ def test_the_originals_unused_keys_load_with_one_warning_naming_them_all(
     assert cfg.pool("pool01").provider == "dummy" and cfg.pool("pool02").provider == "vsphere"
     assert cfg.redis.server == "redis.company.com" and cfg.app.task_limit == 10
     [warning] = unused_warnings(caplog)
-    for key in ("redis.connection_pool_size", "redis.reconnect_attempts", "prometheus", "dns_configs",
+    for key in ("redis.connection_pool_size", "redis.reconnect_attempts", "prometheus",
                 "config.ondemand_clone_limit", "config.dlq_enabled", "config.create_linked_clones",
                 "auth.ldap.service_account_hash", "providers.dummy.filename",
                 "providers.dummy.createvm_fail_percent", "providers.dummy.purge_unconfigured_resources",
-                "providers.vsphere.connection_pool_size", "pools[0].dns_plugin", "pools[1].network",
+                "providers.vsphere.connection_pool_size", "pools[1].network",
                 "pools[1].snapshot_mainMem_ioBlockPages"):
         assert key in warning, key
+    # Issue 14: `dns_configs` and `dns_plugin` name each pool's domain (API v3's host names): used now.
+    assert "dns_" not in warning
+    assert cfg.pool("pool01").domain == "example.com" and cfg.pool("pool02").domain is None
     assert "task_limit" not in warning.replace("ondemand_clone_limit", "")
     # Unused keys do not reach the providers.
     assert "filename" not in cfg.providers["dummy"].options

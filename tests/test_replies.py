@@ -61,7 +61,8 @@ def test_the_managers_replies() -> None:
 
 
 def test_status_layout() -> None:
-    reply = ["2", "3", "61.5", "10", "31.5", "0", "0", "0", "0", "4", "1", "2", "0", "0", "0", "0", "7"]
+    reply = ["2", "3", "61.5", "10", "31.5", "0", "0", "0", "0", "4", "1", "2", "0", "", "", "0", "0", "0", "7", "",
+             ""]
     figures = replies.status(reply, ["pool1", "pool2"])
     assert figures.cloning == 2
     assert figures.boot == Durations(3, 61.5, 10.0, 31.5) and figures.clone == Durations(0, 0.0, 0.0, 0.0)

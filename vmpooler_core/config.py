@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -120,6 +120,9 @@ class AppSettings:
     # Destroy VMs found in a pool folder that Redis does not know and that carry no pooler mark at all
     # (made by hand, by the original vmpooler). Off: they are left alone and reported once.
     purge_unconfigured: bool = False
+    # The pool configuration API of API v3 (/api/v3/config/..., /api/v3/poolreset): off unless set, as in
+    # the original.
+    experimental_features: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +181,20 @@ class PoolConfig:
     ready_check: Literal["tcp", "hostname", "none"] | None = None
     ready_check_port: int = 22
     options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    dns_plugin: str | None = None  # the `dns_configs:` entry naming the pool's domain
+    # The pool's DNS domain: its dns_plugin's, else `config: domain`; API v3's host names are
+    # `<host>.<domain>` (API v1 keeps short names and its one `domain` key).
+    domain: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DnsConfig:
+    """One `dns_configs:` entry. Only the domain is used: this pooler manages no DNS records (the
+    original's `dynamic-dns` class does not either; its plugins' other classes are not supported)."""
+
+    name: str
+    dns_class: str
+    domain: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +247,7 @@ class Config:
     tagfilter: Mapping[str, re.Pattern[str]] = field(default_factory=lambda: _EMPTY)
     graphs: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    dns_configs: Mapping[str, DnsConfig] = field(default_factory=lambda: _EMPTY)
     source: str = "<defaults>"
     loaded_at: float = field(default_factory=time.time)
     # Derived at load, never edited afterwards.
@@ -239,6 +257,16 @@ class Config:
 
     def pool(self, name: str) -> PoolConfig:
         return self.pool_index[name]
+
+    def with_pools(self, pools: tuple[PoolConfig, ...]) -> Config:
+        """This configuration with these pools, and what is derived from them."""
+        aliases: dict[str, list[str]] = {}
+        for pool in pools:
+            for alias in pool.alias:
+                aliases.setdefault(alias, []).append(pool.name)
+        return replace(self, pools=pools, pool_names=frozenset({p.name for p in pools} | set(aliases)),
+                       aliases=MappingProxyType({a: tuple(ps) for a, ps in aliases.items()}),
+                       pool_index=MappingProxyType({p.name: p for p in pools}))
 
     def is_known(self, name: str) -> bool:
         return name in self.pool_names

@@ -19,7 +19,6 @@ log = logging.getLogger("vmpooler.config")
 TOP = (
     "prometheus",  # a Prometheus metrics sink; ours serves /metrics whatever the sink
     "tracing",  # OpenTelemetry export to Jaeger
-    "dns_configs",  # DNS record plugins for API v3's FQDNs; our hostnames are short, with `domain`
 )
 
 # `:config:`.
@@ -34,8 +33,8 @@ CONFIG = (
     "max_tries", "retry_factor",
     # vSphere folder and template preparation; we clone into existing folders, linked when possible.
     "create_folders", "create_template_delta_disks", "create_linked_clones",
-    # The pool-configuration API (/config/...), usage statistics, per-request logging.
-    "experimental_features", "usage_stats", "request_logger",
+    # Usage statistics, per-request logging.
+    "usage_stats", "request_logger",
     # Destroying VMs and folders the configuration does not name.
     "purge_unconfigured_resources", "purge_unconfigured_folders",
     # Weighted choice between clone targets for aliases of several pools.
@@ -67,7 +66,6 @@ PROVIDER = (
 
 # Every pool entry, whatever its provider.
 POOL = (
-    "dns_plugin",  # see dns_configs above
     "timeout_notification",
     "check_loop_delay_min", "check_loop_delay_max", "check_loop_delay_decay",
     "check_hostname_for_mismatch",  # our hostname ready check is chosen with `ready_check`

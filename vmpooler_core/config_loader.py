@@ -12,6 +12,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
@@ -24,6 +25,7 @@ from .config import (
     AppSettings,
     AuthSettings,
     Config,
+    DnsConfig,
     LdapSettings,
     MetricsSettings,
     PoolConfig,
@@ -31,6 +33,7 @@ from .config import (
     Secret,
     SinkSettings,
 )
+from .config_dns import dns_configs, dns_plugin_of
 from .config_limits import rate_limits
 from .config_node import Node
 from .config_providers import configured_providers, provider_of, read_options, ready_check_of
@@ -131,6 +134,7 @@ def _app(node: Node) -> AppSettings:
         max_vms_per_token=opt_int("max_vms_per_token", minimum=1),
         pooler_id=_pooler_id(node),
         purge_unconfigured=node.flag("purge_unconfigured", False),
+        experimental_features=node.flag("experimental_features", False),
     )
 
 
@@ -159,7 +163,8 @@ def _metrics(statsd: Node, graphite: Node) -> MetricsSettings:
     return MetricsSettings(statsd=chosen) if chosen is not None else MetricsSettings(graphite=fallback)
 
 
-def _pool(node: Node, providers: dict[str, ProviderConfig]) -> tuple[PoolConfig, ConfigError | None]:
+def _pool(node: Node, providers: dict[str, ProviderConfig],
+          dns: dict[str, DnsConfig]) -> tuple[PoolConfig, ConfigError | None]:
     node.require("name")
     name = str(node.text("name", ""))
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", name):
@@ -179,6 +184,7 @@ def _pool(node: Node, providers: dict[str, ProviderConfig]) -> tuple[PoolConfig,
     ready_check = ready_check_of(node)
     read_options(node, pool_options)
     options = {k: v for k, v in node.plain().items() if k in {o.name for o in pool_options}}
+    dns_plugin = dns_plugin_of(node, dns)
     return PoolConfig(
         name=name,
         size=size,
@@ -193,10 +199,13 @@ def _pool(node: Node, providers: dict[str, ProviderConfig]) -> tuple[PoolConfig,
         ready_check=cast(Any, ready_check),
         ready_check_port=node.integer("ready_check_port", 22, minimum=1),
         options=MappingProxyType(options),
+        dns_plugin=dns_plugin,
+        domain=dns[dns_plugin].domain if dns_plugin is not None else None,
     ), None if isinstance(provider, str) else provider
 
 
-def _pools(top: Node, providers: dict[str, ProviderConfig]) -> tuple[tuple[PoolConfig, ...], ConfigError | None]:
+def _pools(top: Node, providers: dict[str, ProviderConfig],
+           dns: dict[str, DnsConfig]) -> tuple[tuple[PoolConfig, ...], ConfigError | None]:
     """The pools, and the first pool's error in choosing its provider (raised after the key check)."""
     raw = top.raw("pools")
     if raw is not None and not isinstance(raw, list):
@@ -206,7 +215,7 @@ def _pools(top: Node, providers: dict[str, ProviderConfig]) -> tuple[tuple[PoolC
     seen: dict[str, int | None] = {}
     unchosen: list[ConfigError] = []
     for node in nodes:
-        pool, error = _pool(node, providers)
+        pool, error = _pool(node, providers, dns)
         unchosen += [error] if error else []
         if pool.name in seen:
             raise node.error("name", f"duplicate pool name {pool.name!r} (first at line {seen[pool.name]})")
@@ -326,12 +335,11 @@ def load(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
     base_dir = Path(source).parent if Path(source).exists() else Path.cwd()
     sections = _apply_env(top, env)
     providers = configured_providers(top)
-    pools, unchosen = _pools(top, providers)
-    aliases: dict[str, list[str]] = {}
-    for pool in pools:
-        for alias in pool.alias:
-            aliases.setdefault(alias, []).append(pool.name)
+    dns = dns_configs(top)
+    pools, unchosen = _pools(top, providers, dns)
     redis, app = redis_settings(sections["redis"], base_dir), _app(sections["config"])
+    # A pool without a dns_plugin has the one domain of the 2016 format, if any.
+    pools = tuple(p if p.dns_plugin else replace(p, domain=app.domain) for p in pools)
     metrics = _metrics(sections["statsd"], sections["graphite"])
     auth = _auth(top.child("auth"), base_dir)
     tagfilter = _tagfilter(top.child("tagfilter"))
@@ -351,8 +359,6 @@ def load(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
         tagfilter=MappingProxyType(tagfilter),
         graphs=MappingProxyType(graphs.plain()),
         rate_limits=limits,
+        dns_configs=MappingProxyType(dns),
         source=source,
-        pool_names=frozenset({p.name for p in pools} | set(aliases)),
-        aliases=MappingProxyType({a: tuple(ps) for a, ps in aliases.items()}),
-        pool_index=MappingProxyType({p.name: p for p in pools}),
-    )
+    ).with_pools(pools)

@@ -8,11 +8,11 @@ give the same verdict.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 from redis.exceptions import RedisError
 
-from . import clock, provider_health, redis_faults
+from . import provider_health, redis_faults
 from .config import Config
 from .inventory import Inventory
 
@@ -20,19 +20,14 @@ HEALTH_TTL_MS = 60_000
 
 
 async def _probe(inventory: Inventory, now: float) -> list[tuple[str, float]]:
-    """The managers' heartbeats, read the way the pooler works: a read and a write (a replica, too few
-    replicas or a full memory refuse the write: READONLY, NOREPLICAS, OOM) in one round trip, then a
-    Lua script (an ACL user without scripting, or without the keys' pattern, is refused it)."""
-    pipe = inventory.redis.pipeline(transaction=False)
-    pipe.zrevrange(inventory.keys.heartbeats(), 0, -1, withscores=True)
-    pipe.set(inventory.keys.health(), str(now), px=HEALTH_TTL_MS)
-    # Errors come back as they are (execute() would reword them into one message about the pipeline).
-    replies = await pipe.execute(raise_on_error=False)
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-    await inventory.status_figures((), clock.today(now))
-    return list(replies[0])
+    """The managers' heartbeats, read the way the pooler works: a read (a replica cut off from its
+    primary refuses it: MASTERDOWN), then a write as every write is made, a fenced script (a replica, too
+    few replicas, a full memory or a fenced former primary refuse it: READONLY, NOREPLICAS, OOM, FENCED;
+    an ACL user without scripting or without the keys' pattern too)."""
+    beats = cast(list[tuple[str, float]], await inventory.redis.zrevrange(inventory.keys.heartbeats(), 0, -1,
+                                                                           withscores=True))
+    await inventory.write(("SET", inventory.keys.health(), str(now), "PX", str(HEALTH_TTL_MS)))
+    return list(beats)
 
 
 async def check(config: Config, inventory: Inventory, now: float | None = None) -> dict[str, Any]:

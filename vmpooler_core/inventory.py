@@ -61,7 +61,8 @@ class Inventory:
         return list(await self._run("write", *words))
 
     async def write(self, *commands: tuple[str, ...]) -> list[Any]:
-        """`_write` for the manager's modules that keep keys of their own (the provider health reports)."""
+        """`_write` for the modules that keep keys of their own (the manager's provider health reports, the
+        pool configuration API's settings)."""
         return await self._write(*commands)
 
     # Transitions ---------------------------------------------------------------------------------
@@ -208,8 +209,11 @@ class Inventory:
         await self._write(("HSET", self.keys.vm(host), "clone_time", f"{seconds:.2f}"),
                           ("HSET", self.keys.clone_stats(date or clock.today()), f"{pool}:{host}", f"{seconds:.2f}"))
 
-    async def record_boot(self, pool: str, host: str, seconds: float, date: str | None = None) -> None:
-        await self.record_stat(self.keys.boot_stats(date or clock.today()), f"{pool}:{host}", seconds)
+    async def record_boot(self, pool: str, host: str, seconds: float, date: str | None = None,
+                          at: str | None = None) -> None:
+        """The day's boot statistics and the pool's last boot (API v3's `lastBoot`), in one transaction."""
+        await self._write(("HSET", self.keys.boot_stats(date or clock.today()), f"{pool}:{host}", f"{seconds:.2f}"),
+                          ("HSET", self.keys.lastboot(), pool, at or clock.stamp()))
 
     async def mark_empty(self, pool: str, empty: bool) -> bool:
         """Set or clear the pool's empty marker; True when that changed it (so it is logged once)."""

@@ -81,6 +81,34 @@ class Keys:
     def boot_stats(self, date: str) -> str:
         return self._k("boot", date)
 
+    # Today's original (API v3): run-time pool settings, kept across restarts, and the manager's records.
+    def pool_settings(self, setting: str) -> str:
+        """Hash pool -> value set through the pool configuration API: `setting` is `poolsize`, `template`
+        or `clone_target` (`vmpooler__config__<setting>`); it wins over the configuration file."""
+        return self._k("config", setting)
+
+    def undo_override(self, setting: str) -> str:
+        """Set of pools whose `size` or `template` override was deleted (`vmpooler__pool__undo_<setting>
+        _override`): the manager goes back to the file's value."""
+        return self._k("pool", f"undo_{setting}_override")
+
+    def pool_reset(self) -> str:
+        """Set of pools whose ready and pending VMs are to be replaced (POST /api/v3/poolreset)."""
+        return self._k("poolreset")
+
+    def prepared(self, setting: str) -> str:
+        """Hash pool -> the template (`setting` "template": the original's `vmpooler__template__prepared`)
+        or clone target ("clone_target": ours) the pool's VMs are being made from now."""
+        return self._k(setting, "prepared")
+
+    def pool_record(self, pool: str) -> str:
+        """Hash: the pool's configuration as the manager runs it, for the original's API-only processes."""
+        return self._k("pool", pool)
+
+    def lastboot(self) -> str:
+        """Hash pool -> when a VM of the pool last became ready (/api/v3/status's `lastBoot`)."""
+        return self._k("lastboot")
+
     # Added by this implementation (names chosen not to collide with the original's).
     def pools(self) -> str:
         """Set of configured pool names, written by the manager (as the original's later versions)."""

@@ -299,6 +299,8 @@ class PoolFigures:
     running: int
     pending: int
     completed: int
+    size: int | None = None  # set through the pool configuration API; None: the file's
+    lastboot: str = ""  # when a VM of the pool last became ready ("": never recorded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,8 +318,14 @@ def _durations(figures: Sequence[object]) -> Durations:
 
 @_parser("status")
 def status(reply: Any, pools: Sequence[str]) -> StatusFigures:
-    if not isinstance(reply, list) or len(reply) != 9 + 4 * len(pools):
+    width = 6
+    if not isinstance(reply, list) or len(reply) != 9 + width * len(pools):
         raise ValueError(reply)
-    counts = [_int(value) for value in reply[9:]]
-    return StatusFigures(_int(reply[0]), _durations(reply[1:5]), _durations(reply[5:9]),
-                         {pool: PoolFigures(*counts[i * 4:i * 4 + 4]) for i, pool in enumerate(pools)})
+    figures: dict[str, PoolFigures] = {}
+    for index, pool in enumerate(pools):
+        values = reply[9 + index * width:9 + (index + 1) * width]
+        size = str(values[4])
+        ready, running, pending, completed = (_int(value) for value in values[:4])
+        figures[pool] = PoolFigures(ready, running, pending, completed, size=int(size) if size.isdigit() else None,
+                                    lastboot=str(values[5]))
+    return StatusFigures(_int(reply[0]), _durations(reply[1:5]), _durations(reply[5:9]), figures)

@@ -14,6 +14,7 @@ import string
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from . import audit, clock
@@ -115,6 +116,43 @@ async def describe(config: Config, inventory: Inventory, host: str, now: float |
         doc["domain"] = config.app.domain
     if history:
         doc["history"] = [audit.read_entry(raw) for raw in history]
+    return doc
+
+
+def first_label(hostname: str) -> str:
+    """API v3 shortens any FQDN to its host (pools may have different domains)."""
+    return hostname.split(".", 1)[0]
+
+
+def _rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+async def describe_v3(config: Config, inventory: Inventory, host: str, now: float | None = None,
+                      resolve: bool = True) -> dict[str, Any]:
+    """API v3's VM document: v1's without `domain`, with a running VM's `remaining` hours, `start_time`
+    and `end_time` (RFC 3339; from its lifetime, the default one when it has none: the original used 0
+    then, B7.23), `fqdn` when its pool has a domain, `host` and `migrated` when recorded."""
+    now = time.time() if now is None else now
+    v1 = await describe(config, inventory, host, now, resolve)
+    fields = ("checkout", "pool", "template", "host", "migrated")
+    data = dict(zip(fields, (await inventory.vms([host], fields))[host], strict=True))
+    later = ("domain", "history")
+    keys = list(v1)
+    doc = {key: v1[key] for key in keys[:keys.index("state")]}  # template, lifetime, running
+    checkout = clock.parse(data["checkout"])
+    if v1["state"] == "running" and checkout is not None:
+        end = checkout + v1["lifetime"] * 3600
+        doc.update(remaining=_hours(end - now), start_time=_rfc3339(checkout), end_time=_rfc3339(end))
+    # `state` after the times, then what follows it in v1's document (tags, snapshots, disk, ip).
+    doc["state"] = v1["state"]
+    doc.update({key: value for key, value in v1.items() if key not in doc and key not in later})
+    pool = config.pool_index.get(data["pool"] or data["template"] or "")
+    if pool is not None and pool.domain:
+        doc["fqdn"] = f"{host}.{pool.domain}"
+    doc.update({field: data[field] for field in ("host", "migrated") if data[field]})
+    if "history" in v1:
+        doc["history"] = v1["history"]
     return doc
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,12 +25,14 @@ from tests.redis_server import RedisServer
 from vmpoolerd.api.openapi import SNAPSHOT_EXAMPLE
 
 
-@pytest.fixture(scope="module")
-def live_url(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+@contextmanager
+def serving_examples(redis_url: str, config: Path, settings: str, ready_vms: int = 300) -> Iterator[str]:
+    """`vmpoolerd api` on a Redis holding the document's examples, some ready VMs and a manager's heartbeat,
+    configured with `settings` (the `config:` keys, the pools...) and auth (users of tests.api.conftest)."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
     client.flushall()
-    ready(client, "pool1", *(f"p1vm{n}" for n in range(300)))
-    ready(client, "pool2", *(f"p2vm{n}" for n in range(300)))
+    ready(client, "pool1", *(f"p1vm{n}" for n in range(ready_vms)))
+    ready(client, "pool2", *(f"p2vm{n}" for n in range(ready_vms)))
     # The document's examples: its host name, token and snapshot exist here.
     running(client, "pool1", "cuna2qeahwlzji7", token=TOKEN, user="admin")
     client.hset(K.vm("cuna2qeahwlzji7"), f"snapshot:{SNAPSHOT_EXAMPLE}", "2016-07-25 11:00:00 +0000")
@@ -38,15 +41,19 @@ def live_url(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
     client.zadd(K.heartbeats(), {"schemathesis-manager": time.time() + 3600})
     client.close()
     users = "".join(f"\n    {user}: '{digest}'" for user, digest in HASHES.items())
-    config = Path(tmp_path_factory.mktemp("schemathesis")) / "vmpooler.yaml"
-    config.write_text(f"redis: {{url: '{redis_server.url}'}}\nconfig:\n  domain: company.com\n"
-                      f"  vm_lifetime_auth: 2\nauth:\n  provider: users\n  users:{users}\n"
-                      "providers: {dummy: {}}\n"
-                      "pools:\n  - {name: pool1, alias: [poolone], size: 5}\n  - {name: pool2, size: 10}\n")
+    config.write_text(f"redis: {{url: '{redis_url}'}}\nauth:\n  provider: users\n  users:{users}\n{settings}")
     with serving_api(config, "error") as served:
         yield served.url
     # An unexpected exception is logged at ERROR with its request id: there must be none.
     assert "unexpected error" not in served.stderr, served.stderr
+
+
+@pytest.fixture(scope="module")
+def live_url(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serving_examples(redis_server.url, Path(tmp_path_factory.mktemp("schemathesis")) / "vmpooler.yaml",
+                          "config:\n  domain: company.com\n  vm_lifetime_auth: 2\nproviders: {dummy: {}}\n"
+                          "pools:\n  - {name: pool1, alias: [poolone], size: 5}\n  - {name: pool2, size: 10}\n") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@
 -- ARGV[1] prefix  ARGV[2] date (YYYY-MM-DD)  ARGV[3..] pool names
 --
 -- Returns {clone_tasks, boot_count, boot_sum, boot_min, boot_max, clone_count, clone_sum, clone_min,
---          clone_max, then per pool: ready, running, pending, completed}  (numbers as strings)
+--          clone_max, then per pool: ready, running, pending, completed, size set through the pool
+--          configuration API ("" = none), last boot ("" = none)}  (numbers as strings)
 local prefix, date = ARGV[1], ARGV[2]
 local function key(kind, name) return prefix .. '__' .. kind .. '__' .. name end
 
@@ -29,5 +30,7 @@ for p = 3, #ARGV do
   for _, state in ipairs({'ready', 'running', 'pending', 'completed'}) do
     out[#out + 1] = tostring(redis.call('SCARD', key(state, ARGV[p])))
   end
+  out[#out + 1] = redis.call('HGET', key('config', 'poolsize'), ARGV[p]) or ''
+  out[#out + 1] = redis.call('HGET', prefix .. '__lastboot', ARGV[p]) or ''
 end
 return out

@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from vmpooler_core import auth, redis_faults, scripts
+from vmpooler_core import auth, pool_records, redis_faults, scripts
 from vmpooler_core.config import Config
 from vmpooler_core.errors import ConfigError
 from vmpooler_core.metrics import Metrics, from_settings
@@ -71,6 +71,21 @@ async def _probe(client: aioredis.Redis, config: Config) -> None:
         raise ConfigError(unsupported, key="redis.durability")
 
 
+async def _recorded_pools(config: Config, client: aioredis.Redis) -> Config:
+    """A configuration without pools serves the pools the managers recorded in Redis, as the original's
+    API-only processes do (read once, at start)."""
+    try:
+        async with asyncio.timeout(default_deadline(config)):
+            served = await pool_records.with_recorded_pools(config, client)
+    except (redis_errors.RedisError, OSError, TimeoutError) as err:
+        log.error("the configuration has no pools and those recorded in redis could not be read (%s): "
+                  "serving none until restarted", type(err).__name__)
+        return config
+    log.info("the configuration has no pools: serving the %d recorded in redis by the managers: %s",
+             len(served.pools), ", ".join(pool.name for pool in served.pools) or "none")
+    return served
+
+
 def create_app(config: Config, redis: aioredis.Redis | None = None, metrics: Metrics | None = None, *,
                authenticator: auth.Authenticator | None = None, deadline: float | None = None,
                prometheus: Registry | None = None) -> Starlette:
@@ -81,7 +96,8 @@ def create_app(config: Config, redis: aioredis.Redis | None = None, metrics: Met
         client = redis if redis is not None else api_redis(config)
         sink = metrics if metrics is not None else from_settings(config.metrics)
         checker = authenticator if authenticator is not None else auth.from_settings(config.auth)
-        app.state.services = Services.build(config, client, sink, checker,
+        served = config if config.pools else await _recorded_pools(config, client)
+        app.state.services = Services.build(served, client, sink, checker,
                                             deadline if deadline is not None else default_deadline(config),
                                             prometheus)
         await _probe(client, config)

@@ -7,6 +7,7 @@ aliases), with its parameters, request body and every status code it can answer.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from functools import cache
 from typing import Any
 
@@ -235,19 +236,14 @@ def _with_head_errors(paths: dict[str, dict[str, Op]]) -> dict[str, dict[str, Op
     return paths
 
 
-@cache
-def document(pool: str = "centos-6-x86_64") -> dict[str, Any]:
-    paths = api_paths(pool)
+def openapi_document(title: str, description: str, paths: dict[str, dict[str, Op]],
+                     schemas: dict[str, Any]) -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
-        "info": {"title": "vmpooler API", "version": vmpooler_core.__version__,
-                 "description": "API v1 of vmpooler: pools of ready VMs, checked out in milliseconds. "
-                                "Error bodies are `{\"ok\": false, \"code\": ..., \"reason\": ...}`: branch on `code` "
-                                "(see the `Error` schema for every code), show `reason` to people."},
-        "paths": _with_head_errors({**{"/api/v1" + p: ops for p, ops in paths.items()}, **_unversioned(paths),
-                                    **_other_paths()}),
+        "info": {"title": title, "version": vmpooler_core.__version__, "description": description},
+        "paths": _with_head_errors(paths),
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": schemas,
             "securitySchemes": {"basicAuth": {"type": "http", "scheme": "basic"},
                                 "token": {"type": "apiKey", "in": "header", "name": "X-AUTH-TOKEN"}},
         },
@@ -255,11 +251,24 @@ def document(pool: str = "centos-6-x86_64") -> dict[str, Any]:
 
 
 @cache
-def _rendered(pool: str) -> bytes:
-    return json.dumps(document(pool)).encode()
+def document(pool: str = "centos-6-x86_64") -> dict[str, Any]:
+    paths = api_paths(pool)
+    return openapi_document(
+        "vmpooler API", "API v1 of vmpooler: pools of ready VMs, checked out in milliseconds. Error bodies are "
+        "`{\"ok\": false, \"code\": ..., \"reason\": ...}`: branch on `code` (see the `Error` schema for every "
+        "code), show `reason` to people.",
+        {**{"/api/v1" + p: ops for p, ops in paths.items()}, **_unversioned(paths), **_other_paths()}, SCHEMAS)
 
 
-async def serve(request: Request, services: Services) -> Response:
-    """The document, its examples naming this server's first pool."""
-    pools = services.config.pools
-    return Response(_rendered(pools[0].name if pools else "centos-6-x86_64"), media_type="application/json")
+def server(build: Callable[[str], dict[str, Any]]) -> Callable[[Request, Services], Awaitable[Response]]:
+    """The route serving a document built by `build(pool)`, its examples naming this server's first pool."""
+    rendered = cache(lambda pool: json.dumps(build(pool)).encode())
+
+    async def serve(request: Request, services: Services) -> Response:
+        pools = services.config.pools
+        return Response(rendered(pools[0].name if pools else "centos-6-x86_64"), media_type="application/json")
+
+    return serve
+
+
+serve = server(document)

@@ -42,12 +42,17 @@ async def list_pools(request: Request, services: Services) -> Response:
     return document([pool.name for pool in services.config.pools])
 
 
-def _rate(request: Request, services: Services, request_class: RateClass) -> Bucket | None:
+def rate(request: Request, services: Services, request_class: RateClass) -> Bucket | None:
     return services.limiter.bucket(request, request_class) if services.limiter is not None else None
 
 
-async def _checkout(request: Request, services: Services,
-                    parse: Callable[[], Awaitable[CheckoutRequest]]) -> Response:
+Render = Callable[[Allocation, Config], dict[str, Any]]
+
+
+async def checkout(request: Request, services: Services, parse: Callable[[], Awaitable[CheckoutRequest]],
+                   render: Render = allocation_document) -> Response:
+    """Parse (a 404 or 400 is counted as an invalid checkout), check out, render (API v1's shape unless
+    told otherwise)."""
     try:
         wanted = await parse()
     except (InvalidRequest, NotFound):
@@ -55,32 +60,35 @@ async def _checkout(request: Request, services: Services,
         services.metrics.checkout(Outcome.INVALID)
         raise
     allocation = await services.checkout.take(wanted, token=auth_token(request),
-                                              rate=_rate(request, services, RateClass.CHECKOUT), caller=caller(request))
-    return JsonResponse(allocation_document(allocation, services.config))
+                                              rate=rate(request, services, RateClass.CHECKOUT), caller=caller(request))
+    return JsonResponse(render(allocation, services.config))
 
 
 async def checkout_body(request: Request, services: Services) -> Response:
     async def parse() -> CheckoutRequest:
         return checkout_request.from_mapping(await json_body(request))
 
-    return await _checkout(request, services, parse)
+    return await checkout(request, services, parse)
 
 
 async def checkout_path(request: Request, services: Services) -> Response:
     async def parse() -> CheckoutRequest:
         return checkout_request.from_path(request.path_params["hostname"])
 
-    return await _checkout(request, services, parse)
+    return await checkout(request, services, parse)
 
 
 async def get_vm(request: Request, services: Services) -> Response:
     host = hostname(request, services.config)
-    doc = await vms.describe(services.config, services.inventory, host)
+    return ok({host: public(await vms.describe(services.config, services.inventory, host))})
+
+
+def public(doc: dict[str, Any]) -> dict[str, Any]:
+    """Anyone may read a VM's document (as in the original): its history here says what happened and for
+    whom, but not from which address; the audit log and the CLI on Redis (admins) have that too."""
     if "history" in doc:
-        # Anyone may read a VM's document (as in the original): its history here says what happened and
-        # for whom, but not from which address; the audit log and the CLI on Redis (admins) have that too.
         doc["history"] = [{k: v for k, v in entry.items() if k != "client"} for entry in doc["history"]]
-    return ok({host: doc})
+    return doc
 
 
 async def modify_vm(request: Request, services: Services) -> Response:
@@ -92,7 +100,7 @@ async def modify_vm(request: Request, services: Services) -> Response:
 
 async def return_vm(request: Request, services: Services) -> Response:
     host = hostname(request, services.config)
-    await services.checkout.give_back(host, auth_token(request), _rate(request, services, RateClass.RETURN),
+    await services.checkout.give_back(host, auth_token(request), rate(request, services, RateClass.RETURN),
                                       caller(request))
     return ok()
 

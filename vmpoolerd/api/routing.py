@@ -1,9 +1,10 @@
 """The route table: every route the server answers, each one entry naming its handler, its rate-limit class
 and whether its handler counts its own rate; served under `/api/v1` and again unversioned (the
-original's `API::Reroute`), plus the dashboard, the probes and the OpenAPI document.
+original's `API::Reroute`), API v3 (today's original) under `/api/v3`, plus the dashboard, the probes and
+the OpenAPI documents.
 
 All of it is one Starlette route, `PathTable`: fixed paths are a dict lookup and the few paths with
-parameters one regex each, after the `/api/v1` prefix is stripped once. (Starlette's own Router tries
+parameters one regex each, after the version prefix is stripped once. (Starlette's own Router tries
 its routes one by one, each with a regex and a scope copy; at a fraction of a millisecond per request
 that scan was a visible share of the CPU.) The table answers every HTTP request itself: an unknown path
 gets a JSON 404, and a known path with a wrong method a 405 listing every method of the path.
@@ -36,12 +37,23 @@ from starlette.types import Receive, Scope, Send
 
 from vmpooler_core.errors import ErrorCode
 
-from . import dashboard, openapi, routes_health, routes_status, routes_token, routes_vm
+from . import (
+    dashboard,
+    openapi,
+    openapi_v3,
+    routes_health,
+    routes_pool_config,
+    routes_status,
+    routes_token,
+    routes_v3,
+    routes_vm,
+)
 from .endpoint import Endpoint, Handler, endpoint
 from .errors import error_response
 from .limits import RateClass
 
 PREFIX = "/api/v1"
+V3_PREFIX = "/api/v3"
 _PARAM = re.compile(r"\{(\w+)\}")
 
 
@@ -101,6 +113,36 @@ UNVERSIONED_ONLY: tuple[Route, ...] = (
     Route("/metrics", "GET", routes_health.metrics, None),
 )
 
+# API v3: its own handlers where it answers differently from v1 (routes_v3.py says how) or v1 has no such
+# route; v1's own for the rest (summary, tokens, the pool list). A new v3 route module: import it above,
+# add its routes here and their operations to openapi_v3.py (tests/api/test_v3_api.py checks that the
+# document lists exactly the routes served).
+V3_OWN: tuple[Route, ...] = (
+    Route("/openapi.json", "GET", openapi_v3.serve, None),
+    Route("/status", "GET", routes_v3.get_status, OTHER),
+    Route("/poolstat", "GET", routes_v3.poolstat, OTHER),
+    Route("/totalrunning", "GET", routes_v3.total_running, OTHER),
+    Route("/vm", "POST", routes_v3.checkout_body, CHECKOUT, counts_own_rate=True),
+    Route("/vm/{hostname}", "GET", routes_v3.get_vm, OTHER),
+    Route("/vm/{hostname}", "PUT", routes_v3.modify_vm, OTHER),
+    Route("/vm/{hostname}", "DELETE", routes_v3.return_vm, RETURN, counts_own_rate=True),
+    Route("/vm/{hostname}", "POST", routes_v3.checkout_path, CHECKOUT, counts_own_rate=True),
+    Route(_DISK, "POST", routes_v3.add_disk, CHECKOUT),
+    Route("/vm/{hostname}/snapshot", "POST", routes_v3.take_snapshot, CHECKOUT),
+    Route("/vm/{hostname}/snapshot/{snapshot}", "POST", routes_v3.revert_snapshot, CHECKOUT),
+    Route("/full_config", "GET", routes_v3.full_config, OTHER),
+    # The pool configuration API (behind `experimental_features`).
+    Route("/config", "GET", routes_pool_config.get_config, OTHER),
+    Route("/config/poolsize", "POST", routes_pool_config.set_sizes, OTHER),
+    Route("/config/poolsize/{pool}", "DELETE", routes_pool_config.reset_size, OTHER),
+    Route("/config/pooltemplate", "POST", routes_pool_config.set_templates, OTHER),
+    Route("/config/pooltemplate/{pool}", "DELETE", routes_pool_config.reset_template, OTHER),
+    Route("/config/clonetarget", "POST", routes_pool_config.set_clone_targets, OTHER),
+    Route("/poolreset", "POST", routes_pool_config.reset_pools, OTHER),
+)
+_V3_OWNED = {(route.path, route.method) for route in V3_OWN}
+V3: tuple[Route, ...] = (*V3_OWN, *(route for route in API if (route.path, route.method) not in _V3_OWNED))
+
 Methods = dict[str, Route]
 
 
@@ -140,6 +182,7 @@ class Table:
 class PathTable(BaseRoute):
     def __init__(self) -> None:
         self.versioned = Table((*VERSIONED_ONLY, *API))
+        self.v3 = Table(V3)
         self.unversioned = Table((*API, *UNVERSIONED_ONLY))
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
@@ -148,6 +191,8 @@ class PathTable(BaseRoute):
         path: str = scope["path"]
         if path.startswith(PREFIX + "/"):
             found = self.versioned.find(path[len(PREFIX):])
+        elif path.startswith(V3_PREFIX + "/"):
+            found = self.v3.find(path[len(V3_PREFIX):])
         else:
             found = self.unversioned.find(path)
         if found is None:

@@ -77,7 +77,7 @@ async def check_pending(p: PoolPass) -> None:
                 stamps["ip"] = p.facts[host].guest_ip
             if await p.move(host, "pending", "ready", "ready", stamps):
                 if age is not None:
-                    await p.ctx.inventory.record_boot(p.name, host, age, clock.today(p.now))
+                    await p.ctx.inventory.record_boot(p.name, host, age, clock.today(p.now), at=stamp)
                     p.ctx.metrics.duration(Phase.BOOT, p.name, age)
         elif host not in p.protected and (age is None or age > timeout):
             why = f"not ready after {timeout / 60:.0f} minutes: {reason}"
@@ -94,3 +94,11 @@ async def remove_surplus(p: PoolPass) -> None:
     surplus = len(p.sets["ready"]) - p.pool.size
     for host in sorted(p.sets["ready"])[:max(surplus, 0)]:
         await p.move(host, "ready", "completed", f"pool size is {p.pool.size}")
+
+
+async def drain(p: PoolPass, reason: str) -> None:
+    """Replace the pool's ready and pending VMs (a new template or clone target, a reset): to completed,
+    to be destroyed; the fill makes new ones."""
+    for state in ("ready", "pending"):
+        for host in sorted(p.sets[state]):
+            await p.move(host, state, "completed", reason)

@@ -42,6 +42,7 @@ from .context import Context, redis_fault
 from .destroyer import Destroyer
 from .health_report import HealthReport
 from .lease import Leases, Presence
+from .pool_settings import PoolSettings
 from .pool_worker import PoolWorker
 from .runner import ProviderRunner
 from .tasks import TaskQueues
@@ -94,6 +95,7 @@ class Manager:
         self.cloner = Cloner(self.ctx)
         self.destroyer = Destroyer(self.ctx)
         self.tasks = TaskQueues(self.ctx)
+        self.settings = PoolSettings(self.ctx)
         self.workers: dict[str, PoolWorker] = {}
         for pool in config.pools:
             if pool.provider in providers:
@@ -120,6 +122,7 @@ class Manager:
         Redis is unreachable; provider failures are reported, logged once, and backed off from."""
         if not self._registered:
             await self.inventory.register_pools(self.workers)
+            await self.settings.publish(worker.base for worker in self.workers.values())
             self._registered = True
         self.ctx.pooler_id = await ownership.identify(self.inventory, self.config.app.pooler_id,
                                                       self.ctx.pooler_id)
@@ -134,10 +137,15 @@ class Manager:
                 provider = self.workers[name].pool.provider
                 ready = self._provider_outages[provider].ready() and self._pool_outages[name].ready()
                 (due if ready else report.waiting).append(name)
-        results = await asyncio.gather(*(self.workers[name].check() for name in due), return_exceptions=True)
+        plans = await self.settings.plan(self.workers[name].base for name in due)
+        for name in due:
+            self.workers[name].pool = plans[name].pool
+        results = await asyncio.gather(*(self.workers[name].check(plans[name].drain) for name in due),
+                                       return_exceptions=True)
         short: dict[str, int] = {}
         for name, result in zip(due, results, strict=True):
             if isinstance(result, int):
+                await self.settings.settle(plans[name])
                 short[name] = result
                 report.worked.append(name)
                 self._provider_outages[self.workers[name].pool.provider].recovered()

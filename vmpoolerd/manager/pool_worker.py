@@ -25,12 +25,12 @@ class PoolWorker:
     def __init__(self, ctx: Context, pool: PoolConfig, provider: Provider, cloner: Cloner,
                  destroyer: Destroyer) -> None:
         self.ctx = ctx
-        self.pool = pool
+        self.base = pool  # as the file has it
+        self.pool = pool  # as this pass runs it: with the settings made through the API (pool_settings.py)
         self.provider = provider
         self.cloner = cloner
         self.destroyer = destroyer
-        self.probe = Probe(pool.ready_check or provider.ready_check, pool.ready_check_port,
-                           ctx.config.app.domain)
+        self.probe = Probe(pool.ready_check or provider.ready_check, pool.ready_check_port, pool.domain)
         self._empty: bool | None = None  # the empty marker as last written (None: not yet)
         # Until the pool has once been full (since this manager started), it is filling, not empty: its
         # first fill logs no "pool empty" warnings, only when it is full.
@@ -52,11 +52,14 @@ class PoolWorker:
         return PoolPass(self.ctx, self.cloner, self.destroyer, self.pool, self.provider, self.probe, facts,
                         sets, active, fields, self.ctx.clock(), protected, spared)
 
-    async def check(self) -> int:
-        """One pass over the pool; returns how many clones it is short of its size."""
+    async def check(self, drain: str | None = None) -> int:
+        """One pass over the pool; returns how many clones it is short of its size. `drain`: why the pool's
+        ready and pending VMs are to be replaced this pass, if they are."""
         p = await self._read()
         await reconcile.forget_vanished(p)
         await reconcile.forget_dead_pending(p)
+        if drain:
+            await lifecycle.drain(p, drain)
         await lifecycle.expire_running(p)
         await lifecycle.check_ready(p)
         await lifecycle.check_pending(p)
