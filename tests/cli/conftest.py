@@ -148,10 +148,12 @@ class Vmp:
 
 
 @pytest.fixture
-def make_vmp(redis_url: str, api_servers: Callable[[str], str], tmp_path: Path) -> Callable[[str, str], Vmp]:
+def make_vmp(redis_url: str, api_servers: Callable[[str], str], tmp_path: Path) -> Callable[..., Vmp]:
+    """kind ("redis", "api": our API, the version the CLI picks; "api-v1": our API v1, named by the URL),
+    config text -> `vmpooler` on that backend."""
     def make(kind: str, config_text: str = POOLS_YAML) -> Vmp:
-        if kind == "api":
-            return Vmp(kind, ["--api", api_servers(config_text)])
+        if kind.startswith("api"):
+            return Vmp(kind, ["--api", api_servers(config_text) + ("/api/v1" if kind == "api-v1" else "")])
         path = tmp_path / f"vmpooler-{abs(hash(config_text))}.yaml"
         path.write_text(config_text)
         return Vmp(kind, ["--redis", redis_url, "--config", str(path)])
@@ -164,6 +166,13 @@ def vmp(request: pytest.FixtureRequest, make_vmp: Callable[[str, str], Vmp]) -> 
     return make_vmp(request.param, POOLS_YAML)
 
 
+@pytest.fixture(params=["redis", "api-v1"])
+def vmp_v1(request: pytest.FixtureRequest, make_vmp: Callable[[str, str], Vmp]) -> Vmp:
+    """For what passes the server's documents through as sent (`status --json`): the Redis backend's are
+    API v1's, and API v3 adds its own keys (`lastBoot`, `requested`)."""
+    return make_vmp(request.param, POOLS_YAML)
+
+
 @pytest.fixture(params=["redis", "api"])
 def auth_vmp(request: pytest.FixtureRequest, make_vmp: Callable[[str, str], Vmp]) -> Vmp:
     return make_vmp(request.param, AUTH_YAML)
@@ -171,7 +180,8 @@ def auth_vmp(request: pytest.FixtureRequest, make_vmp: Callable[[str, str], Vmp]
 
 @pytest.fixture
 def both(make_vmp: Callable[[str, str], Vmp]) -> tuple[Vmp, Vmp]:
-    return make_vmp("redis", POOLS_YAML), make_vmp("api", POOLS_YAML)
+    """The Redis backend and our API v1 (whose /status document is the one the Redis backend makes)."""
+    return make_vmp("redis", POOLS_YAML), make_vmp("api-v1", POOLS_YAML)
 
 
 def ready(r: redis.Redis, pool: str, *hosts: str) -> None:

@@ -24,10 +24,14 @@ from vmpooler_cli.exit_codes import ExitCode
 from vmpooler_core.auth import hash_password
 
 JDOE = {"VMPOOLER_USER": "jdoe", "VMPOOLER_PASSWORD": PASSWORD}
-# Our daemon with the pools, aliases and domain of the recorded servers.
+# Our daemon with the pools, aliases and domains of the recorded servers (API v1 has one domain only).
 OURS = f"""
 :config:
   domain: example.com
+:dns_configs:
+  :win:
+    dns_class: dynamic-dns
+    domain: win.example.net
 :auth:
   provider: users
   users:
@@ -43,6 +47,7 @@ OURS = f"""
   - name: win-2019-x86_64
     alias: [generic]
     size: 1
+    dns_plugin: win
 """
 ERAS = ("vmpooler-3.9.1", "vmpooler-2.x", "vmpooler-2016")
 POOLS_TABLE = [
@@ -87,13 +92,14 @@ class World:
     put in place first (the recorded servers answer the same VMs by themselves)."""
 
     name: str
-    url: str
-    api: str  # the version the CLI is to find there
+    url: str  # the server's root
+    api: str  # the version the CLI is to use there
     r: redis.Redis | None = None
     recorded: Recorded | None = None
+    named: bool = False  # the URL given names the version
 
-    def vmp(self, url: str | None = None) -> Vmp:
-        return Vmp("api", ["--api", url or self.url])
+    def vmp(self, *options: str) -> Vmp:
+        return Vmp("api", ["--api", self.url + (f"/api/{self.api}" if self.named else ""), *options])
 
     def ready(self, pool: str, *hosts: str) -> None:
         if self.r is not None:
@@ -120,14 +126,24 @@ class World:
             self.r.hset(K.vm(host), f"snapshot:{name}", "2026-03-19 10:30:00 +0000")
 
 
-@pytest.fixture(params=[*ERAS, "ours-v1"])
-def world(request: pytest.FixtureRequest, original: Callable[[str], Recorded],
-          api_servers: Callable[[str], str], sync_redis: redis.Redis) -> World:
-    if request.param == "ours-v1":
-        return World("ours-v1", api_servers(OURS), "v1", r=sync_redis)
-    server = original(request.param)
-    api = {"vmpooler-3.9.1": "v3", "vmpooler-2.x": "v2", "vmpooler-2016": "v1"}[request.param]
-    return World(request.param, server.url, api, recorded=server)
+@pytest.fixture
+def world_of(original: Callable[[str], Recorded], api_servers: Callable[[str], str],
+             sync_redis: redis.Redis) -> Callable[[str], World]:
+    """name -> that server. Our daemon serves v1 and v3: the CLI picks v3 (the newest), or v1 when the URL
+    ends in /api/v1."""
+    def get(name: str) -> World:
+        if name.startswith("ours"):
+            v1 = name == "ours-v1"
+            return World(name, api_servers(OURS), "v1" if v1 else "v3", r=sync_redis, named=v1)
+        server = original(name)
+        api = {"vmpooler-3.9.1": "v3", "vmpooler-2.x": "v2", "vmpooler-2016": "v1"}[name]
+        return World(name, server.url, api, recorded=server)
+    return get
+
+
+@pytest.fixture(params=[*ERAS, "ours-v3", "ours-v1"])
+def world(request: pytest.FixtureRequest, world_of: Callable[[str], World]) -> World:
+    return world_of(request.param)
 
 
 def test_every_command_gives_the_same_output_on_every_server(world: World) -> None:
@@ -136,7 +152,8 @@ def test_every_command_gives_the_same_output_on_every_server(world: World) -> No
     assert vmp.ok("pools").stdout.splitlines() == (POOLS_TABLE_2016 if world.name == "vmpooler-2016" else POOLS_TABLE)
     status = vmp.ok("status").stdout
     assert status.startswith("Found 1 empty pools. Empty: win-2019-x86_64\n")
-    assert f"\n  server    {world.url}, API {world.api} (remembered)\n" in status  # asked by `pools`
+    how = "from the URL" if world.named else "remembered"  # asked by `pools`
+    assert f"\n  server    {world.url}, API {world.api} ({how})\n" in status
     assert "\n  capacity  3/8 ready (37.5%)\n" in status
     assert vmp.ok("summary").stdout.startswith("Summary ")
     world.clear()
@@ -144,7 +161,7 @@ def test_every_command_gives_the_same_output_on_every_server(world: World) -> No
     token = vmp.ok("token", "create", env=JDOE).stdout.strip()
     assert re.fullmatch("[a-z0-9]{32}", token)
     assert token in vmp.ok("token", "list", env=JDOE).stdout
-    with_token = Vmp("api", ["--api", world.url, "--token", token])
+    with_token = world.vmp("--token", token)
 
     # By alias: shown under the pool it came from, as the 2016 original (and ours on v1) answers.
     world.ready("centos-6-x86_64", "nimble-otter")
@@ -192,13 +209,23 @@ def test_every_command_gives_the_same_output_on_every_server(world: World) -> No
         assert [p for p in paths if not p.split()[1].startswith(f"/api/{world.api}/")] == newer
 
 
-@pytest.mark.parametrize("era", ["vmpooler-3.9.1", "vmpooler-2.x"])
-def test_a_checkout_from_pools_of_different_domains(era: str, original: Callable[[str], Recorded]) -> None:
+@pytest.fixture(params=["vmpooler-3.9.1", "vmpooler-2.x", "ours-v3"])
+def v2_or_later(request: pytest.FixtureRequest, world_of: Callable[[str], World]) -> World:
+    return world_of(request.param)
+
+
+def test_a_checkout_from_pools_of_different_domains(v2_or_later: World) -> None:
     """v2 and v3: an alias over pools with their own domains; each VM under its pool, with its own FQDN."""
-    vmp = Vmp("api", ["--api", original(era).url])
-    assert vmp.json("checkout", "generic=2") == {"ok": True, "domain": None, "vms": [
-        vm("centos-6-x86_64", "dusty-leopard"), vm("win-2019-x86_64", "icy-walrus", "win.example.net")]}
-    assert vmp.ok("checkout", "generic=2").stdout == "dusty-leopard.example.com\nicy-walrus.win.example.net\n"
+    world, vmp = v2_or_later, v2_or_later.vmp()
+    world.ready("centos-6-x86_64", "dusty-leopard")
+    world.ready("win-2019-x86_64", "icy-walrus")
+    got = vmp.json("checkout", "generic=2")
+    assert (got["domain"], sorted(got["vms"], key=lambda v: v["hostname"])) == (None, [
+        vm("centos-6-x86_64", "dusty-leopard"), vm("win-2019-x86_64", "icy-walrus", "win.example.net")])
+    world.ready("centos-6-x86_64", "dusty-leopard")
+    world.ready("win-2019-x86_64", "icy-walrus")
+    assert sorted(vmp.ok("checkout", "generic=2").stdout.splitlines()) == [
+        "dusty-leopard.example.com", "icy-walrus.win.example.net"]
 
 
 def cached(tmp_path: Path) -> dict[str, dict[str, str]]:
