@@ -40,15 +40,20 @@ POOLS_YAML = """
     size: 10
 """
 
-# A cheap hash (1,000 rounds) keeps the many Basic-auth checks of the tests fast.
-AUTH_YAML = f"""
-:config:
-  vm_lifetime_auth: 2
+# The users jdoe and eve, password PASSWORD. A cheap hash (1,000 rounds) keeps the many Basic-auth checks
+# of the tests fast.
+USERS_AUTH = f"""
 :auth:
   provider: users
   users:
     jdoe: '{hash_password(PASSWORD, iterations=1000)}'
     eve: '{hash_password(PASSWORD, iterations=1000)}'
+"""
+
+AUTH_YAML = f"""
+:config:
+  vm_lifetime_auth: 2
+{USERS_AUTH.strip()}
 :providers: {{dummy: {{}}}}
 :pools:
   - name: pool1

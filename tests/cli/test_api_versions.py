@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.cli.conftest import PASSWORD, K, Vmp, ready
+from tests.cli.conftest import PASSWORD, USERS_AUTH, K, Vmp, ready
 from tests.cli.recorded import Recorded
 from vmpooler_cli.exit_codes import ExitCode
-from vmpooler_core.auth import hash_password
 
 JDOE = {"VMPOOLER_USER": "jdoe", "VMPOOLER_PASSWORD": PASSWORD}
 # Our daemon with the pools, aliases and domains of the recorded servers (API v1 has one domain only).
@@ -32,10 +31,7 @@ OURS = f"""
   :win:
     dns_class: dynamic-dns
     domain: win.example.net
-:auth:
-  provider: users
-  users:
-    jdoe: '{hash_password(PASSWORD, iterations=1000)}'
+{USERS_AUTH.strip()}
 :providers: {{dummy: {{}}}}
 :pools:
   - name: centos-6-x86_64
@@ -278,6 +274,22 @@ def test_a_404_on_a_remembered_version_is_checked_once_then_believed(original: C
     result = vmp.fails(ExitCode.NOT_FOUND, "checkout", "nosuch")
     assert result.stderr == "vmpooler: error: unknown pool or alias in: nosuch\n"
     assert server.paths() == ["POST /api/v3/vm", "GET /api/v3/vm"]
+
+
+def test_a_route_the_server_lacks_is_not_an_unknown_anything() -> None:
+    """A server whose API v1 has no /summary (the original answers such a path with a bare 404)."""
+    server = Recorded("no-summary", [{"request": "GET /api/v1/vm", "status": 200, "body": ["pool1"]}]).start()
+    try:
+        result = Vmp("api", ["--api", server.url]).fails(ExitCode.ERROR, "summary")
+        assert result.stderr == (f"vmpooler: error: {server.url} does not offer the summary "
+                                 "(API v1: no GET /api/v1/summary)\n")
+    finally:
+        server.stop()
+
+
+def test_a_version_this_cli_does_not_speak() -> None:
+    result = Vmp("api", ["--api", "http://127.0.0.1:9/api/v4"]).fails(ExitCode.USAGE, "pools")
+    assert "this CLI speaks API v1, v2, v3, not v4" in result.stderr
 
 
 def test_a_server_that_is_no_vmpooler() -> None:

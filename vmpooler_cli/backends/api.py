@@ -107,7 +107,7 @@ class ApiBackend:
         if response.status_code == 404:
             return False
         if response.status_code != 200:
-            self._fail(response, "/vm", what="the pool list", missing="")
+            self._fail(response, what="the pool list", missing=None)
         try:
             return isinstance(response.json(), list)
         except ValueError:
@@ -180,12 +180,13 @@ class ApiBackend:
                 response = self._send(method, self.base + path, body=body, auth=auth, token=token, params=params)
         return response
 
-    def _call(self, method: str, path: str, *, what: str, body: Any = None, auth: Auth = None, missing: str,
+    def _call(self, method: str, path: str, *, what: str, body: Any = None, auth: Auth = None, missing: str | None,
               short: str = "not enough ready VMs", conflict: str | None = None,
               params: Mapping[str, str] | None = None) -> dict[str, Any]:
         """One request; 2xx gives the JSON object, anything else the matching core exception with the
         server's message, or else the caller's (`missing` for 404, `short` for 503). `what` names the
-        route's purpose for "this server does not offer <what>"."""
+        route's purpose for "this server does not offer <what>", which is what a 404 says when `missing`
+        is None (a route with nothing in its path that could be missing but the route itself)."""
         response = self._request(method, path, body=body, auth=auth, params=params)
         status = response.status_code
         if 200 <= status < 300:
@@ -196,9 +197,9 @@ class ApiBackend:
             if not isinstance(data, dict):
                 raise CliError(f"{self.base}{path}: expected a JSON object, got {type(data).__name__}")
             return data
-        self._fail(response, path, what=what, missing=missing, short=short, conflict=conflict, auth=auth)
+        self._fail(response, what=what, missing=missing, short=short, conflict=conflict, auth=auth)
 
-    def _fail(self, response: httpx.Response, path: str, *, what: str, missing: str,
+    def _fail(self, response: httpx.Response, *, what: str, missing: str | None,
               short: str = "not enough ready VMs", conflict: str | None = None, auth: Auth = None) -> NoReturn:
         """Raise the error an unsuccessful answer means."""
         status = response.status_code
@@ -208,8 +209,10 @@ class ApiBackend:
         if code is not None:
             raise self._error(code, text or f"HTTP {status}", response, what)
         # The original Ruby server: the status code is all there is to go by.
+        if status == 404 and missing is None and text is None:
+            raise self._no_route(what, response)
         if status == 404:
-            raise NotFound(text or missing)
+            raise NotFound(text or missing or f"{self.where}: HTTP 404")
         if status == 429:
             raise self._limited(text or "rate limit exceeded", response)
         if status == 401 or status == 403:
@@ -243,9 +246,14 @@ class ApiBackend:
         if code is ErrorCode.CONFLICT:
             return Conflict(text)
         if code in (ErrorCode.NO_SUCH_ROUTE, ErrorCode.METHOD_NOT_ALLOWED):
-            return CliError(f"{self.where} does not offer {what} (API {self.api}): {response.request.method} "
-                            f"{response.request.url.path}: {text}", kind=str(code))
+            return self._no_route(what, response, text)
         return CliError(f"{self.where} answered HTTP {response.status_code}: {text}")
+
+    def _no_route(self, what: str, response: httpx.Response, said: str | None = None) -> CliError:
+        """A route the server lacks, with the server's own words when it has any."""
+        return CliError(f"{self.where} does not offer {what} (API {self.api}: no {response.request.method} "
+                        f"{response.request.url.path})" + (f": {said}" if said else ""),
+                        kind=str(ErrorCode.NO_SUCH_ROUTE))
 
     @staticmethod
     def _limited(text: str, response: httpx.Response) -> CliError:
@@ -290,7 +298,7 @@ class ApiBackend:
                    missing=f"{host} does not exist or is not checked out")
 
     def status(self) -> dict[str, Any]:
-        return self._call("GET", "/status", what="the status", missing=f"{self.root} has no status")
+        return self._call("GET", "/status", what="the status", missing=None)
 
     def pools(self) -> list[PoolRow]:
         doc = self.status()
@@ -331,7 +339,7 @@ class ApiBackend:
 
     def summary(self, first: str | None, last: str | None) -> dict[str, Any]:
         dates = {key: value for key, value in (("from", first), ("to", last)) if value is not None}
-        return self._call("GET", "/summary", params=dates, what="the summary", missing=f"{self.root} has no summary")
+        return self._call("GET", "/summary", params=dates, what="the summary", missing=None)
 
     # One VM --------------------------------------------------------------------------------------
 
