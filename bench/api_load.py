@@ -12,11 +12,14 @@ returned VM is put back into the ready set as it goes, so the ready set stays at
     python bench/api_load.py [--sizes 2000,100000] [--concurrency 1,4,16] [--seconds 3]
                              [--workloads status,checkout+return] [--connections keep-alive,new]
                              [--rate-limits] [--durability none|replica|aof] [--replica]
+                             [--appendonly] [--redis-server PATH|valkey]
 
 `--durability replica` attaches a replica to the Redis server (WAIT before each checkout and return is
 answered; `--replica` attaches one for the other modes too, which then wait for it as well);
 `--durability aof` runs it with appendonly (WAITAOF: Redis 7.2 or later, e.g. the valkey-server
-of the embedded defaults named by VMPOOLER_TEST_REDIS_SERVER).
+of the embedded defaults: `--redis-server valkey`); `--appendonly` turns the AOF on (everysec) in the
+other modes too, so that `none` and `aof` are compared on the same server. The Redis server's own CPU
+per request (all its threads, the AOF's background fsync included) is printed beside the daemon's.
 
 Targets: at most 0.25 ms of server CPU per checkout or return request and 0.4 ms per status request,
 the same at 100,000 ready as at 2,000, and p99 under 10 ms at concurrency 16.
@@ -98,9 +101,13 @@ def arun(coro: Awaitable[T]) -> T:
 
 
 def cpu_times(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process: /proc/<pid>/stat fields 14 and 15."""
+    """(user, system) CPU seconds of a process, all its threads: /proc/<pid>/stat fields 14 and 15."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) / CLOCK_TICK, int(fields[12]) / CLOCK_TICK
+
+
+def cpu_total(pid: int) -> float:
+    return sum(cpu_times(pid))
 
 
 @dataclass
@@ -111,6 +118,7 @@ class Result:
     user: float
     system: float
     errors: int
+    redis_cpu: float = 0.0  # seconds of the Redis server's CPU
 
 
 Step = Callable[[Http, list[float]], Awaitable[int]]
@@ -141,7 +149,8 @@ def cycle_step(refill: redis.asyncio.Redis) -> Step:
     return step
 
 
-async def run(port: int, pid: int, step: Step, concurrency: int, keep_alive: bool, seconds: float) -> Result:
+async def run(port: int, pid: int, step: Step, concurrency: int, keep_alive: bool, seconds: float,
+              redis_pid: int | None = None) -> Result:
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
@@ -153,10 +162,12 @@ async def run(port: int, pid: int, step: Step, concurrency: int, keep_alive: boo
             errors += await step(http, latencies)
         await http.close()
 
+    redis_before = cpu_total(redis_pid) if redis_pid else 0.0
     (user, system), started = cpu_times(pid), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed, (user_after, system_after) = time.perf_counter() - started, cpu_times(pid)
-    return Result(len(latencies), elapsed, latencies, user_after - user, system_after - system, errors)
+    redis_cpu = cpu_total(redis_pid) - redis_before if redis_pid else 0.0
+    return Result(len(latencies), elapsed, latencies, user_after - user, system_after - system, errors, redis_cpu)
 
 
 def fill(client: redis.Redis, size: int) -> None:
@@ -204,10 +215,11 @@ def report(label: str, result: Result) -> None:
     cpu, user, system = ((result.user + result.system) / n * 1000, result.user / n * 1000,
                          result.system / n * 1000)
     print(f"{label:<44} {result.requests:>7} {result.requests / result.seconds:>8.0f} {p50:>7.2f} {p99:>7.2f} "
-          f"{cpu:>7.3f} {user:>6.3f} {system:>6.3f} {result.errors:>5}", flush=True)
+          f"{cpu:>7.3f} {user:>6.3f} {system:>6.3f} {result.redis_cpu / n * 1000:>7.3f} {result.errors:>5}", flush=True)
 
 
-async def scenarios(port: int, pid: int, redis_url: str, size: int, args: argparse.Namespace) -> None:
+async def scenarios(port: int, pid: int, redis_url: str, size: int, args: argparse.Namespace,
+                    redis_pid: int | None = None) -> None:
     refill = redis.asyncio.Redis.from_url(redis_url)
     steps: dict[str, Step] = {"GET /status": status_step, "checkout+return": cycle_step(refill)}
     for name, step in steps.items():
@@ -216,7 +228,7 @@ async def scenarios(port: int, pid: int, redis_url: str, size: int, args: argpar
         for keep_alive in args.keep_alive:
             for concurrency in args.concurrency:
                 await run(port, pid, step, concurrency, keep_alive, 0.3)  # warm-up
-                result = await run(port, pid, step, concurrency, keep_alive, args.seconds)
+                result = await run(port, pid, step, concurrency, keep_alive, args.seconds, redis_pid)
                 mode = "keep-alive" if keep_alive else "new conn"
                 report(f"{size:>6} ready  {name:<15} {mode:<10} c={concurrency:<2}", result)
     await refill.aclose()
@@ -235,8 +247,17 @@ def main() -> None:
     parser.add_argument("--rate-limits", action="store_true", help="with rate limiting on (limits never reached)")
     parser.add_argument("--durability", default="none", choices=("none", "replica", "aof"))
     parser.add_argument("--replica", action="store_true", help="a replica of the Redis server (implied by replica)")
+    parser.add_argument("--appendonly", action="store_true", help="AOF on, whatever the durability (implied by aof)")
+    parser.add_argument("--redis-server", default=None,
+                        help="the redis-server binary; 'valkey': the valkey-server of the embedded defaults")
     args = parser.parse_args()
-    server = RedisServer(appendonly=args.durability == "aof").start()
+    if args.redis_server:
+        from vmpoolerd import embedded
+
+        os.environ["VMPOOLER_TEST_REDIS_SERVER"] = (embedded.server_binary() if args.redis_server == "valkey"
+                                                    else args.redis_server)
+    server = RedisServer(appendonly=args.durability == "aof" or args.appendonly,
+                         extra=("--appendfsync", "everysec")).start()
     replica = RedisServer().start() if args.durability == "replica" or args.replica else None
     if replica is not None:
         follower = redis.Redis(port=replica.port, decode_responses=True)
@@ -249,12 +270,15 @@ def main() -> None:
     client = redis.Redis.from_url(server.url)
     proc, port = start_daemon(server.url, workdir, args.rate_limits, args.durability)
     try:
-        print(f"{'':<44} {'':>7} {'':>8} {'latency ms':>15} {'server CPU ms/req':>21}")
+        version = client.info("server")["redis_version"]
+        print(f"redis-server {version}, appendonly {client.config_get('appendonly')['appendonly']}, "
+              f"durability {args.durability}")
+        print(f"{'':<44} {'':>7} {'':>8} {'latency ms':>15} {'server CPU ms/req':>21} {'redis':>7}")
         print(f"{'ready  workload        connection   conc':<44} {'reqs':>7} {'req/s':>8} {'p50':>7} {'p99':>7} "
-              f"{'total':>7} {'user':>6} {'system':>6} {'errs':>5}")
+              f"{'total':>7} {'user':>6} {'system':>6} {'CPU ms':>7} {'errs':>5}")
         for size in args.sizes:
             fill(client, size)
-            arun(scenarios(port, proc.pid, server.url, size, args))
+            arun(scenarios(port, proc.pid, server.url, size, args, server.proc.pid if server.proc else None))
             assert client.scard(K.ready("pool1")) == size, "the ready set did not keep its size"
     finally:
         proc.terminate()

@@ -1,8 +1,13 @@
 """A bounded soak run: three vmpoolerd daemons, one Redis, the vCenter simulator, 32 clients and faults.
 
     python bench/soak.py [--seconds 120] [--clients 32] [--seed N] [--workdir DIR]
+                         [--redis-fault kill|shutdown] [--durability none|aof] [--redis-server PATH|valkey]
+                         [--slow-fsync-ms N]
 
-Set-up (all of it stopped at the end, on failure too): a redis-server with AOF on; the govmomi simulator of
+Set-up (all of it stopped at the end, on failure too): a redis-server with AOF on (appendfsync everysec;
+`--redis-server valkey` runs the valkey-server of the embedded defaults, a Redis 7.2+ that has WAITAOF,
+which `--durability aof` needs; `--slow-fsync-ms N` makes each of its fsyncs N ms longer, as on a disk busy
+with other writes: bench/slow_fsync.c, built with cc and preloaded); the govmomi simulator of
 tests/vcsim with one template and a folder per pool, clones taking 400 ms; three `vmpoolerd all`
 processes on free ports sharing a configuration of four vSphere pools (sizes 6-8; the alias `el` names two
 of them), one-second passes and four-second leases.
@@ -10,15 +15,21 @@ of them), one-second passes and four-second leases.
 For `--seconds`, 32 asyncio clients (httpx), spread over the daemons, check out (by pool name, by alias, by
 the shared alias, one to three VMs, sometimes several pools in one request), change lifetimes and return
 VMs at random, retrying connection errors and 503s with a small backoff. Meanwhile: a random daemon is
-killed with SIGKILL every few seconds and started again on its port; Redis is shut down once (SHUTDOWN:
-the AOF is flushed) and started again on the same port and directory; and the simulator is stopped with
-SIGSTOP for 20 s once (a hung vCenter, not a dead one: a restarted simulator would keep no state).
+killed with SIGKILL every few seconds and started again on its port; Redis is killed once (`kill -9`,
+or with `--redis-fault shutdown` a SHUTDOWN, which flushes the AOF) and started again on the same port and
+directory, on what its AOF kept; and the simulator is stopped with SIGSTOP for 20 s once (a hung vCenter,
+not a dead one: a restarted simulator would keep no state).
+
+As soon as Redis answers again, the checker compares what the clients were told with what Redis kept:
+every VM a client holds (its checkout answered 200, no return under way) must still be `running`. One
+that is not is an acknowledged checkout that Redis lost: its VM is back in `ready`, for another client.
 
 At the end the clients return every VM they hold; VMs whose checkout answer was lost (the daemon died, or
 Redis went away mid-request) are still `running` in Redis, and the checker returns them through the API
 and counts them. The daemons are left to settle within a bound, then the checker verifies, with a pyvmomi
 session of its own and Redis:
 
+- no acknowledged checkout was lost by the Redis kill (above);
 - no hostname was ever held by two clients at once, nor handed out twice at all (client-side ledger);
 - every VM in a pool folder of the simulator is in exactly one state set of its pool, and every VM in a
   state set exists in the simulator;
@@ -58,7 +69,7 @@ if str(ROOT) not in sys.path:  # run as a script: the repository's packages, not
 import httpx  # noqa: E402
 import redis  # noqa: E402
 
-from bench.soak_audit import Audit, Sampler, audit  # noqa: E402
+from bench.soak_audit import Audit, Sampler, acknowledged_lost, audit  # noqa: E402
 from bench.soak_clients import Client, Ledger  # noqa: E402
 from bench.soak_setup import (  # noqa: E402
     KEEP_MARKER,
@@ -66,12 +77,15 @@ from bench.soak_setup import (  # noqa: E402
     TEMPLATE,
     Daemon,
     K,
+    SoakRedis,
     SoakSettings,
     config_text,
+    kill_redis,
     restart_redis,
 )
 from tests.redis_server import RedisServer, free_port  # noqa: E402
 from tests.vcsim.server import VcsimServer  # noqa: E402
+from vmpoolerd import embedded  # noqa: E402
 
 # Faults ------------------------------------------------------------------------------------------
 
@@ -86,7 +100,7 @@ class Fault:
 
 class Faults:
     def __init__(self, settings: SoakSettings, daemons: list[Daemon], server: RedisServer, sim: VcsimServer,
-                 rng: random.Random, say: Any) -> None:
+                 rng: random.Random, say: Any, redis_back: Any) -> None:
         self.settings = settings
         self.daemons = daemons
         self.server = server
@@ -95,6 +109,7 @@ class Faults:
         self.say = say
         self.done: list[Fault] = []
         self.up = {d.index for d in daemons}  # serving, so fair game for the next kill
+        self.redis_back = redis_back  # called as soon as Redis answers again after its fault
         self._restarts: set[asyncio.Task[None]] = set()
 
     async def run(self, started: float) -> None:
@@ -145,8 +160,11 @@ class Faults:
             self.say(f"daemon {daemon.index} did not serve again within 30 s:\n{daemon.log_tail()}")
 
     async def _restart_redis(self) -> None:
-        self.say("redis: SHUTDOWN")
-        went_down, back = await asyncio.to_thread(restart_redis, self.server, self.settings.redis_down)
+        kill = self.settings.redis_fault == "kill"
+        self.say("redis: kill -9" if kill else "redis: SHUTDOWN")
+        went_down, back = await asyncio.to_thread(kill_redis if kill else restart_redis, self.server,
+                                                  self.settings.redis_down)
+        self.redis_back()  # at once, in the clients' event loop: no answer comes in meanwhile
         self.done.append(Fault("redis", went_down, back))
         self.say(f"redis: back after {back - went_down:.1f} s")
 
@@ -185,6 +203,13 @@ class SoakResult:
     workdir: Path
     daemon_exits: list[int | None] = field(default_factory=list)
     clients_started: float = 0.0  # monotonic: fault times are printed relative to it
+    acknowledged_lost: list[str] = field(default_factory=list)  # held VMs Redis no longer had after its fault
+    held_at_fault: int = 0  # VMs the clients held when Redis came back (what was checked)
+    redis_version: str = ""
+
+    @property
+    def handed_twice(self) -> int:
+        return len(self.ledger.twice)
 
     @property
     def double_handed(self) -> int:
@@ -201,7 +226,7 @@ class SoakResult:
     @property
     def passed(self) -> bool:
         return (not self.double_handed and not self.lost and self.audit.ok and not self.overfilled
-                and self.settle_seconds is not None and not self.ledger.anomalies)
+                and self.settle_seconds is not None and not self.ledger.anomalies and not self.acknowledged_lost)
 
     def of_kind(self, kind: str) -> list[Fault]:
         return [f for f in self.faults if f.kind == kind]
@@ -220,7 +245,8 @@ class SoakResult:
         ledger, audit = self.ledger, self.audit
         lines = [f"soak: {self.clients_seconds:.0f} s, {self.settings.clients} clients, "
                  f"{self.settings.daemons} daemons, {len(POOLS)} pools ({sum(p.size for p in POOLS)} VMs), "
-                 f"seed {self.settings.seed}",
+                 f"seed {self.settings.seed}; {self.redis_version}, durability {self.settings.durability}"
+                 + (f", each fsync {self.settings.slow_fsync_ms} ms longer" if self.settings.slow_fsync_ms else ""),
                  f"  checkouts done         {ledger.checkouts}",
                  f"  VMs handed out         {ledger.vms_handed}",
                  f"  returns                {ledger.returns}",
@@ -241,7 +267,11 @@ class SoakResult:
                   f"  unexpected answers     {len(ledger.anomalies)} (neither 2xx, nor 503, nor a 404 after a "
                   "lost answer)",
                   f"  LOST VMs               {self.lost}",
-                  f"  DOUBLE-HANDED VMs      {self.double_handed}"]
+                  f"  ACKNOWLEDGED CHECKOUTS LOST  {len(self.acknowledged_lost)} (of {self.held_at_fault} VMs the "
+                  "clients held when Redis came back, those it no longer had as running)",
+                  f"  VMs HANDED OUT TWICE   {self.handed_twice}",
+                  f"  ledger violations      {self.double_handed} (double hand-outs, and held VMs taken away)"]
+        lines += [f"    ! acknowledged checkout lost: {host}" for host in self.acknowledged_lost[:10]]
         lines += [f"    ! {line}" for line in (ledger.violations + audit.lost + audit.problems)[:30]]
         lines += [f"    ? {line}" for line in ledger.anomalies[:10]]
         kept = f" (logs in {self.workdir})" if self.workdir.exists() else ""
@@ -265,7 +295,8 @@ class SoakResult:
                 f"{_seconds(self.recovery(f, f.daemon)).replace(' s', 's')}" for f in kills]
         lines += ["    each kill (when, daemon, restart -> first checkout through it):"]
         lines += ["      " + ", ".join(each[i:i + 6]) for i in range(0, len(each), 6)]
-        for kind, label in (("redis", "redis restart (SHUTDOWN+AOF)"), ("vcenter", "vcenter stopped (SIGSTOP)")):
+        redis = "redis kill -9, AOF" if self.settings.redis_fault == "kill" else "redis restart (SHUTDOWN+AOF)"
+        for kind, label in (("redis", redis), ("vcenter", "vcenter stopped (SIGSTOP)")):
             for fault in self.of_kind(kind):
                 recovery = self.recovery(fault)
                 lines.append(f"  {label:<29} at +{fault.started - self.clients_started:.0f} s, down "
@@ -322,7 +353,7 @@ def _return_orphans(r: redis.Redis, daemons: list[Daemon]) -> int:
 class Rig:
     """Everything the run started; `stack` stops all of it."""
 
-    server: RedisServer
+    server: SoakRedis
     sim: VcsimServer
     config: Path
     daemons: list[Daemon]
@@ -332,7 +363,8 @@ class Rig:
 
 def _start(settings: SoakSettings, workdir: Path, stack: contextlib.ExitStack) -> Rig:
     (workdir / "redis").mkdir(exist_ok=True)
-    server = RedisServer(appendonly=True, directory=str(workdir / "redis")).start()
+    server = SoakRedis(str(workdir / "redis"), settings.redis_server, settings.slow_fsync_ms)
+    server.start()
     stack.callback(server.stop)
     sim = VcsimServer(templates=[TEMPLATE], folders=[p.folder for p in POOLS],
                       clone_delay_ms=settings.clone_delay_ms).start()
@@ -344,7 +376,7 @@ def _start(settings: SoakSettings, workdir: Path, stack: contextlib.ExitStack) -
 
     stack.callback(stop_sim)
     config = workdir / "vmpooler.yaml"
-    config.write_text(config_text(server.url, sim))
+    config.write_text(config_text(server.url, sim, settings.durability))
     daemons = [Daemon(i, config, free_port(), workdir / f"daemon{i}.log") for i in range(settings.daemons)]
     for daemon in daemons:
         stack.callback(daemon.kill)  # whatever happens, no daemon outlives the run
@@ -391,7 +423,14 @@ def run_soak(settings: SoakSettings) -> SoakResult:
             f"running {settings.seconds:.0f} s with {settings.clients} clients")
         sampler = stack.enter_context(Sampler(rig.config, rig.server.url))
         ledger = Ledger()
-        faults = Faults(settings, rig.daemons, rig.server, rig.sim, rng, say)
+        lost: list[str] = []
+        held: list[int] = []
+
+        def redis_back() -> None:
+            held.append(len(set(ledger.holders) - ledger.returning))
+            lost.extend(acknowledged_lost(rig.redis, ledger))
+
+        faults = Faults(settings, rig.daemons, rig.server, rig.sim, rng, say, redis_back)
 
         started = time.monotonic()
 
@@ -415,7 +454,7 @@ def run_soak(settings: SoakSettings) -> SoakResult:
         say("audit " + ("passed" if check.ok else "FAILED"))
         exits = [daemon.stop() for daemon in rig.daemons]
         result = SoakResult(settings, ledger, faults.done, check, orphans, ran, refill, settled,
-                            dict(sampler.peak), workdir, exits, started)
+                            dict(sampler.peak), workdir, exits, started, lost, sum(held), rig.server.version())
         if not result.passed:
             (workdir / KEEP_MARKER).touch()
         return result
@@ -428,13 +467,23 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs and data here")
     parser.add_argument("--settle-seconds", type=float, default=90.0)
+    parser.add_argument("--redis-fault", choices=("kill", "shutdown"), default="kill",
+                        help="kill -9 (default), or SHUTDOWN, which flushes the AOF first")
+    parser.add_argument("--durability", choices=("none", "aof"), default="none", help="the daemons' redis: durability")
+    parser.add_argument("--redis-server", default=None,
+                        help="the redis-server binary; 'valkey': the valkey-server of the embedded defaults")
+    parser.add_argument("--slow-fsync-ms", type=int, default=0, help="each of Redis's fsyncs this much longer")
     args = parser.parse_args()
+    server = embedded.server_binary() if args.redis_server == "valkey" else args.redis_server
     if args.seconds < 45:
         parser.error("--seconds must be at least 45 (the vCenter stop alone is 20 s)")
     result = run_soak(SoakSettings(seconds=args.seconds, clients=args.clients, seed=args.seed,
-                                   workdir=args.workdir, settle_seconds=args.settle_seconds))
+                                   workdir=args.workdir, settle_seconds=args.settle_seconds,
+                                   redis_fault=args.redis_fault, durability=args.durability, redis_server=server,
+                                   slow_fsync_ms=args.slow_fsync_ms))
     print(result.report())
-    print(json.dumps({"passed": result.passed, "lost": result.lost, "double_handed": result.double_handed}))
+    print(json.dumps({"passed": result.passed, "lost": result.lost, "double_handed": result.double_handed,
+                      "acknowledged_lost": len(result.acknowledged_lost), "handed_twice": result.handed_twice}))
     return 0 if result.passed else 1
 
 

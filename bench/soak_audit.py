@@ -14,11 +14,23 @@ if str(ROOT) not in sys.path:  # run as a script: the repository's packages, not
 
 import redis  # noqa: E402
 
+from bench.soak_clients import Ledger  # noqa: E402
 from bench.soak_setup import POOLS, K  # noqa: E402
 from tests.vcsim.server import VcsimServer  # noqa: E402
 from vmpooler_core.config_loader import load  # noqa: E402
 from vmpooler_core.keys import STATES  # noqa: E402
 from vmpooler_core.provider import ProviderError  # noqa: E402
+
+# What Redis kept after its kill ---------------------------------------------------------------------
+
+def acknowledged_lost(r: redis.Redis, ledger: Ledger) -> list[str]:
+    """The VMs clients hold (checkout answered, no return under way) that Redis does not have as running."""
+    pipe = r.pipeline(transaction=True)
+    for pool in POOLS:
+        pipe.smembers(K.running(pool.name))
+    running = set().union(*pipe.execute())
+    return sorted(host for host in ledger.holders if host not in ledger.returning and host not in running)
+
 
 # Watching the simulator and Redis during the run ----------------------------------------------------
 

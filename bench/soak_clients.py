@@ -28,6 +28,8 @@ class Ledger:
 
     holders: dict[str, int] = field(default_factory=dict)  # host -> client holding it
     handed: set[str] = field(default_factory=set)  # every host ever handed out
+    twice: set[str] = field(default_factory=set)  # hosts handed out a second time, or to two clients at once
+    returning: set[str] = field(default_factory=set)  # hosts whose return is under way (its answer not in)
     violations: list[str] = field(default_factory=list)  # double hand-outs, wrong VMs, held VMs taken away
     anomalies: list[str] = field(default_factory=list)  # other unexpected answers (a 500, a 4xx)
     checkouts: int = 0
@@ -44,8 +46,10 @@ class Ledger:
         for host in hosts:
             if host in self.holders:
                 self.violations.append(f"{host} handed to client {client} while client {self.holders[host]} held it")
+                self.twice.add(host)
             elif host in self.handed:
                 self.violations.append(f"{host} handed out a second time (to client {client})")
+                self.twice.add(host)
             self.holders[host] = client
             self.handed.add(host)
         self.vms_handed += len(hosts)
@@ -182,6 +186,13 @@ class Client:
         return hosts
 
     async def give_back(self, http: httpx.AsyncClient, host: str, budget: float = 10.0) -> bool:
+        self.ledger.returning.add(host)
+        try:
+            return await self._give_back(http, host, budget)
+        finally:
+            self.ledger.returning.discard(host)
+
+    async def _give_back(self, http: httpx.AsyncClient, host: str, budget: float) -> bool:
         out = await self.call(http, "return", "DELETE", f"/api/v1/vm/{host}", budget=budget)
         if out.status is None:
             if out.in_doubt:

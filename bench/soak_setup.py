@@ -63,12 +63,17 @@ class SoakSettings:
     clone_delay_ms: int = 400
     kill_every: tuple[float, float] = (3.0, 6.0)  # seconds between daemon kills, drawn uniformly
     redis_down: float = 2.0  # seconds Redis stays down
+    # "kill": kill -9 (appendfsync everysec), started again on its AOF; "shutdown": SHUTDOWN (the AOF fsynced)
+    redis_fault: str = "kill"
+    durability: str = "none"  # the daemons' `redis: durability` (aof: Redis 7.2 or later)
+    redis_server: str | None = None  # the redis-server binary; None: tests/redis_server.py's choice
+    slow_fsync_ms: int = 0  # added to each of Redis's fsyncs (bench/slow_fsync.c): a busy disk
     vcenter_stop: float = 20.0  # seconds the simulator stays stopped
     settle_seconds: float = 60.0  # bound on the settling after the clients stopped
     quiet: bool = False  # no progress lines
 
 
-def config_text(redis_url: str, sim: VcsimServer) -> str:
+def config_text(redis_url: str, sim: VcsimServer, durability: str = "none") -> str:
     pools = "".join(
         f"  - name: {p.name}\n    alias: [{', '.join(p.aliases)}]\n    size: {p.size}\n"
         f"    template: {TEMPLATE}\n    folder: {p.folder}\n    provider: vsphere\n" for p in POOLS)
@@ -78,6 +83,7 @@ def config_text(redis_url: str, sim: VcsimServer) -> str:
     return f"""redis:
   url: '{redis_url}'
   socket_timeout: 2
+  durability: {durability}
 config:
   domain: soak.test
   prefix: soak-
@@ -165,6 +171,56 @@ class Daemon:
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class SoakRedis(RedisServer):
+    """The soak's Redis: AOF on, fsynced every second (Redis's default, said here so the run says what it
+    measures), on the binary `binary` when given. With `slow_fsync_ms`, each fsync takes that much longer
+    (bench/slow_fsync.c, preloaded: a disk busy with other writes)."""
+
+    def __init__(self, directory: str, binary: str | None = None, slow_fsync_ms: int = 0) -> None:
+        super().__init__(appendonly=True, directory=directory, extra=("--appendfsync", "everysec"))
+        self.binary = binary
+        self.preload = _build_slow_fsync(Path(directory)) if slow_fsync_ms else None
+        self.slow_fsync_ms = slow_fsync_ms
+
+    def args(self) -> list[str]:
+        args = super().args()
+        if self.binary:
+            args[0] = self.binary
+        if self.preload:  # env execs the server: the process started is Redis itself, as kill -9 needs
+            args = ["env", f"LD_PRELOAD={self.preload}", f"SLOW_FSYNC_MS={self.slow_fsync_ms}", *args]
+        return args
+
+    def version(self) -> str:
+        client = redis.Redis(port=self.port, socket_timeout=5)
+        try:
+            info = client.info("server")
+            if "valkey_version" in info:  # (valkey answers redis_version 7.2.4, the Redis it is compatible with)
+                return f"valkey {info['valkey_version']}"
+            return f"redis {info['redis_version']}"
+        finally:
+            client.close()
+
+
+def _build_slow_fsync(directory: Path) -> str:
+    library = directory / "slow_fsync.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(library), str(ROOT / "bench" / "slow_fsync.c"), "-ldl"],
+                   check=True)
+    return str(library)
+
+
+def kill_redis(server: RedisServer, down: float) -> tuple[float, float]:
+    """kill -9: what Redis had not yet written to its AOF is gone; `down` seconds of outage, then started
+    again on the same port and directory (it loads the AOF). Returns (monotonic time it went down, time it
+    answered again)."""
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(15)
+    went_down = time.monotonic()
+    time.sleep(down)
+    server.start()
+    return went_down, time.monotonic()
 
 
 def restart_redis(server: RedisServer, down: float) -> tuple[float, float]:

@@ -11,6 +11,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from tests.processes import terminate
 from tests.redis_server import free_port
+from tests.tls_certs import TlsFiles
 
 SUFFIX = "dc=example,dc=test"
 PEOPLE = f"ou=people,{SUFFIX}"
@@ -40,10 +42,13 @@ class LdapUser:
         return f"{self.attribute}={hex_escape(self.name)},{self.parent}"
 
 
-# jdoe and the name full of DN syntax under people; alice only under staff; carol only by cn.
+# jdoe, the names full of DN and filter syntax and MaryAnn (spelt with capitals) under people; alice only
+# under staff; carol only by cn.
 USERS = (
     LdapUser("uid", "jdoe", PEOPLE, "jdoe-ldap-secret"),
     LdapUser("uid", "smith, j=r+x", PEOPLE, "smith-ldap-secret"),
+    LdapUser("uid", "ann*(ops)\\#;<>\"", PEOPLE, "ann-ldap-secret"),
+    LdapUser("uid", "MaryAnn", PEOPLE, "maryann-ldap-secret"),
     LdapUser("uid", "alice", STAFF, "alice-ldap-secret"),
     LdapUser("cn", "carol", PEOPLE, "carol-ldap-secret"),
 )
@@ -95,15 +100,23 @@ def binary(name: str) -> str:
 
 
 class LdapServer:
-    def __init__(self, users: tuple[LdapUser, ...] = USERS) -> None:
+    """`tls`: a certificate and key (from tests.tls_certs) for StartTLS on `port` and LDAPS on `tls_port`."""
+
+    def __init__(self, users: tuple[LdapUser, ...] = USERS, tls: TlsFiles | None = None) -> None:
         self.users = users
+        self.tls = tls
         self.port = free_port()
+        self.tls_port = free_port() if tls else None
         self.dir = Path(tempfile.mkdtemp(prefix="vmpooler-slapd-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"ldap://127.0.0.1:{self.port}/"
+
+    @property
+    def urls(self) -> str:
+        return self.url + (f" ldaps://127.0.0.1:{self.tls_port}/" if self.tls_port else "")
 
     def _write_config(self) -> Path:
         (self.dir / "data").mkdir()
@@ -115,10 +128,17 @@ class LdapServer:
         conf.write_text(
             f"{schemas}pidfile {self.dir / 'slapd.pid'}\nargsfile {self.dir / 'slapd.args'}\n{modules}"
             f"database mdb\nsuffix \"{SUFFIX}\"\nrootdn \"cn=admin,{SUFFIX}\"\n"
-            f"rootpw {ssha(secrets.token_hex(16))}\ndirectory {self.dir / 'data'}\n"
+            f"rootpw {ssha(secrets.token_hex(16))}\ndirectory {self.dir / 'data'}\n{self._tls_lines()}"
             # Anyone may bind (auth) and read; nobody but the root DN writes.
             "access to * by * read\n")
         return conf
+
+    def _tls_lines(self) -> str:
+        if self.tls is None:
+            return ""
+        # Global directives in slapd.conf, but accepted after the database's; slapd reads them at start.
+        return (f"TLSCACertificateFile {self.tls.ca}\nTLSCertificateFile {self.tls.server_cert}\n"
+                f"TLSCertificateKeyFile {self.tls.server_key}\n")
 
     def start(self) -> LdapServer:
         conf = self._write_config()
@@ -131,7 +151,7 @@ class LdapServer:
         log = self.dir / "slapd.log"
         with log.open("wb") as out:
             # -d 0: stay in the foreground (so terminate() stops it) without debug output.
-            self.proc = subprocess.Popen([binary("slapd"), "-d", "0", "-f", str(conf), "-h", self.url],
+            self.proc = subprocess.Popen([binary("slapd"), "-d", "0", "-f", str(conf), "-h", self.urls],
                                          stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -158,8 +178,37 @@ class LdapServer:
         except (LDAPException, OSError):
             return False
 
+    def freeze(self) -> None:
+        """SIGSTOP: the kernel still accepts connections, nothing answers them (a hung directory)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+        stat = Path(f"/proc/{self.proc.pid}/stat")
+        deadline = time.monotonic() + 5
+        # Stopped once the kernel says so (state T), not when the signal is sent.
+        while stat.read_text().rsplit(")", 1)[1].split()[0] != "T":
+            if time.monotonic() > deadline:
+                raise RuntimeError("slapd did not stop on SIGSTOP")
+            time.sleep(0.005)
+
+    def thaw(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+
+    def connections(self) -> int:
+        """TCP connections to this server that are still established, counted on the server's side
+        (local port = its port) from /proc/net/tcp: what a client that never unbinds leaves open."""
+        ports = {f"{port:04X}" for port in (self.port, self.tls_port) if port}
+        count = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as lines:
+                for line in list(lines)[1:]:
+                    local, state = line.split()[1], line.split()[3]
+                    count += local.rsplit(":", 1)[1] in ports and state == "01"  # 01: ESTABLISHED
+        return count
+
     def stop(self) -> None:
         if self.proc:
+            self.thaw()  # a stopped process would take SIGTERM only once it runs again
             terminate(self.proc, 5)
             self.proc = None
 

@@ -8,13 +8,14 @@ give the same ones:
   with the same fields: at INFO when the caller was refused for who they are (a missing or wrong token:
   worth seeing, and rare from well-configured clients), at DEBUG when refused for what there is (an
   unknown pool, no capacity, a VM not checked out, a rate limit): a CI fleet polling an empty pool makes
-  thousands of those, which the checkout metrics count already.
+  thousands of those, which the checkout metrics count already. A failed login is always at INFO,
+  throttled or not (`login refused`, vmpoolerd/api/login.py): each one is worth seeing.
 - each VM's history in Redis (the entries built here; written by the Lua scripts in the same step as the
   state change, see lua/history.lua).
 
 Never a token or a password: the user is the token's user (or the Basic-auth user of the token routes).
-Values that a client chose are quoted when they hold anything but plain characters, so no client can
-forge a field or a line.
+Values that a client chose are quoted when they hold anything but plain characters, every control
+character escaped (logsafe.py), so no client can forge a field or a line.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+from . import logsafe
 from .errors import Unauthorized, VmpoolerError
 
 log = logging.getLogger("vmpooler.audit")
@@ -64,7 +66,7 @@ def _value(value: object) -> str:
     text = str(value)
     if _PLAIN.fullmatch(text):
         return text
-    return json.dumps(text[:_MAX_VALUE])  # quoted, with newlines and quotes escaped
+    return logsafe.quoted(text, _PLAIN, _MAX_VALUE)  # quoted, every control character escaped
 
 
 def _fields(who: Caller, pool: str, host: str, details: dict[str, object]) -> str:
@@ -80,10 +82,11 @@ def record(event: str, who: Caller, *, pool: str = NOBODY, host: str = NOBODY, *
 
 
 def refused(event: str, who: Caller, error: VmpoolerError, *, pool: str = NOBODY, host: str = NOBODY,
-            reason: bool = True) -> None:
-    """One line for an attempt the core refused (see the module's docstring for the levels). `reason`:
-    False where the error's text may name a token (the token routes')."""
-    level = logging.INFO if isinstance(error, Unauthorized) else logging.DEBUG
+            reason: bool = True, level: int | None = None) -> None:
+    """One line for an attempt the core refused (see the module's docstring for the levels; `level`
+    overrides them). `reason`: False where the error's text may name a token (the token routes')."""
+    if level is None:
+        level = logging.INFO if isinstance(error, Unauthorized) else logging.DEBUG
     if log.isEnabledFor(level):
         details: dict[str, object] = {"code": error.code.value}
         if reason:

@@ -1,6 +1,10 @@
-"""Who may create tokens: LDAP (simple bind, as the original) or a local users file of hashed passwords.
+"""Who may create tokens: LDAP (simple bind, as the original: ldap_directory.py) or a local users file of
+hashed passwords.
 
-`authenticate` is blocking (LDAP is network I/O); the API calls it in a worker thread.
+`check` is blocking (LDAP is network I/O); the API calls it in a worker thread. It answers with a
+`Verdict`: the user's canonical name when the credentials are right, and, for a directory, which hosts
+could not be asked and why, so that the caller can tell "wrong password" (401) from "no directory to ask"
+(503) and report the directory's health.
 """
 
 from __future__ import annotations
@@ -8,14 +12,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import logging
 import secrets
+from dataclasses import dataclass
 from typing import Protocol
 
-from .config import AuthSettings, LdapSettings, Secret
+from .config import AuthSettings, Secret
 
-log = logging.getLogger("vmpooler.auth")
 _ITERATIONS = 200_000
+# Longer names and passwords are refused without asking anyone: no directory holds such a name, and a
+# megabyte password would cost a PBKDF2 round or a directory's bind for nothing.
+MAX_USER = 256
+MAX_PASSWORD = 1024
 
 
 def hash_password(password: str, iterations: int = _ITERATIONS) -> str:
@@ -37,8 +44,38 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(base64.b64encode(digest).decode(), expected)
 
 
+@dataclass(frozen=True, slots=True)
+class HostFault:
+    """A directory host that could not judge the credentials: unreachable, silent, or its TLS refused."""
+
+    host: str  # as the log and health name it: `ldap://host:port` or `ldaps://host:port`
+    reason: str  # never the password
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """`user`: the canonical name (as the directory spells it) when the credentials are right, else None.
+    `faults`: the hosts that could not be asked; `answered`: those that gave a verdict."""
+
+    user: str | None = None
+    faults: tuple[HostFault, ...] = ()
+    answered: tuple[str, ...] = ()
+
+    @property
+    def unavailable(self) -> bool:
+        """Nobody could say: not accepted, and no host answered while at least one was tried."""
+        return self.user is None and not self.answered and bool(self.faults)
+
+
 class Authenticator(Protocol):
-    def authenticate(self, user: str, password: str) -> bool: ...
+    def check(self, user: str, password: str, seconds: float) -> Verdict:
+        """Judge the credentials within about `seconds` (a directory's hosts are given what is left)."""
+        ...
+
+
+def plausible(user: str, password: str) -> bool:
+    """Worth asking about: an empty password would be an anonymous bind, which a directory "accepts"."""
+    return bool(user) and bool(password) and len(user) <= MAX_USER and len(password) <= MAX_PASSWORD
 
 
 class UsersAuthenticator:
@@ -47,57 +84,20 @@ class UsersAuthenticator:
         # Compare against a dummy hash for unknown users so timing does not reveal who exists.
         self._dummy = hash_password(secrets.token_hex(8), iterations=_ITERATIONS)
 
-    def authenticate(self, user: str, password: str) -> bool:
+    def check(self, user: str, password: str, seconds: float = 0.0) -> Verdict:
+        if not plausible(user, password):
+            return Verdict()
         stored = self._users.get(user)
         ok = verify_password(password, stored.reveal() if stored else self._dummy)
-        return ok and stored is not None
-
-
-class LdapAuthenticator:
-    """Simple bind as `<user_object>=<user>,<base>`, each base and user_object tried in turn.
-
-    `timeout` is whole seconds: ldap3 on Linux packs the receive timeout into SO_RCVTIMEO with
-    struct.pack("LL", ...), which refuses a float.
-    """
-
-    def __init__(self, settings: LdapSettings, timeout: int = 5) -> None:
-        self.settings = settings
-        self.timeout = timeout
-
-    def authenticate(self, user: str, password: str) -> bool:
-        import ldap3
-        from ldap3.core.exceptions import LDAPException
-        from ldap3.utils.dn import escape_rdn
-
-        if not user or not password:
-            return False  # an empty password would be an anonymous bind, which "succeeds"
-        s = self.settings
-        for base in s.base or ("",):
-            for attribute in s.user_object:
-                dn = f"{attribute}={escape_rdn(user)}" + (f",{base}" if base else "")
-                try:
-                    # Inside the try: ldap3 refuses a malformed host (e.g. `ldap://[::1`) here.
-                    server = ldap3.Server(s.host, port=s.port, use_ssl=s.encryption == "simple_tls",
-                                          connect_timeout=self.timeout)
-                    conn = ldap3.Connection(server, user=dn, password=password, receive_timeout=self.timeout)
-                    if s.encryption == "start_tls":
-                        conn.open()
-                        conn.start_tls()
-                    if conn.bind():
-                        conn.unbind()
-                        return True
-                # OSError: what the socket and ssl layers raise where ldap3 does not wrap it. Logged
-                # without a traceback: a directory that is down is an outage, not a bug.
-                except (LDAPException, OSError) as err:
-                    log.warning("ldap bind for %s at %s:%s failed: %s: %s", user, s.host, s.port,
-                                type(err).__name__, err)
-        return False
+        return Verdict(user if ok and stored is not None else None)
 
 
 def from_settings(settings: AuthSettings | None) -> Authenticator | None:
     if settings is None:
         return None
     if settings.provider == "ldap":
+        from .ldap_directory import LdapAuthenticator
+
         assert settings.ldap is not None
         return LdapAuthenticator(settings.ldap)
     return UsersAuthenticator(dict(settings.users))

@@ -219,13 +219,37 @@ class MetricsSettings:
     graphite: SinkSettings | None = None
 
 
+Encryption = Literal["start_tls", "simple_tls", "none"]
+
+
 @dataclass(frozen=True, slots=True)
 class LdapSettings:
-    host: str
-    port: int = 389
+    """`auth: ldap:`. Each host and port in turn (every combination, in order) until one answers with a
+    verdict; on each, a simple bind as `<user_object>=<user>,<base>` for every base and user object."""
+
+    host: tuple[str, ...]
+    port: tuple[int, ...] = (389,)
     base: tuple[str, ...] = ()
     user_object: tuple[str, ...] = ("uid",)
-    encryption: Literal["start_tls", "simple_tls", "none"] = "start_tls"
+    encryption: Encryption = "start_tls"
+    # The directory's certificate is verified (against `ca_file`, else the system's CAs) unless
+    # `verify_certificate: false`, which is logged at start-up: whoever sits between reads every password.
+    ca_file: str | None = None
+    verify_certificate: bool = True
+    timeout: int = 5  # whole seconds for the connection and for each answer (ldap3 takes no fraction)
+
+
+@dataclass(frozen=True, slots=True)
+class FailedLogins:
+    """`auth: failed_logins:`. Failures are counted per user name and per client address; after `allowed`
+    of them each further attempt waits 1, 2, 4... seconds (up to the maximum of its kind) after the last,
+    and is answered 429 before then. A count is forgotten `forget_after` seconds after its last failure.
+    The user's maximum is the lower: anyone may fail logins in someone else's name."""
+
+    allowed: int = 5
+    max_delay_user: int = 60
+    max_delay_address: int = 900
+    forget_after: int = 900
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +258,7 @@ class AuthSettings:
     ldap: LdapSettings | None = None
     # user -> password hash ("pbkdf2_sha256$iterations$salt$hash"), from `users:` or `users_file:`
     users: Mapping[str, Secret] = field(default_factory=lambda: _EMPTY)
+    failed_logins: FailedLogins = field(default_factory=FailedLogins)
 
 
 @dataclass(frozen=True)

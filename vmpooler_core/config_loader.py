@@ -23,16 +23,14 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from . import config_keys
 from .config import (
     AppSettings,
-    AuthSettings,
     Config,
     DnsConfig,
-    LdapSettings,
     MetricsSettings,
     PoolConfig,
     ProviderConfig,
-    Secret,
     SinkSettings,
 )
+from .config_auth import auth_settings
 from .config_dns import dns_configs, dns_plugin_of
 from .config_limits import rate_limits
 from .config_node import Node
@@ -228,55 +226,6 @@ def _pools(top: Node, providers: dict[str, ProviderConfig],
     return tuple(pools), (unchosen[0] if unchosen else None)
 
 
-def _auth(node: Node, base_dir: Path) -> AuthSettings | None:
-    if not list(node.keys()):
-        return None
-    provider = node.text("provider", None)
-    node.known("ldap", "users", "users_file")  # valid whichever provider is chosen; the other's unused
-    if provider == "ldap":
-        ldap = node.child("ldap")
-        ldap.accept_unused(config_keys.LDAP)
-        ldap.require("host")
-        encryption = str(ldap.text("encryption", "start_tls"))
-        if encryption not in ("start_tls", "simple_tls", "none"):
-            raise ldap.error("encryption", "must be start_tls, simple_tls or none")
-        return AuthSettings("ldap", ldap=LdapSettings(
-            host=str(ldap.text("host", "")),
-            port=ldap.integer("port", 389, minimum=1),
-            base=ldap.names("base"),
-            user_object=ldap.names("user_object") or ("uid",),
-            encryption=cast(Any, encryption),
-        ))
-    if provider == "users":
-        users: dict[str, Secret] = {}
-        inline = node.child("users")
-        for user in inline.keys():
-            users[user] = Secret(str(inline.raw(user)))
-        file = node.text("users_file", None)
-        if file is not None:
-            users.update(_read_users_file(base_dir / file, node))
-        if not users:
-            raise node.error("users", "the users provider needs `users:` or `users_file:`")
-        return AuthSettings("users", users=MappingProxyType(users))
-    raise node.error("provider", f"unknown auth provider {provider!r} (known: ldap, users)")
-
-
-def _read_users_file(path: Path, node: Node) -> dict[str, Secret]:
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as err:
-        raise node.error("users_file", f"cannot read {path}: {err.strerror}") from None
-    users: dict[str, Secret] = {}
-    for number, line in enumerate(lines, 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        user, sep, digest = line.strip().partition(":")
-        if not sep or not user or not digest:
-            raise ConfigError("expected user:hash", source=str(path), line=number)
-        users[user] = Secret(digest)
-    return users
-
-
 def _tagfilter(node: Node) -> dict[str, re.Pattern[str]]:
     filters: dict[str, re.Pattern[str]] = {}
     for tag in node.keys():
@@ -341,7 +290,7 @@ def load(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
     # A pool without a dns_plugin has the one domain of the 2016 format, if any.
     pools = tuple(p if p.dns_plugin else replace(p, domain=app.domain) for p in pools)
     metrics = _metrics(sections["statsd"], sections["graphite"])
-    auth = _auth(top.child("auth"), base_dir)
+    auth = auth_settings(top.child("auth"), base_dir)
     tagfilter = _tagfilter(top.child("tagfilter"))
     graphs = top.child("graphs")
     graphs.text("server", None), graphs.text("prefix", None)  # the dashboard's graph source: display only

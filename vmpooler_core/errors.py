@@ -33,6 +33,7 @@ class ErrorCode(StrEnum):
     NO_CAPACITY = "no_capacity"  # 503: too few ready VMs; nothing was taken
     UNHEALTHY = "unhealthy"  # 503 from /healthcheck: no manager is keeping the pools filled
     BACKEND_UNAVAILABLE = "backend_unavailable"  # 503: Redis (or the directory) did not answer in time
+    DIRECTORY_UNAVAILABLE = "directory_unavailable"  # 503: no LDAP host could judge the credentials
 
 
 class VmpoolerError(Exception):
@@ -119,17 +120,25 @@ class BackendUnavailable(VmpoolerError):
     code = ErrorCode.BACKEND_UNAVAILABLE
 
 
+class DirectoryUnavailable(BackendUnavailable):
+    """No LDAP host could say whether the credentials are right (unreachable, no answer in time, TLS
+    refused or not trusted): the user is told so, not that the password is wrong."""
+
+    code = ErrorCode.DIRECTORY_UNAVAILABLE
+
+
 class RateLimited(VmpoolerError):
     """The client (its token, else its address) is over its request rate; nothing was done."""
 
     code = ErrorCode.RATE_LIMITED
 
-    def __init__(self, limit: int, period: int, retry_after: int, reset: int) -> None:
+    def __init__(self, limit: int, period: int, retry_after: int, reset: int,
+                 reason: str = "rate limit exceeded") -> None:
         self.limit = limit
         self.period = period  # seconds
         self.retry_after = retry_after  # whole seconds until one more request is allowed
         self.reset = reset  # epoch seconds when the client's whole allowance is back
-        super().__init__("rate limit exceeded")
+        super().__init__(reason)
 
 
 class TooManyVms(VmpoolerError):

@@ -1,5 +1,6 @@
 """Is this pooler healthy? Redis answers and does what the pooler asks of it, a manager has beaten its
-heart recently, and no provider is degraded (cannot log in, unreachable, clones failing: provider_health.py).
+heart recently, no provider is degraded (cannot log in, unreachable, clones failing: provider_health.py),
+and no LDAP host failed the last login that asked it (directory_health.py).
 
 Used by the API's `/healthcheck` and by `vmpoolerd --check` (whose exit code a probe can use), so both
 give the same verdict.
@@ -8,11 +9,12 @@ give the same verdict.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, cast
 
 from redis.exceptions import RedisError
 
-from . import provider_health, redis_faults
+from . import directory_health, provider_health, redis_faults
 from .config import Config
 from .inventory import Inventory
 
@@ -52,7 +54,17 @@ async def check(config: Config, inventory: Inventory, now: float | None = None) 
         reason = "no manager heartbeat" if age is None else f"last manager heartbeat {age}s ago"
         return {"ok": False, "redis": True, "managers": 0, "heartbeat_age": age, "reason": reason}
     verdict = {"ok": True, "redis": True, "managers": len(live), "heartbeat_age": age, "reason": "healthy"}
-    return await with_providers(config, inventory, now, verdict)
+    verdict = await with_providers(config, inventory, now, verdict)
+    try:
+        hosts = await directory_health.read(config, inventory, now)
+    except (RedisError, OSError) as err:
+        return _unreachable(err)
+    return with_directory(verdict, hosts)
+
+
+def _unreachable(err: Exception) -> dict[str, Any]:
+    return {"ok": False, "redis": False, "managers": 0, "heartbeat_age": None,
+            "reason": f"redis unreachable: {type(err).__name__}"}
 
 
 async def with_providers(config: Config, inventory: Inventory, now: float,
@@ -62,8 +74,7 @@ async def with_providers(config: Config, inventory: Inventory, now: float,
     try:
         health = await provider_health.read(config, inventory, now)
     except (RedisError, OSError) as err:
-        return {"ok": False, "redis": False, "managers": 0, "heartbeat_age": None,
-                "reason": f"redis unreachable: {type(err).__name__}"}
+        return _unreachable(err)
     block = provider_health.block(health)
     if block is None:
         return verdict
@@ -71,3 +82,16 @@ async def with_providers(config: Config, inventory: Inventory, now: float,
     if reasons:
         verdict = {**verdict, "ok": False, "reason": "; ".join(reasons)}
     return {**verdict, "providers": block}
+
+
+def with_directory(verdict: dict[str, Any], hosts: Mapping[str, directory_health.HostHealth]) -> dict[str, Any]:
+    """`verdict` with the LDAP directory's hosts as the logins last saw them (a `directory` block once a
+    login has asked one), and unhealthy, with each failing host's reason, when one is failing."""
+    found = directory_health.block(hosts)
+    if found is None:
+        return verdict
+    failing = directory_health.reasons(hosts)
+    if failing:
+        before = [] if verdict["ok"] else [verdict["reason"]]
+        verdict = {**verdict, "ok": False, "reason": "; ".join(before + failing)}
+    return {**verdict, "directory": found}

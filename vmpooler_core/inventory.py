@@ -122,6 +122,14 @@ class Inventory:
         """Count one request against its bucket (ratelimit.lua)."""
         return replies.rate(await self._run("ratelimit", *rate.args()))
 
+    async def login_attempt(self, *args: str | int) -> list[Any]:
+        """lua/login_attempt.lua (its arguments are login_throttle.py's to build)."""
+        return list(await self._run("login_attempt", *args))
+
+    async def login_outcome(self, *args: str | int) -> None:
+        """lua/login_outcome.lua (its arguments are login_throttle.py's to build)."""
+        await self._run("login_outcome", *args)
+
     async def held(self, token: str) -> set[str]:
         """The hosts checked out with `token` and still running, as the per-token cap counts them."""
         return cast(set[str], await self.redis.smembers(self.keys.held(token)))
@@ -220,10 +228,38 @@ class Inventory:
         command = ("SET", self.keys.empty(pool), "true", "NX") if empty else ("DEL", self.keys.empty(pool))
         return bool((await self._write(command))[0])
 
-    async def pop_tasks(self, queue_key: str, count: int) -> list[str]:
-        """Up to `count` "<host>:<argument>" tasks from a disk/snapshot/revert queue."""
-        popped = await self.redis.spop(queue_key, count)
-        return [str(task) for task in popped] if isinstance(popped, (list, set)) else []
+    async def clone_slot(self, owner: str, now: float, stale_after: float, held: int,
+                         limit: int | None = None) -> bool:
+        """Publish that `owner` holds `held` of the clone slots shared by all managers (clone_slot.lua);
+        with `limit` (task_limit), only if the live managers' slots stay within it: False when not."""
+        granted, _ = await self._run("clone_slot", owner, f"{now:.3f}", f"{stale_after:.3f}", held,
+                                     "" if limit is None else limit)
+        return bool(granted)
+
+    async def take_tasks(self, owner: str, queues: Sequence[str], count: int, *, now: float, stale_after: float,
+                         own: bool = False) -> tuple[int, dict[str, list[str]]]:
+        """Up to `count` "<host>:<argument>" tasks from each queue (TASK_QUEUES), moved into `owner`'s record
+        of tasks taken until `task_done` (take_tasks.lua). First, the records of dead managers (and with
+        `own`, `owner`'s from an earlier process) go back to the queues: returns how many did, and the
+        tasks taken per queue."""
+        reply = await self._run("take_tasks", owner, f"{now:.3f}", f"{stale_after:.3f}", "own" if own else "",
+                                count, *queues)
+        taken: dict[str, list[str]] = {}
+        at = 1
+        for queue in queues:
+            size = int(reply[at])
+            taken[queue] = [str(task) for task in reply[at + 1:at + 1 + size]]
+            at += 1 + size
+        return int(reply[0]), taken
+
+    async def task_done(self, owner: str, queue: str, task: str, fields: Mapping[str, object] | None = None, *,
+                        back: bool = False) -> bool:
+        """A taken task leaves `owner`'s record: done, with `fields` set on its VM in the same step, or
+        `back` in its queue. False when the record no longer had it (it was put back meanwhile)."""
+        flat: list[str] = []
+        for field, value in (fields or {}).items():
+            flat += [field, str(value)]
+        return bool(await self._run("task_done", owner, "back" if back else "done", queue, task, *flat))
 
     async def set_field_many(self, hosts: Sequence[str], field: str, value: str) -> None:
         """One field on many VM hashes (e.g. the `check` stamp of every VM a pass re-checked)."""

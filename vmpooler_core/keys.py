@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 # The per-pool sets a VM moves through, in lifecycle order.
 STATES = ("pending", "ready", "running", "completed", "discovered")
+# The API's task queues (`Keys.tasks`), as the original names them: `<prefix>__tasks__<queue>`.
+TASK_QUEUES = ("disk", "snapshot", "snapshot-revert")
 # Entries kept in a VM's history (`Keys.history`); lua/history.lua trims to the same number.
 HISTORY_LENGTH = 50
 
@@ -71,6 +73,10 @@ class Keys:
     def revert_tasks(self) -> str:
         return self._k("tasks", "snapshot-revert")
 
+    def tasks(self, queue: str) -> str:
+        """One of the TASK_QUEUES: a set of "<host>:<argument>" (lua/take_tasks.lua builds the same)."""
+        return self._k("tasks", queue)
+
     # Daily statistics.
     def tag_stats(self, date: str) -> str:
         return self._k("tag", date)
@@ -127,6 +133,15 @@ class Keys:
         managers (lua/presence.lua)."""
         return self._k("tasks", "clone", "managers")
 
+    def taken_tasks(self, manager: str) -> str:
+        """Hash "<queue>:<host>:<argument>" -> how many times taken: the tasks a manager took from the queues
+        and has not finished; put back in their queues once that manager is dead (lua/take_tasks.lua)."""
+        return self._k("tasks", "taken", manager)
+
+    def task_takers(self) -> str:
+        """Set of the manager ids that have a `taken_tasks` record."""
+        return self._k("tasks", "takers")
+
     def pooler_id(self) -> str:
         """String: this pooler's identity, made once (SET NX) by the first manager on this Redis and read by
         every other. Each clone is marked with it, and a VM found in a pool folder that Redis does not know
@@ -162,6 +177,17 @@ class Keys:
         were `<prefix>__ratelimit__<its class>__<token:t|ip:a>`: different names, so the two never
         read each other's values.)"""
         return self.ratelimit(f"{request_class}__{kind}__{client}")
+
+    def failed_logins(self, kind: str, who: str) -> str:
+        """Hash {n: failures counted, at: epoch ms of the last}: one user name's (`kind` "user", the name
+        as login_throttle.py folds it) or one client address's ("address"), expiring `forget_after`
+        seconds after the last failure (lua/login_attempt.lua, lua/login_outcome.lua)."""
+        return self._k("login", kind, who)
+
+    def directory_health(self) -> str:
+        """Hash directory host -> JSON {ok, at, since, reason}: what the logins last saw of each LDAP host
+        (directory_health.py); expires when no login has asked for a while."""
+        return self._k("directory", "health")
 
     def history(self, host: str) -> str:
         """List of the VM's history entries (JSON, oldest first; audit.py), the newest HISTORY_LENGTH

@@ -1,7 +1,8 @@
 """The service-wide `/status` document (era A shape plus the late-2016 `pools` block), and API v3's.
 
 Added to the original's shape, only once a manager has reported on the providers: a `providers` block
-(each provider's health) and, in a pool short of VMs whose provider is degraded, its `reason`.
+(each provider's health) and, in a pool short of VMs whose provider is degraded, its `reason`; and, once a
+login has asked the LDAP directory, a `directory` block (directory_health.py).
 
 A pool's `max` is its size as the manager keeps it: the one set through the pool configuration API
 (API v3) when there is one, else the file's.
@@ -14,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from . import clock, provider_health
+from . import clock, directory_health, provider_health
 from .config import Config, PoolConfig
 from .inventory import Inventory
 from .replies import Durations, PoolFigures, StatusFigures
@@ -40,6 +41,7 @@ def size_of(pool: PoolConfig, counts: PoolFigures) -> int:
 class _Read:
     figures: StatusFigures
     health: dict[str, provider_health.ProviderHealth]
+    directory: dict[str, directory_health.HostHealth]
     now: float
 
     def counts(self, pool: PoolConfig) -> PoolFigures:
@@ -52,7 +54,8 @@ async def _read(config: Config, inventory: Inventory, now: float | None) -> _Rea
     # One after the other, not side by side: a burst of /status requests must not take twice the
     # connections of the pool (which refuses, rather than waits, past its size).
     health = await provider_health.read(config, inventory, now)
-    return _Read(figures, health, now)
+    directory = await directory_health.read(config, inventory, now)
+    return _Read(figures, health, directory, now)
 
 
 def _pool_entry(read: _Read, pool: PoolConfig, entry: dict[str, Any]) -> dict[str, Any]:
@@ -104,8 +107,11 @@ def _queue(read: _Read, totals: dict[str, int]) -> dict[str, int]:
 
 def _with_providers(doc: dict[str, Any], read: _Read) -> dict[str, Any]:
     providers = provider_health.block(read.health)
-    # The original sorts the top level: `providers` goes between `pools` and `queue`.
-    return doc if providers is None else dict(sorted({**doc, "providers": providers}.items()))
+    directory = directory_health.block(read.directory)
+    added = {**({"providers": providers} if providers is not None else {}),
+             **({"directory": directory} if directory is not None else {})}
+    # The original sorts the top level: `providers` goes between `pools` and `queue`, `directory` first.
+    return dict(sorted({**doc, **added}.items())) if added else doc
 
 
 async def status(config: Config, inventory: Inventory, now: float | None = None) -> dict[str, Any]:

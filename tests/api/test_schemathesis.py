@@ -41,7 +41,10 @@ def serving_examples(redis_url: str, config: Path, settings: str, ready_vms: int
     client.zadd(K.heartbeats(), {"schemathesis-manager": time.time() + 3600})
     client.close()
     users = "".join(f"\n    {user}: '{digest}'" for user, digest in HASHES.items())
-    config.write_text(f"redis: {{url: '{redis_url}'}}\nauth:\n  provider: users\n  users:{users}\n{settings}")
+    # Failed logins unthrottled here: schemathesis sends wrong credentials many times, and checks each is
+    # answered 401 (throttling has its own tests: tests/api/test_failed_logins.py).
+    config.write_text(f"redis: {{url: '{redis_url}'}}\nauth:\n  provider: users\n  users:{users}\n"
+                      f"  failed_logins: {{allowed: 1000000}}\n{settings}")
     with serving_api(config, "error") as served:
         yield served.url
     # An unexpected exception is logged at ERROR with its request id: there must be none.

@@ -12,6 +12,7 @@ import redis
 from tests.api.conftest import PASSWORDS, TOKEN, TestClient, config_text
 from tests.api.helpers import K, basic, expect_json, expect_unauthorized, make_token, running
 from tests.conftest import make_config
+from vmpooler_core.auth import Verdict
 from vmpooler_core.metrics import NullMetrics
 from vmpoolerd.api import create_app
 
@@ -114,9 +115,9 @@ class BlockingAuthenticator:
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def authenticate(self, user: str, password: str) -> bool:
+    def check(self, user: str, password: str, seconds: float) -> Verdict:
         self.entered.set()
-        return self.release.wait(10) and (user, password) == ("admin", PASSWORDS["admin"])
+        return Verdict(user if self.release.wait(10) and (user, password) == ("admin", PASSWORDS["admin"]) else None)
 
 
 def test_a_slow_auth_backend_does_not_block_other_requests(redis_url: str) -> None:

@@ -97,7 +97,8 @@ def test_hash_password_makes_a_users_file_line(tmp_path: Path) -> None:
     config = config_loader.load(tmp_path / "v.yaml", env={})
     checker = auth.from_settings(config.auth)
     assert checker is not None
-    assert checker.authenticate("jdoe", "correct horse") and not checker.authenticate("jdoe", "correct horsе")
+    assert checker.check("jdoe", "correct horse").user == "jdoe"
+    assert checker.check("jdoe", "correct horsе").user is None
     shown = json.loads(CliRunner().invoke(cli, ["hash-password", "--json"], input="pw\n").stdout)
     assert shown["ok"] is True and shown["user"] is None and shown["hash"].startswith("pbkdf2_sha256$")
     for args, given in ((["hash-password"], "\n"), (["hash-password", "a:b"], "pw\n")):

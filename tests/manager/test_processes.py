@@ -10,7 +10,7 @@ import redis
 
 from tests.conftest import make_config
 from tests.manager.conftest import MakeManager, states
-from tests.manager.procs import FillWatch, ManagerProcess, wait_until
+from tests.manager.procs import FillWatch, ManagerProcess, process_config, wait_until
 from vmpooler_core.keys import Keys
 
 K = Keys()
@@ -18,21 +18,7 @@ POOLS = ("p1", "p2", "p3")
 
 
 def config_text(redis_url: str, dummy: str, size: int = 4) -> str:
-    pools = "".join(f"  - name: {p}\n    size: {size}\n" for p in POOLS)
-    return f"""
-:redis:
-  url: {redis_url}
-:config:
-  task_limit: 3
-  vm_checktime: 0
-  manager_lease_seconds: 2
-  manager_loop_seconds: 0.2
-  manager_backoff_max: 0.5
-:providers:
-  :dummy:
-    {dummy}
-:pools:
-{pools}"""
+    return process_config(redis_url, POOLS, dummy, size=size)
 
 
 def provider_vms(sync_redis: redis.Redis, pool: str) -> set[str]:

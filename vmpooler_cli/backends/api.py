@@ -239,6 +239,8 @@ class ApiBackend:
             return NoCapacity(text, "")
         if code is ErrorCode.BACKEND_UNAVAILABLE:
             return Unreachable(f"{self.where} cannot reach its Redis (or directory): {text}")
+        if code is ErrorCode.DIRECTORY_UNAVAILABLE:
+            return Unreachable(f"{self.where} cannot reach its LDAP directory: {text}")
         if code is ErrorCode.UNAUTHORIZED:
             return Unauthorized(text)
         if code in (ErrorCode.RATE_LIMITED, ErrorCode.TOO_MANY_VMS):

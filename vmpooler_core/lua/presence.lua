@@ -6,9 +6,10 @@
 -- a clean stop, else ""
 --
 -- Keys: <prefix>__heartbeats (zset id -> last beat), <prefix>__tasks__clone__managers (hash id -> clones
--- in flight), <prefix>__tasks__clone (string: their sum, the original's counter, read by /status).
--- The sum is recomputed from live managers only, so a manager killed mid-clone cannot leave the counter
--- too high forever (the original's INCR/DECR drifted, and resetting it at start broke other managers).
+-- in flight: the clone slots it holds, see clone_slot.lua), <prefix>__tasks__clone (string: their sum,
+-- the original's counter, read by /status). The sum is recomputed from live managers only (managers.lua),
+-- so a manager killed mid-clone cannot leave the counter too high forever (the original's INCR/DECR
+-- drifted, and resetting it at start broke other managers).
 --
 -- Returns the ids of the live managers.
 local prefix, id, now, stale, clones, leave = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]),
@@ -23,14 +24,5 @@ else
   if clones ~= '' then redis.call('HSET', counts, id, clones) end
 end
 redis.call('ZREMRANGEBYSCORE', beats, '-inf', '(' .. tostring(now - stale))
-local total = 0
-local flat = redis.call('HGETALL', counts)
-for i = 1, #flat, 2 do
-  if redis.call('ZSCORE', beats, flat[i]) then
-    total = total + tonumber(flat[i + 1])
-  else
-    redis.call('HDEL', counts, flat[i])
-  end
-end
-redis.call('SET', prefix .. '__tasks__clone', total)
+redis.call('SET', prefix .. '__tasks__clone', live_clones(prefix, now, stale, nil))
 return redis.call('ZRANGE', beats, 0, -1)

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vmpooler_core import logsafe
 from vmpooler_core.audit import REQUEST_ID_RE, Caller, new_request_id
 from vmpooler_core.errors import ErrorCode
 
@@ -87,8 +88,9 @@ def caller(request: Request) -> Caller:
 
 
 def _logged_path(scope: Scope, path: str) -> str:
-    """The path for the access log as the client sent it (still percent-encoded, so no client can write
-    a line break into the log); a token in it (`/token/<token>`) is never written."""
+    """The path for the access log as the client sent it (still percent-encoded; what a server lets
+    through unencoded, e.g. bytes above 127, is escaped by logsafe); a token in it (`/token/<token>`) is
+    never written."""
     raw: bytes | None = scope.get("raw_path")
     sent = raw.decode("latin-1") if raw else path
     token = scope.get("path_params", {}).get("token")
@@ -155,7 +157,8 @@ class Guard:
             if not status:
                 await body_too_large(self.max_body)(scope, receive, sending)
         except Exception:
-            log.exception("unexpected error [request %s] %s %s", request_id, scope.get("method"), path)
+            log.exception("unexpected error [request %s] %s %s", request_id, logsafe.text(scope.get("method")),
+                          logsafe.text(path))
             if not status:
                 await server_error(request_id)(scope, receive, sending)
         finally:
@@ -168,8 +171,9 @@ class Guard:
             self.prometheus.per_request.observe(scope["method"], template, status or 500, seconds)
         if self.access_log:
             # A request cut off before its answer (the client went away) is logged with status 0.
-            access.info("%s %s %d %.1fms client=%s request=%s", scope["method"], _logged_path(scope, path),
-                        status, seconds * 1000, client_address(scope, self.address_header), request_id)
+            access.info("%s %s %d %.1fms client=%s request=%s", logsafe.text(scope["method"]),
+                        logsafe.text(_logged_path(scope, path)), status, seconds * 1000,
+                        logsafe.quoted(client_address(scope, self.address_header)), request_id)
 
     def _limited(self, receive: Receive) -> Receive:
         seen = 0

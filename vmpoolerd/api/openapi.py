@@ -35,12 +35,14 @@ _ERRORS = {
     "409": "Conflict (`code`: `conflict`)",
     "413": "Request body over 1 MiB (`code`: `body_too_large`)",
     "414": f"Request URL (path and query) over {MAX_URL} bytes (`code`: `url_too_long`)",
-    "429": "Over the client's rate limit (when `rate_limits` are enabled: per token, else per address); "
-           "nothing was done (`code`: `rate_limited`)",
+    "429": "Over the client's rate limit (when `rate_limits` are enabled: per token, else per address), or, "
+           "for credentials, too many failed logins for the user name or from the address; nothing was done "
+           "(`code`: `rate_limited`; `Retry-After` says when to try again)",
     "431": f"More than {MAX_HEADERS} request headers, or over {MAX_HEADER_BYTES} bytes of them "
            "(`code`: `headers_too_large`)",
-    "503": "`code` says which: `no_capacity` (a pool has too few ready VMs; nothing was taken) or "
-           "`backend_unavailable` (Redis, or for credentials the directory, did not answer in time)",
+    "503": "`code` says which: `no_capacity` (a pool has too few ready VMs; nothing was taken), "
+           "`backend_unavailable` (Redis, or for credentials the directory, did not answer in time) or "
+           "`directory_unavailable` (for credentials: no LDAP host could check them; the reason says why)",
 }
 _CHALLENGE = {"WWW-Authenticate": {"schema": {"type": "string"},
                                    "description": 'Basic realm="Authentication required"'}}
@@ -221,7 +223,7 @@ def _health(description: str) -> dict[str, Any]:
                        "heartbeat_age": {"type": "number", "nullable": True}, "reason": {"type": "string"},
                        "code": {"type": "string", "enum": ["unhealthy", "backend_unavailable"],
                                 "description": "Only when unhealthy"},
-                       "providers": ref("Providers")}}}}}
+                       "providers": ref("Providers"), "directory": ref("Directory")}}}}}
 
 
 def _error_response(description: str) -> dict[str, Any]:

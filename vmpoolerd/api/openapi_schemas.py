@@ -67,6 +67,14 @@ PROVIDERS: Schema = {
         pools={"type": "object", "additionalProperties": _PROBLEM,
                "description": "The provider's pools with a problem of their own"})}
 
+DIRECTORY: Schema = obj(
+    ("ok", "state", "hosts"), False, ok={"type": "boolean"},
+    state={"type": "string", "enum": ["ok", "degraded", "unavailable"],
+           "description": "`degraded`: some hosts failed the last login that asked them; `unavailable`: all"},
+    hosts={"type": "object", "description": "Each LDAP host as the logins of the last 5 minutes saw it",
+           "additionalProperties": obj(("ok", "seen"), False, ok={"type": "boolean"}, seen=STR, reason=STR,
+                                       since=_PROBLEM["properties"]["since"])})
+
 SCHEMAS: dict[str, Schema] = {
     "Error": obj(("ok", "code", "reason"), True, ok=NOT_OK, code=ERROR_CODE, reason=STR, request_id=STR),
     "RateLimited": obj(("ok", "code", "reason", "limit", "period", "retry_after"), False,
@@ -106,7 +114,7 @@ SCHEMAS: dict[str, Schema] = {
                                     pending=INT, max=INT, alias=STRINGS,
                                     reason={**STR, "description": "Why the pool is short of ready VMs, when "
                                                                   "its provider is degraded"})),
-                  providers=ref("Providers"),
+                  providers=ref("Providers"), directory=ref("Directory"),
                   queue=obj(("pending", "cloning", "booting", "ready", "running", "completed", "total"), False,
                             pending=INT, cloning=INT, booting=INT, ready=INT, running=INT, completed=INT,
                             total=INT),
@@ -121,5 +129,6 @@ SCHEMAS: dict[str, Schema] = {
     "PoolStats": obj((), obj(("size", "ready"), False, size=INT, ready=INT, history={"type": "array",
                                                                                        "items": INT})),
     "Providers": PROVIDERS,
+    "Directory": DIRECTORY,
     "RunningStats": obj((), obj(("running",), False, running=INT)),
 }

@@ -18,6 +18,7 @@ from vmpooler_core.metrics import Metrics
 from .deadlines import Deadlines
 from .errors import OutageLog
 from .limits import Limiter
+from .login import Login
 
 if TYPE_CHECKING:
     from vmpoolerd.prometheus import Registry
@@ -38,6 +39,7 @@ class Services:
     outages: OutageLog
     prometheus: Registry | None = None
     limiter: Limiter | None = None  # None: rate limiting is off
+    login: Login | None = None  # None: no authentication configured (login.py)
 
     @property
     def deadline(self) -> float:
@@ -49,6 +51,7 @@ class Services:
               prometheus: Registry | None = None) -> Services:
         inventory = Inventory(redis, Keys(), config.redis.data_ttl, config.redis.durability)
         limiter = Limiter(config.rate_limits, inventory, config.auth_enabled) if config.rate_limits.enabled else None
+        login = Login(authenticator, config.auth.failed_logins, inventory) if authenticator and config.auth else None
         return cls(config, redis, inventory, Checkout(config, inventory, metrics), Access(config, inventory),
                    metrics, authenticator, Deadlines(deadline), OutageLog(redis=config.redis), prometheus,
-                   limiter)
+                   limiter, login)

@@ -1,4 +1,5 @@
-"""Cloning: at most `task_limit` clones at once across all pools, each recorded before it starts.
+"""Cloning: at most `task_limit` clones at once across all pools and all managers (clone_slots.py), each
+recorded before it starts.
 
 A clone is first reserved in Redis (add_pending.lua: the hostname, the pending entry, and the checks that
 this manager still holds the pool's lease and that ready + pending is below the size, all in one atomic
@@ -20,6 +21,7 @@ from vmpooler_core.metrics import Phase
 from vmpooler_core.provider import CloneSpec, Provider, ProviderError
 from vmpooler_core.replies import Kept, Reservation
 
+from .clone_slots import CloneSlots
 from .context import Context, redis_fault
 from .hostnames import new_hostname
 
@@ -30,13 +32,11 @@ _NAME_ATTEMPTS = 3
 class Cloner:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._slots = asyncio.Semaphore(ctx.config.app.task_limit)
+        self.slots = CloneSlots(ctx)
         self.queued: Counter[str] = Counter()  # pool -> clones waiting for a slot
         self.inflight: dict[str, str] = {}  # host -> pool, from just before its reservation to the end
         self._waiting: set[asyncio.Task[None]] = set()
         self._running: set[asyncio.Task[None]] = set()
-        self._count_changed = asyncio.Event()
-        self._publisher: asyncio.Task[None] | None = None
         self.stopping = False
 
     def hosts(self, pool: str) -> set[str]:
@@ -52,10 +52,13 @@ class Cloner:
 
     async def _clone(self, pool: PoolConfig, provider: Provider) -> None:
         try:
-            await self._slots.acquire()
+            await self.slots.take()
+        except Exception as err:
+            _skipped(pool, err)
+            return
         finally:
             self.queued[pool.name] -= 1
-        slot = _Slot(self._slots)
+        slot = _Slot(self.slots)
         try:
             task = asyncio.current_task()
             if task is not None:
@@ -64,12 +67,9 @@ class Cloner:
             if not self.stopping and self.ctx.leases.holds(pool.name):
                 await self._reserve_and_clone(pool, provider, slot)
         except Exception as err:  # a bug must not end the manager; the next pass clones again
-            if redis_fault(err):
-                log.debug("clone skipped pool=%s: redis: %s", pool.name, err)  # the pass logs the outage
-            else:
-                log.exception("clone crashed pool=%s", pool.name)
+            _skipped(pool, err)
         finally:
-            slot.release()
+            await slot.release()
 
     async def _reserve_and_clone(self, pool: PoolConfig, provider: Provider, slot: _Slot) -> None:
         template = pool.template or pool.name
@@ -84,7 +84,6 @@ class Cloner:
                     pool.name, host, template, size=pool.size, owner=self.ctx.owner, now=now,
                     history=audit.entry("clone", now, manager=self.ctx.owner, detail=f"template {template}"))
                 if outcome is Reservation.RESERVED:
-                    self._publish()
                     await self._run(pool, provider, host, template, slot)
                     return
             finally:
@@ -104,7 +103,7 @@ class Cloner:
         try:
             await self.ctx.runner.clone(provider.clone, pool.name, spec)
         except ProviderError as err:
-            slot.release()
+            await slot.release()
             self.ctx.health.clone_failed(pool.name, err)
             # Out of pending at once, hash kept only for data_ttl (the original kept it forever). If a
             # half-made VM is left behind, the next pass finds it in the folder and destroys it. But only
@@ -123,9 +122,8 @@ class Cloner:
             return
         finally:
             self.inflight.pop(host, None)
-            self._publish()
         # The provider's part is over: the next clone may start while this one is written down.
-        slot.release()
+        await slot.release()
         self.ctx.health.clone_done(pool.name)
         seconds = time.monotonic() - started
         await self.ctx.inventory.record_clone(pool.name, host, seconds, clock.today(self.ctx.clock()))
@@ -133,29 +131,10 @@ class Cloner:
         log.info("clone done pool=%s vm=%s seconds=%.1f", pool.name, host, seconds)
         self.ctx.poke(pool.name)
 
-    def _publish(self) -> None:
-        """Publish this manager's clones in flight (the /status `cloning` figure), off the clone's path:
-        one writer, always sending the latest count, so a burst of clones costs no extra round trips."""
-        self._count_changed.set()
-        if self._publisher is None or self._publisher.done():
-            self._publisher = asyncio.create_task(self._publish_loop(), name="clone counter")
-
-    async def _publish_loop(self) -> None:
-        while self._count_changed.is_set():
-            self._count_changed.clear()
-            try:
-                await self.ctx.presence.beat(time.time(), len(self.inflight))
-            except Exception as err:
-                if not redis_fault(err):
-                    log.exception("clone counter not published")
-                return  # the next pass's heartbeat publishes it again
-
     async def drain(self) -> None:
         """Wait until every queued and running clone has ended (tests, and a bounded stop)."""
         while self._waiting or self._running:
             await asyncio.gather(*(self._waiting | self._running), return_exceptions=True)
-        if self._publisher is not None:
-            await self._publisher
 
     async def stop(self, grace: float) -> None:
         """Drop the clones still waiting for a slot; give the running ones `grace` seconds to finish and
@@ -175,15 +154,22 @@ class Cloner:
                         "entries stay for the next manager to match", len(left), grace)
 
 
-class _Slot:
-    """One of the `task_limit` clone slots, released once: as soon as the provider's part of the clone is
-    over, or at the very end if it never started."""
+def _skipped(pool: PoolConfig, err: Exception) -> None:
+    if redis_fault(err):
+        log.debug("clone skipped pool=%s: redis: %s", pool.name, err)  # the pass logs the outage
+    else:
+        log.exception("clone crashed pool=%s", pool.name)
 
-    def __init__(self, slots: asyncio.Semaphore) -> None:
+
+class _Slot:
+    """One of the `task_limit` clone slots, given back once: as soon as the provider's part of the clone
+    is over, or at the very end if it never started."""
+
+    def __init__(self, slots: CloneSlots) -> None:
         self._slots = slots
         self._held = True
 
-    def release(self) -> None:
+    async def release(self) -> None:
         if self._held:
             self._held = False
-            self._slots.release()
+            await self._slots.give()

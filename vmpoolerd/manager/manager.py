@@ -126,7 +126,7 @@ class Manager:
             self._registered = True
         self.ctx.pooler_id = await ownership.identify(self.inventory, self.config.app.pooler_id,
                                                       self.ctx.pooler_id)
-        await self.ctx.presence.beat(time.time(), len(self.cloner.inflight))
+        await self.cloner.slots.beat()
         names = [name for name in (self.workers if pools is None else pools) if name in self.workers]
         held = await self.ctx.leases.acquire(names)
         report = PassReport(elsewhere=[name for name in names if name not in held])
@@ -252,7 +252,7 @@ class Manager:
             await asyncio.sleep(every)
             try:
                 await self.ctx.leases.renew()
-                await self.ctx.presence.beat(time.time(), len(self.cloner.inflight))
+                await self.cloner.slots.beat()
                 await self.ctx.health.publish(self.ctx.leases.pools)  # fresh through a long pass
             except Exception as err:
                 if not redis_fault(err):
