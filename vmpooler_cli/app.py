@@ -58,9 +58,11 @@ class VmpoolerGroup(click.Group):
         argv = list(sys.argv[1:] if args is None else args)
         try:
             result = super().main(argv, prog_name, complete_var, standalone_mode=False, obj=run, **extra)
+            run.show_notes()
             # Without standalone mode click returns ctx.exit()'s code, or the command's own value.
             return result if isinstance(result, int) else ExitCode.OK
         except click.ClickException as err:
+            run.show_notes()
             err.show()
             code = ExitCode.USAGE if err.exit_code == ExitCode.USAGE else ExitCode.ERROR
             return self._json_error(run, argv, err.format_message(), code.name.lower(), err.exit_code)
@@ -77,9 +79,11 @@ class VmpoolerGroup(click.Group):
             code, message = classify(err)
             if run.debug:
                 traceback.print_exc()
+                run.show_notes()
             error_line(message)
             return self._json_error(run, argv, message, error_word(err, code), code)
         finally:
+            run.show_notes()
             run.close()
 
     @staticmethod
@@ -98,7 +102,8 @@ class VmpoolerGroup(click.Group):
              commands=[*vms.COMMANDS, held.mine, ssh.ssh, *pools.COMMANDS, tokens.token, passwords.hash_password],
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--api", "url", metavar="URL",
-              help="API server (vmpoolerd or the original vmpooler) [env VMPOOLER_URL; default "
+              help="API server: vmpoolerd, or the original vmpooler of any year (API v1, v2 or v3, asked once "
+                   "and remembered, or named by a URL ending in /api/vN) [env VMPOOLER_URL; default "
                    "http://127.0.0.1:4567].")
 @click.option("--redis", "redis_url", metavar="URL",
               help="Work directly on Redis instead, e.g. redis://host:6379/0 [env VMPOOLER_REDIS_URL].")
@@ -118,7 +123,9 @@ class VmpoolerGroup(click.Group):
                    "default 30].")
 @click.option("--json", "as_json", is_flag=True,
               help=f"Print JSON for every command; a failure too, as {ERROR} on stdout.")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--debug", is_flag=True,
+              help="Show tracebacks for errors, and (on stderr, when the command ends) the server and API version "
+                   "talked to and each request made.")
 @click.version_option(__version__, "-V", "--version", prog_name="vmpooler")
 @click.pass_context
 def cli(ctx: click.Context, url: str | None, redis_url: str | None, redis_from_config: bool | None,

@@ -27,6 +27,7 @@ class Run:
         self.options: dict[str, Any] = {}
         self._settings: Settings | None = None
         self._backend: Backend | None = None
+        self.notes: list[str] = []  # --debug: what was sent where, shown when the command ends
 
     def settings(self) -> Settings:
         if self._settings is None:
@@ -39,8 +40,20 @@ class Run:
         if self._backend is None:
             from .backends import open_backend
 
-            self._backend = open_backend(self.settings(), self.env)
+            self._backend = open_backend(self.settings(), self.env, self.notes.append if self.debug else None)
         return self._backend
+
+    def show_notes(self) -> None:
+        """--debug: which server and API version the command talked to, and each request it made (after
+        the traceback, if any, and before the error line: a failure's last line stays the error)."""
+        if not self.debug:
+            return
+        if self._backend is not None:
+            self.notes.append(f"talked to {self._backend.describe()}")
+        for note in self.notes:
+            click.echo(f"vmpooler: debug: {note}", err=True)
+        self.notes.clear()
+        self.debug = False  # shown once
 
     def output(self, as_json: bool = False) -> Output:
         from .render import Output

@@ -22,7 +22,8 @@ SHAPES = {
              '"running": int|null, "size": int|null, "reason"?: str (why it is short, when its provider is '
              'degraded)}]}',
     "status": 'the server\'s /status document as sent: {"boot", "capacity", "clone", "pools", "queue", "status"}, '
-              'and "providers" once a manager has reported on them',
+              'and "providers" once a manager has reported on them (API v3\'s also has "lastBoot" in each pool '
+              'and "requested" in "queue")',
     "watch": 'one line per refresh: {"time": "YYYY-MM-DDTHH:MM:SSZ", "pools": [...as pools...], "error"?: str '
              '(the refresh failed: "pools" are the last figures)}',
     "summary": 'the server\'s /summary document as sent: {"boot", "clone", "tag", "daily"}',

@@ -40,15 +40,20 @@ POOLS_YAML = """
     size: 10
 """
 
-# A cheap hash (1,000 rounds) keeps the many Basic-auth checks of the tests fast.
-AUTH_YAML = f"""
-:config:
-  vm_lifetime_auth: 2
+# The users jdoe and eve, password PASSWORD. A cheap hash (1,000 rounds) keeps the many Basic-auth checks
+# of the tests fast.
+USERS_AUTH = f"""
 :auth:
   provider: users
   users:
     jdoe: '{hash_password(PASSWORD, iterations=1000)}'
     eve: '{hash_password(PASSWORD, iterations=1000)}'
+"""
+
+AUTH_YAML = f"""
+:config:
+  vm_lifetime_auth: 2
+{USERS_AUTH.strip()}
 :providers: {{dummy: {{}}}}
 :pools:
   - name: pool1
@@ -105,7 +110,8 @@ def api_servers(redis_server: RedisServer) -> Iterator[Callable[[str], str]]:
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No settings leak in from the machine: no VMPOOLER_* variables, an empty settings directory."""
+    """No settings leak in from the machine: no VMPOOLER_* variables, an empty settings directory and an
+    empty cache (no server's API version remembered)."""
     import os
 
     for name in list(os.environ):
@@ -113,6 +119,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 @dataclass
@@ -146,10 +153,12 @@ class Vmp:
 
 
 @pytest.fixture
-def make_vmp(redis_url: str, api_servers: Callable[[str], str], tmp_path: Path) -> Callable[[str, str], Vmp]:
+def make_vmp(redis_url: str, api_servers: Callable[[str], str], tmp_path: Path) -> Callable[..., Vmp]:
+    """kind ("redis", "api": our API, the version the CLI picks; "api-v1": our API v1, named by the URL),
+    config text -> `vmpooler` on that backend."""
     def make(kind: str, config_text: str = POOLS_YAML) -> Vmp:
-        if kind == "api":
-            return Vmp(kind, ["--api", api_servers(config_text)])
+        if kind.startswith("api"):
+            return Vmp(kind, ["--api", api_servers(config_text) + ("/api/v1" if kind == "api-v1" else "")])
         path = tmp_path / f"vmpooler-{abs(hash(config_text))}.yaml"
         path.write_text(config_text)
         return Vmp(kind, ["--redis", redis_url, "--config", str(path)])
@@ -162,6 +171,13 @@ def vmp(request: pytest.FixtureRequest, make_vmp: Callable[[str, str], Vmp]) -> 
     return make_vmp(request.param, POOLS_YAML)
 
 
+@pytest.fixture(params=["redis", "api-v1"])
+def vmp_v1(request: pytest.FixtureRequest, make_vmp: Callable[[str, str], Vmp]) -> Vmp:
+    """For what passes the server's documents through as sent (`status --json`): the Redis backend's are
+    API v1's, and API v3 adds its own keys (`lastBoot`, `requested`)."""
+    return make_vmp(request.param, POOLS_YAML)
+
+
 @pytest.fixture(params=["redis", "api"])
 def auth_vmp(request: pytest.FixtureRequest, make_vmp: Callable[[str, str], Vmp]) -> Vmp:
     return make_vmp(request.param, AUTH_YAML)
@@ -169,7 +185,8 @@ def auth_vmp(request: pytest.FixtureRequest, make_vmp: Callable[[str, str], Vmp]
 
 @pytest.fixture
 def both(make_vmp: Callable[[str, str], Vmp]) -> tuple[Vmp, Vmp]:
-    return make_vmp("redis", POOLS_YAML), make_vmp("api", POOLS_YAML)
+    """The Redis backend and our API v1 (whose /status document is the one the Redis backend makes)."""
+    return make_vmp("redis", POOLS_YAML), make_vmp("api-v1", POOLS_YAML)
 
 
 def ready(r: redis.Redis, pool: str, *hosts: str) -> None:

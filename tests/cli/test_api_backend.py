@@ -15,7 +15,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.cli.conftest import LiveServer, Vmp
-from vmpooler_cli.backends.api import ApiBackend, api_root
+from vmpooler_cli.backends.api import ApiBackend
+from vmpooler_cli.backends.api_version import split_url
 from vmpooler_cli.errors import CliError, Unreachable, classify
 from vmpooler_cli.exit_codes import ExitCode
 from vmpooler_core.errors import InvalidRequest, NoCapacity, NotFound, Unauthorized
@@ -77,7 +78,18 @@ def test_pools_from_an_old_server_without_a_dashboard(serve: Callable[[Starlette
 
 
 def mock(handler: Callable[[httpx.Request], httpx.Response], **kwargs: Any) -> ApiBackend:
-    return ApiBackend("http://vmpooler.test:4567", transport=httpx.MockTransport(handler), **kwargs)
+    """A backend on API v1 (named by the URL: nothing asked first) whose every answer is the handler's."""
+    return ApiBackend("http://vmpooler.test:4567/api/v1", transport=httpx.MockTransport(handler), **kwargs)
+
+
+def with_pool_list(answer: httpx.Response) -> Callable[[httpx.Request], httpx.Response]:
+    """`answer` to everything but GET /api/v1/vm, the pool list: after a 404 the CLI checks with it that the
+    server speaks the version asked before it believes the 404 is about the pool."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        if (request.method, request.url.path) == ("GET", "/api/v1/vm"):
+            return httpx.Response(200, json=["pool1"])
+        return answer
+    return handler
 
 
 def test_a_later_server_answering_fqdns_without_a_domain() -> None:
@@ -135,7 +147,7 @@ def test_the_request_carries_the_token_and_string_counts() -> None:
     (503, {"ok": False, "code": "from_the_future", "reason": "later"}, NoCapacity, ExitCode.NO_CAPACITY),
 ])
 def test_http_answers_map_to_exit_codes(status: int, body: Any, kind: type[Exception], code: ExitCode) -> None:
-    backend = mock(lambda request: httpx.Response(status, json=body) if body else httpx.Response(status, text="<h1>"))
+    backend = mock(with_pool_list(httpx.Response(status, json=body) if body else httpx.Response(status, text="<h1>")))
     with pytest.raises(kind) as err:
         backend.checkout([("pool1", 1)])
     assert classify(err.value)[0] == code
@@ -154,4 +166,4 @@ def test_an_answer_that_is_not_json() -> None:
     ("https://h/api/v1", "https://h"), ("https://h/api/v1/", "https://h"),
 ])
 def test_api_root(given: str, root: str) -> None:
-    assert api_root(given) == (root, root + "/api/v1")
+    assert split_url(given) == (root, "v1" if given.rstrip("/").endswith("/api/v1") else None)

@@ -44,7 +44,8 @@ def test_pools_table_when_piped(vmp: Vmp, sync_redis: redis.Redis) -> None:
     ]
 
 
-def test_status(vmp: Vmp, sync_redis: redis.Redis) -> None:
+def test_status(vmp_v1: Vmp, sync_redis: redis.Redis) -> None:
+    vmp = vmp_v1
     _stock(sync_redis)
     doc = vmp.json("status")
     assert doc["capacity"] == {"current": 3, "total": 15, "percent": 20.0}

@@ -7,7 +7,7 @@ output does not show) whether it talked to an API server or to Redis.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -33,13 +33,17 @@ class PoolRow:
 class Allocated:
     """Checked-out VMs as (pool, hostname) pairs, grouped by pool in the order the pools were asked for.
 
-    `hostname` is what the server stored (a short name); a server that answers with FQDNs and no
-    `domain` (API v2 and later) gives FQDNs here, which `fqdn()` then leaves alone."""
+    `hostname` is the short name. Its FQDN is `fqdns[hostname]` when the server named each VM's domain
+    (API v2 and later: pools may have different domains), else `<hostname>.<domain>` when there is a
+    domain; `domain` is the one domain of every VM, when they share one."""
 
     vms: tuple[tuple[str, str], ...]
     domain: str | None = None
+    fqdns: Mapping[str, str] = field(default_factory=dict)
 
     def fqdn(self, host: str) -> str:
+        if host in self.fqdns:
+            return self.fqdns[host]
         return f"{host}.{self.domain}" if self.domain and "." not in host else host
 
 
@@ -105,4 +109,5 @@ class Backend(Protocol):
     def require_tokens(self) -> None: ...  # NotConfigured when the server has no auth (asked before a prompt)
     def token_vms(self, token: str) -> list[str]: ...  # the hosts checked out with `token`, still running
     def summary(self, first: str | None, last: str | None) -> dict[str, Any]: ...
+    def describe(self) -> str: ...  # the server and API version talked to (for `status` and --debug)
     def close(self) -> None: ...

@@ -146,6 +146,9 @@ class RedisBackend:
                 raise CliError(f"Redis at {self.where}: {fault.reason}", ExitCode.UNAUTHORIZED) from err
             raise Unreachable(f"Redis at {self.where}: {fault.reason}") from err
 
+    def describe(self) -> str:
+        return f"Redis at {self.where}, directly (no API)"
+
     def close(self) -> None:
         try:
             self._runner.run(self._client.aclose())

@@ -52,7 +52,7 @@ def _duration(section: Any, when: str = " today") -> str:
     return f"{count}{when}, average {d.get('average', 0)} s (min {d.get('min', 0)}, max {d.get('max', 0)})"
 
 
-def status_fields(doc: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+def status_fields(doc: Mapping[str, Any], server: str) -> tuple[str, list[tuple[str, str]]]:
     summary = doc.get("status") or {}
     title = str(summary.get("message", ""))
     if summary.get("empty"):
@@ -60,6 +60,7 @@ def status_fields(doc: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]]]:
     cap = doc.get("capacity") or {}
     q = doc.get("queue") or {}
     fields = [
+        ("server", server),
         ("capacity", f"{cap.get('current', '-')}/{cap.get('total', '-')} ready ({cap.get('percent', '-')}%)"),
         ("queue", f"pending {q.get('pending', '-')} (cloning {q.get('cloning', '-')}, booting "
                   f"{q.get('booting', '-')}), ready {q.get('ready', '-')}, running {q.get('running', '-')}, "
@@ -96,20 +97,22 @@ def _health_fields(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
 @json_option
 @click.pass_obj
 def status(run: Run, as_json: bool) -> None:
-    """Show the service-wide status: capacity, queue, clone and boot times, empty pools, and the
-    providers' health with why pools are short (once a manager has reported on them).
+    """Show the service-wide status: the server and API version talked to, capacity, queue, clone and
+    boot times, empty pools, and the providers' health with why pools are short (once a manager has
+    reported on them).
 
     \b
     Example:
       vmpooler status
     """
     out = run.output(as_json)
+    backend = run.backend()
     with out.waiting("Reading the status…"):
-        doc = run.backend().status()
+        doc = backend.status()
     if out.json:
         out.emit_json(doc)
         return
-    title, fields = status_fields(doc)
+    title, fields = status_fields(doc, backend.describe())
     out.fields(fields, title=title)
 
 
