@@ -50,6 +50,11 @@ class Inventory:
     async def _run(self, name: str, *args: str | int | float, durable: scripts.Durable | None = None) -> Any:
         return await self._scripts.run(name, [self.keys.prefix, *args], durable)
 
+    async def script(self, name: str, *args: str | int | float) -> Any:
+        """Run one of scripts.NAMES (the key prefix goes first), for the core's modules that keep state of
+        their own beside the VMs' (ondemand_store.py)."""
+        return await self._run(name, *args)
+
     async def _write(self, *commands: tuple[str, ...]) -> list[Any]:
         """Plain writes the API answers for, behind the fence (lua/write.lua); the reply of each."""
         words: list[str] = []

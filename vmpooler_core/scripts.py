@@ -63,7 +63,10 @@ log = logging.getLogger("vmpooler.redis")
 NAMES = ("checkout", "return", "move", "add_pending", "forget", "discover", "status", "touch_token",
          "ratelimit", "undo_checkout", "unfence", "write",
          # the manager's
-         "settle_discovered", "spare", "lease", "presence")
+         "settle_discovered", "spare", "lease", "presence",
+         # on-demand requests (ondemand_store.py)
+         "ondemand_submit", "ondemand_delete", "ondemand_sweep", "ondemand_reserve", "ondemand_deliver",
+         "ondemand_lost")
 
 # Lua libraries put in front of the scripts that use them: Redis has no include, and a second script
 # call would cost the request a second round trip.
@@ -71,7 +74,8 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
     "checkout": ("gcra", "history", "fence"), "return": ("gcra", "history", "fence"), "ratelimit": ("gcra",),
     "discover": ("known", "fence"), "spare": ("known", "fence"), "unfence": ("fence",),
     **{name: ("history", "fence") for name in ("move", "add_pending", "forget")},
-    **{name: ("fence",) for name in ("settle_discovered", "lease", "presence", "undo_checkout", "write")}}
+    **{name: ("fence",) for name in ("settle_discovered", "lease", "presence", "undo_checkout", "write")},
+    **{name: ("history", "ondemand", "fence") for name in NAMES if name.startswith("ondemand_")}}
 # The scripts that run fence.lua's check before their first line: every one that changes the state of a
 # VM, a lease or a manager's presence, and the API's plain writes (write.lua). Not status (it only
 # reads), nor the bookkeeping of reads (ratelimit, touch_token), nor unfence (the fence's own way out).
