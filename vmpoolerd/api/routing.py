@@ -36,12 +36,13 @@ from starlette.types import Receive, Scope, Send
 
 from vmpooler_core.errors import ErrorCode
 
-from . import dashboard, openapi, routes_health, routes_status, routes_token, routes_vm
+from . import dashboard, openapi, routes_health, routes_ondemand, routes_status, routes_token, routes_vm
 from .endpoint import Endpoint, Handler, endpoint
 from .errors import error_response
 from .limits import RateClass
 
 PREFIX = "/api/v1"
+V3_PREFIX = "/api/v3"
 _PARAM = re.compile(r"\{(\w+)\}")
 
 
@@ -101,6 +102,14 @@ UNVERSIONED_ONLY: tuple[Route, ...] = (
     Route("/metrics", "GET", routes_health.metrics, None),
 )
 
+# API v3 (served under /api/v3 only). One template for the request id and the POST's `a+a+b`.
+V3: tuple[Route, ...] = (
+    Route("/ondemandvm", "POST", routes_ondemand.submit_body, CHECKOUT),
+    Route("/ondemandvm/{request_id}", "POST", routes_ondemand.submit_path, CHECKOUT),
+    Route("/ondemandvm/{request_id}", "GET", routes_ondemand.status, OTHER),
+    Route("/ondemandvm/{request_id}", "DELETE", routes_ondemand.delete, RETURN),
+)
+
 Methods = dict[str, Route]
 
 
@@ -141,6 +150,7 @@ class PathTable(BaseRoute):
     def __init__(self) -> None:
         self.versioned = Table((*VERSIONED_ONLY, *API))
         self.unversioned = Table((*API, *UNVERSIONED_ONLY))
+        self.v3 = Table(V3)
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http":
@@ -148,6 +158,8 @@ class PathTable(BaseRoute):
         path: str = scope["path"]
         if path.startswith(PREFIX + "/"):
             found = self.versioned.find(path[len(PREFIX):])
+        elif path.startswith(V3_PREFIX + "/"):
+            found = self.v3.find(path[len(V3_PREFIX):])
         else:
             found = self.unversioned.find(path)
         if found is None:
