@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .commands import pools, tokens, vms
+from .commands import ondemand, pools, tokens, vms
 from .context import Run
 from .exit_codes import HELP as EXIT_HELP
 from .exit_codes import ExitCode
@@ -80,7 +80,7 @@ class VmpoolerGroup(click.Group):
 
 
 @click.group(cls=VmpoolerGroup, name="vmpooler", epilog=EPILOG,
-             commands=[*vms.COMMANDS, *pools.COMMANDS, tokens.token],
+             commands=[*vms.COMMANDS, *pools.COMMANDS, tokens.token, ondemand.request],
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--api", "url", metavar="URL",
               help="API server (vmpoolerd or the original vmpooler) [env VMPOOLER_URL; default "

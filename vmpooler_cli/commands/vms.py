@@ -22,9 +22,12 @@ from ..shapes import epilog
 @click.argument("names", nargs=-1, required=True, metavar="NAME[+NAME...]...", shell_complete=complete_pools)
 @click.option("-n", "--count", type=click.IntRange(1, 1000), default=1, show_default=True,
               help="How many VMs of each named pool.")
+@click.option("--ondemand", is_flag=True,
+              help="Have the VMs cloned for you (an on-demand request, API only) and wait until they are ready; "
+                   "Ctrl-C stops waiting, not the request (see `vmpooler request`).")
 @json_option
 @click.pass_obj
-def checkout(run: Run, names: tuple[str, ...], count: int, as_json: bool) -> None:
+def checkout(run: Run, names: tuple[str, ...], count: int, ondemand: bool, as_json: bool) -> None:
     """Check out VMs from pools or aliases, and print their hostnames.
 
     All or nothing: when any pool is short of ready VMs, nothing is checked out (exit 4); an
@@ -35,11 +38,16 @@ def checkout(run: Run, names: tuple[str, ...], count: int, as_json: bool) -> Non
       vmpooler checkout centos-6-64
       vmpooler checkout centos-6-64+centos-6-64 debian-7      # two centos, one debian
       vmpooler checkout debian-7 -n 3 --json
+      vmpooler checkout --ondemand centos-7 -n 4              # cloned for you
     """
     from vmpooler_core.request import from_path
 
     request = from_path("+".join(names))
     counts = [(name, n * count) for name, n in request.counts]
+    if ondemand:
+        from . import ondemand as on_demand
+
+        return on_demand.checkout(run, counts, as_json)
     out = run.output(as_json)
     with out.waiting(f"Checking out {request.total * count} VM(s)…"):
         got = run.backend().checkout(counts)
