@@ -5,6 +5,7 @@ tests/api/test_ondemand_api.py."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -104,6 +105,30 @@ async def test_a_request_is_filled_beside_the_refills(make_manager: MakeManager,
     assert await client.provisioning.delete(request_id, "tok")
     await passes(manager, lambda: not provider_vms(sync_redis, "p1") | provider_vms(sync_redis, "p2"))
     assert not known(sync_redis, "p1") | known(sync_redis, "p2") and not sync_redis.scard(K.held("tok"))
+
+
+async def test_a_big_request_does_not_starve_the_refills(make_manager: MakeManager, aredis: aioredis.Redis,
+                                                         sync_redis: redis.Redis) -> None:
+    config = dummy_config(POOLS, dummy="clone_time: 0.1\n    boot_time: 0", task_limit=2,
+                          max_ondemand_instances_per_request=12)
+    client = Client(config, aredis)
+    request_id = await client.ask(("p1", 12))  # six rounds of two clones
+    manager = await make_manager(config)
+    stop = asyncio.Event()
+    running = asyncio.create_task(manager.run_forever(stop))
+    try:
+        deadline = time.monotonic() + 20
+        while len(states(sync_redis, "steady")["ready"]) < 2:
+            assert time.monotonic() < deadline and not running.done(), "the refills never ran"
+            await asyncio.sleep(0.01)
+        assert not sync_redis.hget(K.ondemand_request(request_id), "status"), "refilled beside the request"
+        while not sync_redis.hget(K.ondemand_request(request_id), "status"):
+            assert time.monotonic() < deadline and not running.done(), "the request was never filled"
+            await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await running
+    assert len(delivered(await client.read(request_id))) == 12
 
 
 async def test_failed_clones_are_retried_then_the_request_fails(make_manager: MakeManager, aredis: aioredis.Redis,

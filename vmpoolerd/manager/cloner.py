@@ -36,6 +36,7 @@ class Cloner:
         self._slots = asyncio.Semaphore(ctx.config.app.task_limit)
         self.queued: Counter[str] = Counter()  # pool -> clones waiting for a slot
         self.ordered: Counter[tuple[str, Order]] = Counter()  # (pool, order) -> request clones waiting for a slot
+        self.ordered_running = 0  # request clones holding a slot
         self.requests = RequestStore(ctx.inventory)
         self.inflight: dict[str, str] = {}  # host -> pool, from just before its reservation to the end
         self._waiting: set[asyncio.Task[None]] = set()
@@ -70,6 +71,8 @@ class Cloner:
                 if not self.ordered[pool.name, order]:
                     del self.ordered[pool.name, order]
         slot = _Slot(self._slots)
+        if order is not None:
+            self.ordered_running += 1
         try:
             task = asyncio.current_task()
             if task is not None:
@@ -84,6 +87,8 @@ class Cloner:
                 log.exception("clone crashed pool=%s", pool.name)
         finally:
             slot.release()
+            if order is not None:
+                self.ordered_running -= 1
 
     async def _reserve_and_clone(self, pool: PoolConfig, provider: Provider, slot: _Slot,
                                  order: Order | None) -> None:

@@ -7,8 +7,8 @@ refills and in the same `task_limit` slots (cloner.py). A clone is taken from it
 reserved (lua/ondemand_reserve.lua), so a task another manager takes over after a crash still holds every
 clone not yet started; the pool pass delivers the VMs as they pass their ready check (ondemand_vms.py).
 
-Between passes a watcher looks for new requests a few times a second (one ZRANGE), so a request does not
-wait for the next full pass to be taken in.
+Between passes a watcher looks for new requests ten times a second (one ZRANGE each), so a request does
+not wait for the next full pass to be taken in.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .context import Context, redis_fault
 from .pool_worker import PoolWorker
 
 log = logging.getLogger("vmpooler.manager")
-WATCH_SECONDS = 0.25  # how often the watcher looks for new requests between passes
+WATCH_SECONDS = 0.1  # how often the watcher looks for new requests between passes (one ZRANGE each)
 
 
 class OnDemand:
@@ -57,12 +57,16 @@ class OnDemand:
         for request in sweep.failed:
             log.warning("on-demand request failed request=%s: not filled within ondemand_request_ttl (%d minutes)",
                         request, ttl)
+        # Request clones running or waiting for a slot: at most twice the slots, so that a slot a request
+        # clone frees is taken by the next one at once, while the refills queued by this pass wait behind at
+        # most one round of request clones (a request of a hundred VMs must not starve the pools).
+        room = 2 * self.ctx.config.app.task_limit - self.cloner.ordered_running - self.cloner.ordered.total()
         queued = 0
-        for task in sweep.tasks:
+        for task in sweep.tasks:  # the oldest requests first
             worker = self.workers.get(task.pool)
             if worker is None or not self.ctx.leases.holds(task.pool):
                 continue  # another manager's pool (or one this manager cannot work)
-            for _ in range(task.count - self.cloner.ordered[task.pool, task.order]):
+            for _ in range(min(task.count - self.cloner.ordered[task.pool, task.order], room - queued)):
                 self.cloner.start(worker.pool, worker.provider, task.order)
                 queued += 1
         return queued
