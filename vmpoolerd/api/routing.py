@@ -12,7 +12,8 @@ The matched entry is put in the scope as `route`, as Starlette does for its own 
 can time requests by route (guard.py).
 
 Rate classes follow the original's (its vm_creation, vm_deletion and the rest): POSTs under `/vm` are
-`checkout` (disk and snapshot requests too), DELETEs under `/vm` `return`, everything else `other`.
+`checkout` (disk and snapshot requests too), DELETEs under `/vm` `return`, everything else `other`; v3's
+on-demand requests likewise.
 Not limited: the probes (a health probe answered 429 would take a healthy server out of service; a
 scrape answered 429 leaves a gap in the graphs), the OpenAPI document and the dashboard's page and
 files, which do no Redis work.
