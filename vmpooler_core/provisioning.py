@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Awaitable, Callable
 
 from . import audit, clock, ondemand, tokens, vms
 from .audit import ANONYMOUS, Caller
@@ -30,12 +31,17 @@ class Provisioning:
         self.store = RequestStore(inventory)
         self.rng = rng or random.Random()
 
-    async def submit(self, wanted: Wanted, token: str | None = None, caller: Caller = ANONYMOUS) -> str:
-        """The request's id. Unauthorized (auth configured, no valid token), UnknownPool, InvalidRequest,
-        TooManyInstances or DuplicateRequest, each before anything is written."""
-        names = "+".join(wanted.names())
+    async def submit(self, wanted: Wanted | Callable[[], Awaitable[Wanted]], token: str | None = None,
+                     caller: Caller = ANONYMOUS) -> str:
+        """The request's id. Unauthorized (auth configured, no valid token), then whatever reading `wanted`
+        raises (it may be a function that reads it: after the token, as the original does), UnknownPool,
+        InvalidRequest, TooManyInstances or DuplicateRequest; each before anything is written."""
+        names = "-"
         try:
             user = await tokens.use(self.inventory, token) if self.config.auth_enabled else None
+            if not isinstance(wanted, Wanted):
+                wanted = await wanted()
+            names = "+".join(wanted.names())
             ondemand.validate(wanted, self.config)
             request_id = wanted.request_id or ondemand.new_id()
             parts = ondemand.parts(wanted, self.config, self.rng)

@@ -116,6 +116,8 @@ def test_with_auth_a_token_is_needed_and_recorded(od_auth: TestClient, r: redis.
     make_token(r, TOKEN, "jdoe")
     expect_unauthorized(od_auth.post(URL, json={"pool1": "1"}))
     expect_unauthorized(od_auth.post(URL, json={"pool1": "1"}, headers={"X-AUTH-TOKEN": "nosuchtoken"}))
+    expect_unauthorized(od_auth.post(URL, content=b'{"pool1":'))  # the token first, as the original
+    expect_unauthorized(od_auth.post(f"{URL}/nosuchpool"))
     nothing_written(r)
     request_id = expect_json(od_auth.post(URL, json={"pool1": "1"}, headers={"X-AUTH-TOKEN": TOKEN}), True,
                              201)["request_id"]

@@ -14,6 +14,7 @@ Error bodies carry the original's fields (`message`, `bad_templates`, `request_i
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -35,6 +36,10 @@ from .services import Services
 UNPARSABLE = "JSON payload could not be parsed"  # the original's message for a body it cannot read
 
 
+class _Unparsable(InvalidRequest):
+    """The body is not JSON: the original's 400 has its own message for that."""
+
+
 def _refusal(err: VmpoolerError) -> Response | None:
     """The original's status and fields for the errors it answers in its own shape; None for the rest
     (401, 503, ...: answered as everywhere else)."""
@@ -47,20 +52,13 @@ def _refusal(err: VmpoolerError) -> Response | None:
     if isinstance(err, NoSuchRequest):
         return error_response(404, err.code, str(err), message=str(err))
     if isinstance(err, InvalidRequest):
-        return error_response(400, err.code, str(err), message=str(err))
+        return error_response(400, err.code, str(err), message=UNPARSABLE if isinstance(err, _Unparsable) else str(err))
     return None
 
 
-async def _submit(request: Request, services: Services, wanted: Wanted | None) -> Response:
-    """`wanted` None: read from the JSON body, after the token (the original checks the token first)."""
+async def _submit(request: Request, services: Services, parse: Callable[[], Awaitable[Wanted]]) -> Response:
     try:
-        if wanted is None:
-            try:
-                body = await json_body(request)
-            except InvalidRequest as err:
-                return error_response(400, err.code, str(err), message=UNPARSABLE)
-            wanted = ondemand.from_mapping(body)
-        request_id = await Provisioning(services.config, services.inventory).submit(wanted, auth_token(request),
+        request_id = await Provisioning(services.config, services.inventory).submit(parse, auth_token(request),
                                                                                    caller(request))
     except VmpoolerError as err:
         if (refused := _refusal(err)) is not None:
@@ -70,18 +68,22 @@ async def _submit(request: Request, services: Services, wanted: Wanted | None) -
 
 
 async def submit_body(request: Request, services: Services) -> Response:
-    return await _submit(request, services, None)
+    async def parse() -> Wanted:
+        try:
+            body = await json_body(request)
+        except InvalidRequest as err:
+            raise _Unparsable(str(err)) from None
+        return ondemand.from_mapping(body)
+
+    return await _submit(request, services, parse)
 
 
 async def submit_path(request: Request, services: Services) -> Response:
-    # The path parameter is named as GET's and DELETE's (one path template): here it holds `a+a+b`.
-    try:
-        wanted = ondemand.from_spec(request.path_params["request_id"])
-    except VmpoolerError as err:
-        if (refused := _refusal(err)) is not None:
-            return refused
-        raise
-    return await _submit(request, services, wanted)
+    async def parse() -> Wanted:
+        # The path parameter is named as GET's and DELETE's (one path template): here it holds `a+a+b`.
+        return ondemand.from_spec(request.path_params["request_id"])
+
+    return await _submit(request, services, parse)
 
 
 def fqdn(config: Config, host: str) -> str:
