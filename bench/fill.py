@@ -98,13 +98,19 @@ async def fill_once(provider: str, size: int, clone_time: float, task_limit: int
         server.stop()
 
 
-async def main() -> None:
+def arguments(description: str, sizes: str) -> argparse.ArgumentParser:
+    """The options of the benchmarks against the ideal ceil(N / C) * D (this one and bench/ondemand.py)."""
     logging.getLogger("vmpooler").setLevel(logging.ERROR)  # the figures only
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="50,200")
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--sizes", default=sizes)
     parser.add_argument("--clone-time", type=float, default=1.0, help="D, seconds")
     parser.add_argument("--task-limit", type=int, default=10, help="C")
     parser.add_argument("--runs", type=int, default=3)
+    return parser
+
+
+async def main() -> None:
+    parser = arguments(__doc__.splitlines()[0], "50,200")
     parser.add_argument("--provider", default="dummy,vcsim")
     args = parser.parse_args()
     providers = args.provider.split(",")

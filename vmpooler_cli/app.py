@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .commands import held, passwords, pools, ssh, tokens, vms
+from .commands import held, ondemand, passwords, pools, ssh, tokens, vms
 from .context import Run
 from .exit_codes import HELP as EXIT_HELP
 from .exit_codes import ExitCode
@@ -99,7 +99,8 @@ class VmpoolerGroup(click.Group):
 
 
 @click.group(cls=VmpoolerGroup, name="vmpooler", epilog=EPILOG,
-             commands=[*vms.COMMANDS, held.mine, ssh.ssh, *pools.COMMANDS, tokens.token, passwords.hash_password],
+             commands=[*vms.COMMANDS, held.mine, ssh.ssh, *pools.COMMANDS, tokens.token, passwords.hash_password,
+                       ondemand.request],
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--api", "url", metavar="URL",
               help="API server: vmpoolerd, or the original vmpooler of any year (API v1, v2 or v3, asked once "

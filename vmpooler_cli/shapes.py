@@ -7,7 +7,10 @@ a server does not report the figure). Each command's `--help` shows its line fro
 from __future__ import annotations
 
 SHAPES = {
-    "checkout": '{"ok": true, "domain": str|null, "vms": [{"pool": str, "hostname": str, "fqdn": str}]}',
+    "checkout": '{"ok": true, "domain": str|null, "vms": [{"pool": str, "hostname": str, "fqdn": str}], '
+                '"request_id"?: str (with --ondemand)}',
+    "request": '{"ok": true, "request_id": str, "domain": null, "vms": [{"pool": str, "hostname": str, '
+               '"fqdn": str}]}; with --cancel {"ok": true, "request_id": str, "deleted": bool}',
     "return": '{"ok": bool, "vms": [{"hostname": str, "ok": bool, "error"?: str}]}',
     "show": '{"hostname": str, "fqdn": str, "domain": str|null, "template": str, "state": str, '
             '"lifetime": int|null, "running": float|null, "remaining": float|null, "tags": {str: str}, '

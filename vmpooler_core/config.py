@@ -133,6 +133,18 @@ class AppSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OnDemandSettings:
+    """On-demand requests (API v3's /ondemandvm), from the `config:` section with the original's keys and
+    defaults. Their clones share the `task_limit` slots with the pools' refills."""
+
+    max_instances_per_request: int = 10  # max_ondemand_instances_per_request: the most of one name per request
+    request_ttl: int = 5  # ondemand_request_ttl: minutes a request may take to be filled before it fails
+    max_vm_retries: int = 3  # clones of one request that may fail (or time out booting) before it fails
+    # backend_weight: clone target -> weight, for the choice between the pools behind an alias
+    backend_weight: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
 class Rate:
     """At most `limit` requests per `period` seconds (GCRA: spread evenly, bursts up to `limit`);
     `limit` 0 means no limit."""
@@ -295,6 +307,7 @@ class Config:
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     dns_configs: Mapping[str, DnsConfig] = field(default_factory=lambda: _EMPTY)
     http: HttpSettings = field(default_factory=HttpSettings)
+    ondemand: OnDemandSettings = field(default_factory=OnDemandSettings)
     source: str = "<defaults>"
     loaded_at: float = field(default_factory=time.time)
     # Derived at load, never edited afterwards.

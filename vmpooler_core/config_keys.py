@@ -23,8 +23,8 @@ TOP = (
 
 # `:config:`.
 CONFIG = (
-    # On-demand provisioning (API v3's /ondemandvm), which this pooler does not offer.
-    "ondemand_clone_limit", "max_ondemand_instances_per_request", "ondemand_request_ttl", "max_vm_retries",
+    # A separate limit on on-demand clones: ours share the `task_limit` slots with the pools' refills.
+    "ondemand_clone_limit",
     # Migration of checked-out VMs between hosts at checkout.
     "migration_limit",
     # A second, earlier pending timeout that only sets a flag.
@@ -37,8 +37,6 @@ CONFIG = (
     "usage_stats", "request_logger",
     # Destroying VMs and folders the configuration does not name.
     "purge_unconfigured_resources", "purge_unconfigured_folders",
-    # Weighted choice between clone targets for aliases of several pools.
-    "backend_weight",
     # The original's adaptive per-pool loop; ours is `manager_loop_seconds`.
     "check_loop_delay_min", "check_loop_delay_max", "check_loop_delay_decay",
     "check_ready_vm_hostname_for_mismatch",

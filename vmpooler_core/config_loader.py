@@ -35,6 +35,7 @@ from .config_dns import dns_configs, dns_plugin_of
 from .config_http import http_settings
 from .config_limits import rate_limits
 from .config_node import Node
+from .config_ondemand import ondemand_settings
 from .config_providers import configured_providers, provider_of, read_options, ready_check_of
 from .config_redis import redis_settings
 from .errors import ConfigError
@@ -77,6 +78,8 @@ ENV_OVERRIDES: tuple[tuple[str, str, str], ...] = (
     ("VMPOOLER_MAX_CHECKOUT_PER_REQUEST", "config", "max_checkout_per_request"),
     ("VMPOOLER_MAX_VMS_PER_TOKEN", "config", "max_vms_per_token"),
     ("VMPOOLER_RATE_LIMITING_ENABLED", "config", "rate_limiting_enabled"),
+    ("VMPOOLER_MAX_ONDEMAND_INSTANCES_PER_REQUEST", "config", "max_ondemand_instances_per_request"),
+    ("VMPOOLER_ONDEMAND_REQUEST_TTL", "config", "ondemand_request_ttl"),
     ("VMPOOLER_STATSD_SERVER", "statsd", "server"),
     ("VMPOOLER_STATSD_PORT", "statsd", "port"),
     ("VMPOOLER_STATSD_PREFIX", "statsd", "prefix"),
@@ -304,6 +307,7 @@ def load(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
     graphs.text("server", None), graphs.text("prefix", None)  # the dashboard's graph source: display only
     limits = rate_limits(top.child("rate_limits"), sections["config"])
     http = http_settings(top.child("http"))
+    ondemand = ondemand_settings(sections["config"])
     config_keys.check(top)  # last: every section has been read, so every valid key has been asked for
     if unchosen is not None:
         raise unchosen
@@ -319,5 +323,6 @@ def load(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
         rate_limits=limits,
         dns_configs=MappingProxyType(dns),
         http=http,
+        ondemand=ondemand,
         source=source,
     ).with_pools(pools)

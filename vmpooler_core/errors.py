@@ -18,6 +18,7 @@ class ErrorCode(StrEnum):
     BAD_HTTP = "bad_http"  # 400: not HTTP/1.1 at all
     UNAUTHORIZED = "unauthorized"  # 401: credentials or token missing or wrong
     TOO_MANY_VMS = "too_many_vms"  # 403: the token's cap on VMs held
+    TOO_MANY_INSTANCES = "too_many_instances"  # 403: an on-demand request over max_ondemand_instances_per_request
     UNKNOWN_POOL = "unknown_pool"  # 404: a checkout names a pool or alias the server does not have
     NOT_FOUND = "not_found"  # 404: no such VM, token, snapshot or summary
     NOT_CHECKED_OUT = "not_checked_out"  # 404 (the original's code): returning a VM nobody holds

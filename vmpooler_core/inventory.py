@@ -51,6 +51,11 @@ class Inventory:
     async def _run(self, name: str, *args: str | int | float, durable: scripts.Durable | None = None) -> Any:
         return await self._scripts.run(name, [self.keys.prefix, *args], durable)
 
+    async def script(self, name: str, *args: str | int | float) -> Any:
+        """Run one of scripts.NAMES (the key prefix goes first), for the core's modules that keep state of
+        their own beside the VMs' (ondemand_store.py)."""
+        return await self._run(name, *args)
+
     async def _write(self, *commands: tuple[str, ...], guard: Guard | None = None) -> list[Any]:
         """Plain writes, behind the fence (lua/write.lua), in one round trip; the reply of each. Every
         write goes through a script, the manager's bookkeeping too: a former primary that is about to be

@@ -115,6 +115,29 @@ class Keys:
         """Hash pool -> when a VM of the pool last became ready (/api/v3/status's `lastBoot`)."""
         return self._k("lastboot")
 
+    # On-demand requests (API v3's /ondemandvm), the original's keys and shapes (contract B3); the Lua
+    # scripts (lua/ondemand.lua) build the same names.
+    def ondemand_new(self) -> str:
+        """Zset request id -> submit epoch: requests no manager has taken in yet."""
+        return self._k("provisioning", "request")
+
+    def ondemand_processing(self) -> str:
+        """Zset request id -> submit epoch: requests being filled."""
+        return self._k("provisioning", "processing")
+
+    def ondemand_tasks(self) -> str:
+        """Zset "<alias>:<pool>:<count>:<request id>" -> submit epoch: clones still to start for a request."""
+        return self._k("odcreate", "task")
+
+    def ondemand_request(self, request_id: str) -> str:
+        """Hash: `requested` ("<alias>:<pool>:<count>,..."), `status` (ready, failed, deleted; unset while
+        being filled), `token:token`, `token:user`, `retry_count`, `failure_reason`."""
+        return self._k("odrequest", request_id)
+
+    def ondemand_vms(self, request_id: str, alias: str, pool: str) -> str:
+        """Set: the VMs of `pool` delivered to a request for `alias`."""
+        return self._k(request_id, alias, pool)
+
     # Added by this implementation (names chosen not to collide with the original's).
     def pools(self) -> str:
         """Set of configured pool names, written by the manager (as the original's later versions)."""

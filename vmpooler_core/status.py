@@ -136,8 +136,9 @@ async def status(config: Config, inventory: Inventory, now: float | None = None)
 async def status_v3(config: Config, inventory: Inventory, views: Iterable[str] | None = None,
                     now: float | None = None) -> dict[str, Any]:
     """API v3's document: each pool also has `lastBoot` (when a VM of it last became ready, "" when
-    never recorded), `queue` also `requested` (kept 0: the original's count read keys that never exist);
-    `views` (None: all) names the sections wanted beside `status`, which is always there."""
+    never recorded), `queue` also `requested`: the on-demand requests not yet filled (the original's count
+    read keys that never exist, and was always 0); `views` (None: all) names the sections wanted beside
+    `status`, which is always there."""
     wanted = set(V3_VIEWS if views is None else views)
     read = await _read(config, inventory, now)
     totals = _totals(config, read)
@@ -157,8 +158,15 @@ async def status_v3(config: Config, inventory: Inventory, views: Iterable[str] |
                 "max": size_of(pool, counts), "lastBoot": counts.lastboot})
         doc["pools"] = pools
     if "queue" in wanted:
-        doc["queue"] = {"requested": 0, **_queue(read, totals)}
+        doc["queue"] = {"requested": await _requested(inventory), **_queue(read, totals)}
     return _with_providers(dict(sorted(doc.items())), read)
+
+
+async def _requested(inventory: Inventory) -> int:
+    pipe = inventory.redis.pipeline(transaction=False)
+    pipe.zcard(inventory.keys.ondemand_new())
+    pipe.zcard(inventory.keys.ondemand_processing())
+    return sum(int(count) for count in await pipe.execute())
 
 
 async def poolstat(config: Config, inventory: Inventory, names: Iterable[str]) -> dict[str, Any]:

@@ -40,9 +40,12 @@ def checkout_counts(names: tuple[str, ...], count: int) -> list[tuple[str, int]]
 @click.argument("names", nargs=-1, required=True, metavar="NAME[+NAME...|=COUNT]...", shell_complete=complete_pools)
 @click.option("-n", "--count", type=click.IntRange(1, 1000), default=1, show_default=True,
               help="How many VMs of each named pool.")
+@click.option("--ondemand", is_flag=True,
+              help="Have the VMs cloned for you (an on-demand request, API only) and wait until they are ready; "
+                   "Ctrl-C stops waiting, not the request (see `vmpooler request`).")
 @json_option
 @click.pass_obj
-def checkout(run: Run, names: tuple[str, ...], count: int, as_json: bool) -> None:
+def checkout(run: Run, names: tuple[str, ...], count: int, ondemand: bool, as_json: bool) -> None:
     """Check out VMs from pools or aliases, and print their hostnames.
 
     All or nothing: when any pool is short of ready VMs, nothing is checked out (exit 4); an
@@ -55,8 +58,13 @@ def checkout(run: Run, names: tuple[str, ...], count: int, as_json: bool) -> Non
       vmpooler checkout centos-6-64=2 debian-7                # two centos, one debian (vmfloaty's form)
       vmpooler checkout centos-6-64+centos-6-64 debian-7      # the same
       vmpooler checkout debian-7 -n 3 --json
+      vmpooler checkout --ondemand centos-7 -n 4              # cloned for you
     """
     counts = checkout_counts(names, count)
+    if ondemand:
+        from . import ondemand as on_demand
+
+        return on_demand.checkout(run, counts, as_json)
     out = run.output(as_json)
     with out.waiting(f"Checking out {sum(n for _, n in counts)} VM(s)…"):
         got = run.backend().checkout(counts)

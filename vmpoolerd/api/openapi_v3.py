@@ -64,6 +64,12 @@ V3_SCHEMAS: dict[str, Any] = {
                       "description": "Pool name -> template, `folder/name`"},
     "PoolCloneTargets": {"type": "object", "additionalProperties": STR, "description": "Pool name -> cluster"},
     "PoolReset": {"type": "object", "description": "Pool name -> anything: each pool named is reset"},
+    "OnDemandRequest": {"type": "object", "additionalProperties": COUNT,
+                        "description": "Pool or alias -> count, and an optional `request_id` of your choice"},
+    "OnDemandAccepted": ok_with(False, request_id=STR),
+    "OnDemandStatus": ok_with({"oneOf": [STR, {"type": "boolean"}, obj(
+        (), False, ready=STR, pending=STR, hostname={"oneOf": [STR, STRINGS]})]},
+        request_id=STR, ready={"type": "boolean"}, message=STR),
     "SizeReset": ok_with(False, pool_size_before_reset=INT, pool_size_before_overrides=INT),
     "TemplateReset": ok_with(False, template_before_reset=STR, template_before_overrides=STR),
 }
@@ -164,6 +170,23 @@ def v3_paths(pool: str) -> dict[str, dict[str, Op]]:
     paths["/poolreset"] = {"post": _change(
         "resetPools", "Replace the ready and pending VMs of pools", "PoolReset", {pool: "1"}, created_only=True,
         params=[_TOKEN_HEADER])}
+    request_id = _path("request_id", "The request's id", "abcdefghijkl0123")
+    paths["/ondemandvm"] = {"post": _v3_op(
+        "submitOnDemand", "Ask for VMs to be cloned for you (poll GET /ondemandvm/<id> until ready)",
+        ("201", "OnDemandAccepted", "Accepted"), "400 401 403 404 409 503", params=[_TOKEN_HEADER],
+        body="OnDemandRequest", example={pool: "2"})}
+    paths["/ondemandvm/{request_id}"] = {
+        "post": _v3_op("submitOnDemandPath", "The same, the pools or aliases in the path (`a+a+b`)",
+                       ("201", "OnDemandAccepted", "Accepted"), "400 401 403 404 409 503",
+                       params=[_path("request_id", "Pool or alias names joined by '+'", f"{pool}+{pool}"),
+                               _TOKEN_HEADER]),
+        "get": _v3_op("getOnDemand", "A request's progress: 202 while being filled (per alias: ready and "
+                      "pending), 200 once ready (per alias: hostnames), failed or deleted (a message)",
+                      ("200", "OnDemandStatus", "Ready, failed or deleted"), "404 503", params=[request_id]),
+        "delete": _v3_op("deleteOnDemand", "Delete a request; the VMs delivered so far are returned",
+                         ("200", "Ok", "Deleted"), "401 404 503", params=[request_id, _TOKEN_HEADER]),
+    }
+    paths["/ondemandvm/{request_id}"]["get"]["responses"]["202"] = _json(ref("OnDemandStatus"), "Being filled")
     paths["/openapi.json"] = {"get": {"operationId": "getOpenapiV3", "summary": "This document", "responses": {
         "200": {"description": "OpenAPI document", "content": {"application/json": {"schema": {
             "type": "object"}}}}}}}

@@ -13,7 +13,8 @@ The matched entry is put in the scope as `route`, as Starlette does for its own 
 can time requests by route (guard.py).
 
 Rate classes follow the original's (its vm_creation, vm_deletion and the rest): POSTs under `/vm` are
-`checkout` (disk and snapshot requests too), DELETEs under `/vm` `return`, everything else `other`.
+`checkout` (disk and snapshot requests too), DELETEs under `/vm` `return`, everything else `other`; v3's
+on-demand requests likewise.
 Not limited: the probes (a health probe answered 429 would take a healthy server out of service; a
 scrape answered 429 leaves a gap in the graphs), the OpenAPI document and the dashboard's page and
 files, which do no Redis work.
@@ -42,6 +43,7 @@ from . import (
     openapi,
     openapi_v3,
     routes_health,
+    routes_ondemand,
     routes_pool_config,
     routes_status,
     routes_token,
@@ -131,6 +133,11 @@ V3_OWN: tuple[Route, ...] = (
     Route("/vm/{hostname}/snapshot", "POST", routes_v3.take_snapshot, CHECKOUT),
     Route("/vm/{hostname}/snapshot/{snapshot}", "POST", routes_v3.revert_snapshot, CHECKOUT),
     Route("/full_config", "GET", routes_v3.full_config, OTHER),
+    # On-demand VMs (routes_ondemand.py). One template for the request id and the POST's `a+a+b`.
+    Route("/ondemandvm", "POST", routes_ondemand.submit_body, CHECKOUT),
+    Route("/ondemandvm/{request_id}", "POST", routes_ondemand.submit_path, CHECKOUT),
+    Route("/ondemandvm/{request_id}", "GET", routes_ondemand.status, OTHER),
+    Route("/ondemandvm/{request_id}", "DELETE", routes_ondemand.delete, RETURN),
     # The pool configuration API (behind `experimental_features`).
     Route("/config", "GET", routes_pool_config.get_config, OTHER),
     Route("/config/poolsize", "POST", routes_pool_config.set_sizes, OTHER),

@@ -1,5 +1,6 @@
 """Cloning: at most `task_limit` clones at once across all pools and all managers (clone_slots.py), each
-recorded before it starts.
+recorded before it starts. A clone for an on-demand request (`order`, see ondemand.py) takes the same slots
+as a refill.
 
 A clone is first reserved in Redis (add_pending.lua: the hostname, the pending entry, and the checks that
 this manager still holds the pool's lease and that ready + pending is below the size, all in one atomic
@@ -18,9 +19,11 @@ from collections import Counter
 from vmpooler_core import audit, clock
 from vmpooler_core.config import PoolConfig
 from vmpooler_core.metrics import Phase
+from vmpooler_core.ondemand_store import Order, RequestStore
 from vmpooler_core.provider import CloneSpec, Provider, ProviderError
 from vmpooler_core.replies import Kept, Reservation
 
+from . import ondemand_vms
 from .clone_slots import CloneSlots
 from .context import Context, redis_fault
 from .hostnames import new_hostname
@@ -34,6 +37,9 @@ class Cloner:
         self.ctx = ctx
         self.slots = CloneSlots(ctx)
         self.queued: Counter[str] = Counter()  # pool -> clones waiting for a slot
+        self.ordered: Counter[tuple[str, Order]] = Counter()  # (pool, order) -> request clones waiting for a slot
+        self.ordered_running = 0  # request clones holding a slot
+        self.requests = RequestStore(ctx.inventory)
         self.inflight: dict[str, str] = {}  # host -> pool, from just before its reservation to the end
         self._waiting: set[asyncio.Task[None]] = set()
         self._running: set[asyncio.Task[None]] = set()
@@ -42,36 +48,50 @@ class Cloner:
     def hosts(self, pool: str) -> set[str]:
         return {host for host, owner in self.inflight.items() if owner == pool}
 
-    def start(self, pool: PoolConfig, provider: Provider) -> None:
-        """Queue one clone for `pool`; it starts when a slot is free (FIFO across pools)."""
-        self.queued[pool.name] += 1
-        task = asyncio.create_task(self._clone(pool, provider), name=f"clone {pool.name}")
+    def start(self, pool: PoolConfig, provider: Provider, order: Order | None = None) -> None:
+        """Queue one clone for `pool` (for an on-demand request with `order`); it starts when a slot is free
+        (FIFO across pools)."""
+        if order is None:
+            self.queued[pool.name] += 1
+        else:
+            self.ordered[pool.name, order] += 1
+        task = asyncio.create_task(self._clone(pool, provider, order), name=f"clone {pool.name}")
         self._waiting.add(task)
         task.add_done_callback(self._waiting.discard)
         task.add_done_callback(self._running.discard)
 
-    async def _clone(self, pool: PoolConfig, provider: Provider) -> None:
+    async def _clone(self, pool: PoolConfig, provider: Provider, order: Order | None) -> None:
         try:
             await self.slots.take()
         except Exception as err:
             _skipped(pool, err)
             return
         finally:
-            self.queued[pool.name] -= 1
+            if order is None:
+                self.queued[pool.name] -= 1
+            else:
+                self.ordered[pool.name, order] -= 1
+                if not self.ordered[pool.name, order]:
+                    del self.ordered[pool.name, order]
         slot = _Slot(self.slots)
+        if order is not None:
+            self.ordered_running += 1
         try:
             task = asyncio.current_task()
             if task is not None:
                 self._waiting.discard(task)
                 self._running.add(task)
             if not self.stopping and self.ctx.leases.holds(pool.name):
-                await self._reserve_and_clone(pool, provider, slot)
+                await self._reserve_and_clone(pool, provider, slot, order)
         except Exception as err:  # a bug must not end the manager; the next pass clones again
             _skipped(pool, err)
         finally:
             await slot.release()
+            if order is not None:
+                self.ordered_running -= 1
 
-    async def _reserve_and_clone(self, pool: PoolConfig, provider: Provider, slot: _Slot) -> None:
+    async def _reserve_and_clone(self, pool: PoolConfig, provider: Provider, slot: _Slot,
+                                 order: Order | None) -> None:
         template = pool.template or pool.name
         for _ in range(_NAME_ATTEMPTS):
             host = new_hostname(self.ctx.config.app.prefix)
@@ -80,11 +100,9 @@ class Cloner:
             self.inflight[host] = pool.name
             try:
                 now = clock.stamp(self.ctx.clock())
-                outcome = await self.ctx.inventory.reserve_clone(
-                    pool.name, host, template, size=pool.size, owner=self.ctx.owner, now=now,
-                    history=audit.entry("clone", now, manager=self.ctx.owner, detail=f"template {template}"))
+                outcome = await self._reserve(pool, host, template, now, order)
                 if outcome is Reservation.RESERVED:
-                    await self._run(pool, provider, host, template, slot)
+                    await self._run(pool, provider, host, template, slot, order)
                     return
             finally:
                 self.inflight.pop(host, None)
@@ -92,7 +110,19 @@ class Cloner:
                 return  # FULL or LEASE_LOST: the pool is full, or another manager has it
         log.error("clone skipped pool=%s: %d hostnames in a row already in use", pool.name, _NAME_ATTEMPTS)
 
-    async def _run(self, pool: PoolConfig, provider: Provider, host: str, template: str, slot: _Slot) -> None:
+    async def _reserve(self, pool: PoolConfig, host: str, template: str, now: str,
+                       order: Order | None) -> Reservation:
+        if order is None:
+            return await self.ctx.inventory.reserve_clone(
+                pool.name, host, template, size=pool.size, owner=self.ctx.owner, now=now,
+                history=audit.entry("clone", now, manager=self.ctx.owner, detail=f"template {template}"))
+        return await self.requests.reserve(
+            pool.name, order, host, template, owner=self.ctx.owner, now=now,
+            history=audit.entry("clone", now, manager=self.ctx.owner, request=order.request_id,
+                                detail=f"template {template}, on-demand request"))
+
+    async def _run(self, pool: PoolConfig, provider: Provider, host: str, template: str, slot: _Slot,
+                   order: Order | None = None) -> None:
         target = pool.clone_target or self.ctx.config.app.clone_target
         spec = CloneSpec(name=host, template=template, folder=pool.folder or pool.name,
                          datastore=pool.datastore, target=target,
@@ -110,6 +140,9 @@ class Cloner:
             # out of pending: the provider can fail the call after the VM was made (vCenter stops
             # answering while the clone task ends), and by then a pass may have found the VM ready and a
             # client checked it out. Such a VM is as good as any other; it stays where it is.
+            if order is not None:  # the same, and the request's clone goes back into its task
+                await ondemand_vms.lost(self.ctx, self.requests, pool.name, host, f"clone failed: {err}", forget=True)
+                return
             entry = audit.entry("clone failed", clock.stamp(self.ctx.clock()), manager=self.ctx.owner,
                                 detail=str(err))
             forgotten = await self.ctx.inventory.forget(pool.name, host, destroyed=False, only_from="pending",

@@ -10,6 +10,7 @@ import logging
 from vmpooler_core import clock
 from vmpooler_core.metrics import Phase
 
+from . import ondemand_vms
 from .pool_pass import PoolPass
 
 log = logging.getLogger("vmpooler.manager")
@@ -70,7 +71,12 @@ async def check_pending(p: PoolPass) -> None:
     timeout = p.ctx.timeout_seconds(p.pool)
     for host, reason in (await _probe_all(p, hosts, recheck=False)).items():
         age = p.age(host, "clone")
-        if reason is None:
+        if ondemand_vms.ordered(p, host):  # cloned for an on-demand request: delivered to it, or cloned again
+            if reason is None:
+                await ondemand_vms.deliver(p, host)
+            elif host not in p.protected and (age is None or age > timeout):
+                await ondemand_vms.timed_out(p, host, f"not ready after {timeout / 60:.0f} minutes: {reason}")
+        elif reason is None:
             stamp = clock.stamp(p.now)  # it has just passed its check, too
             stamps: dict[str, object] = {"ready": stamp, "check": stamp}
             if p.facts[host].guest_ip:  # for `GET /vm/<host>`'s ip: the provider knows it better than DNS

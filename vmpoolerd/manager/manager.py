@@ -42,6 +42,7 @@ from .context import Context, redis_fault
 from .destroyer import Destroyer
 from .health_report import HealthReport
 from .lease import Leases, Presence
+from .ondemand import OnDemand
 from .pool_settings import PoolSettings
 from .pool_worker import PoolWorker
 from .runner import ProviderRunner
@@ -103,6 +104,7 @@ class Manager:
                                                      self.destroyer)
             else:
                 log.error("pool skipped pool=%s: provider %r is not available", pool.name, pool.provider)
+        self.ondemand = OnDemand(self.ctx, self.cloner, self.workers)
         limit = app.manager_backoff_max
         self._redis_outage = Outage("redis", limit)
         self._provider_outages = {name: Outage(f"provider {name}", limit) for name in providers}
@@ -153,7 +155,7 @@ class Manager:
                 self.ctx.health.pool_read(name)
             else:
                 self._failed(name, result, report)
-        report.clones = self._fill(short)
+        report.clones = await self.ondemand.run() + self._fill(short)  # a waiting client's clones first
         report.tasks = await self.tasks.run()
         await self.ctx.health.publish(self.ctx.leases.pools)
         return report
@@ -199,6 +201,7 @@ class Manager:
         """Passes until `stop` is set; then `shutdown()`. Survives Redis and provider outages (backoff with
         jitter, one log line when one starts and one when it ends)."""
         keeper = asyncio.create_task(self._keep_leases(stop), name="lease keeper")
+        watcher = asyncio.create_task(self.ondemand.watch(stop), name="on-demand watcher")
         log.info("manager started id=%s pools=%d task_limit=%d", self.id, len(self.workers),
                  self.config.app.task_limit)
         try:
@@ -215,6 +218,7 @@ class Manager:
                 await self._pause(stop, next_full, started, waking=not self._redis_outage.down)
         finally:
             keeper.cancel()
+            watcher.cancel()
             await self.shutdown()
 
     async def _pass(self, pools: set[str] | None) -> float:

@@ -22,7 +22,7 @@ from .readiness import Probe
 log = logging.getLogger("vmpooler.manager")
 
 # The VM hash fields a pass reads for pending, ready and running VMs.
-FIELDS = ("clone", "cloned_by", "ready", "check", "lifetime", "checkout")
+FIELDS = ("clone", "cloned_by", "ready", "check", "lifetime", "checkout", "request_id")
 
 
 @dataclass

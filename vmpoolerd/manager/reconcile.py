@@ -19,7 +19,7 @@ import logging
 
 from vmpooler_core.keys import STATES
 
-from . import ownership
+from . import ondemand_vms, ownership
 from .pool_pass import PoolPass
 
 log = logging.getLogger("vmpooler.manager")
@@ -43,7 +43,9 @@ def _clone_dead(p: PoolPass, host: str) -> bool:
 
 async def forget_dead_pending(p: PoolPass) -> None:
     for host in sorted(p.sets["pending"] - p.facts.keys() - p.protected):
-        if _clone_dead(p, host):
+        if _clone_dead(p, host) and ondemand_vms.ordered(p, host):
+            await ondemand_vms.vanished(p, host, "its clone ended without a VM")
+        elif _clone_dead(p, host):
             await p.forget(host, destroyed=False, reason="its clone ended without a VM", only_from="pending")
 
 
