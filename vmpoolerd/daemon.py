@@ -24,6 +24,7 @@ from vmpooler_core.metrics import Metrics, from_settings
 
 from . import http_limits, logs
 from .api import create_app
+from .api.app import preflight
 from .prometheus import Registry, Tee
 
 log = logging.getLogger("vmpooler.daemon")
@@ -101,8 +102,9 @@ def api_runner(config: Config, where: Listen, metrics: Metrics, prometheus: Regi
     async def run(stop: asyncio.Event) -> None:
         watcher = asyncio.create_task(_exit_when(stop, server))
         host, port = sock.getsockname()[:2]
-        log.info("API listening on http://%s:%s", host, port)
         try:
+            await preflight(config)
+            log.info("API listening on http://%s:%s", host, port)
             await server.serve(sockets=[sock])
         except SystemExit as exc:  # uvicorn exits this way when its start-up fails
             raise RoleUnavailable(f"the API did not start (uvicorn exit {exc.code})") from None

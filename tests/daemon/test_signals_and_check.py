@@ -99,3 +99,19 @@ def test_check_passes_while_a_daemon_runs_its_manager(tmp_path: Path, redis_url:
     assert daemon.stop() == 0, daemon.log()
     code, verdict, _ = check(config, tmp_path)  # a manager that stopped cleanly has left: not counted
     assert (code, verdict["reason"]) == (1, "no manager heartbeat"), verdict
+
+
+def test_a_durability_redis_cannot_honour_is_one_line_and_exit_78(tmp_path: Path, redis_url: str,
+                                                                   start_daemon: StartDaemon) -> None:
+    """`durability: aof` on a Redis without WAITAOF (before 7.2) or without its AOF (the tests' has none):
+    refused before the API starts, in one line naming the key, exit 78 (EX_CONFIG). Before, uvicorn's
+    start-up failed with a traceback and the daemon exited 69."""
+    config = write_config(tmp_path / "vmpooler.yaml", redis_url, pools="  - {name: pool1, size: 1}\n")
+    config.write_text(config.read_text().replace(f"redis: {{url: '{redis_url}'}}",
+                                                 f"redis: {{url: '{redis_url}', durability: aof}}"))
+    daemon = start_daemon(["api", "--config", str(config)])
+    wait_until(lambda: not daemon.running(), 20, "vmpoolerd refused to start")
+    assert daemon.proc is not None and daemon.proc.returncode == 78, daemon.log()
+    errors = [line for line in daemon.log().splitlines() if line.startswith("vmpoolerd: error:")]
+    assert len(errors) == 1 and "vmpooler.yaml: redis.durability: aof needs" in errors[0], daemon.log()
+    assert "Traceback" not in daemon.log()

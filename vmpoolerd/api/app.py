@@ -51,9 +51,8 @@ def default_deadline(config: Config) -> float:
 
 
 async def _probe(client: aioredis.Redis, config: Config) -> None:
-    """Say at start-up when Redis is not there; requests answer 503 until it is, then recover. Refuse to
-    start on a Redis that cannot honour `durability` (when it is reachable to be asked; otherwise each
-    checkout says why, with a 503)."""
+    """Say at start-up when Redis is not there; requests answer 503 until it is, then recover; and when it
+    cannot honour `durability` (each checkout then says why, with a 503)."""
     try:
         async with asyncio.timeout(min(2.0, default_deadline(config))):
             await client.ping()
@@ -66,9 +65,26 @@ async def _probe(client: aioredis.Redis, config: Config) -> None:
         else:  # there, but refusing us: say why, and which setting to fix
             log.warning("redis at %s: %s; answering 503 until it is fixed", config.redis.describe(), fault.logged())
         return
+    if unsupported is not None:  # (preflight refuses this before the server starts, when it can ask)
+        log.error("%s: each checkout and return is answered 503 until it is fixed", unsupported)
+
+
+async def preflight(config: Config) -> None:
+    """Before the server starts: ConfigError for a Redis that cannot honour `durability`, so that the daemon
+    says so in one line and exits 78 (raised from the start-up of uvicorn, it became a traceback). A Redis
+    that cannot be asked is not refused: the API answers 503 until it is there."""
+    if config.redis.durability != "aof":
+        return
+    client = api_redis(config)
+    try:
+        async with asyncio.timeout(min(2.0, default_deadline(config))):
+            unsupported = await scripts.durability_unsupported(client, config.redis.durability)
+    except (redis_errors.RedisError, OSError, TimeoutError):
+        return
+    finally:
+        await client.aclose()
     if unsupported is not None:
-        log.error("%s", unsupported)
-        raise ConfigError(unsupported, key="redis.durability")
+        raise ConfigError(unsupported.removeprefix("durability: "), source=config.source, key="redis.durability")
 
 
 async def _recorded_pools(config: Config, client: aioredis.Redis) -> Config:
