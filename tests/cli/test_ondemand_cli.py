@@ -89,3 +89,13 @@ def test_ondemand_errors(redis_url: str, make_vmp: Callable[[str, str], Vmp]) ->
     assert "no request found" in vmp.fails(ExitCode.NOT_FOUND, "request", "nosuch").stderr
     direct = make_vmp("redis", config_text(redis_url))
     assert "--api" in direct.fails(ExitCode.USAGE, "checkout", "--ondemand", "pool1").stderr
+
+
+def test_ondemand_on_a_server_without_it_says_it_does_not_offer_it(redis_url: str, sync_redis: redis.Redis,
+                                                                    make_vmp: Callable[[str, str], Vmp]) -> None:
+    """API v1 (the URL names it: the original before 2.0 has nothing else) has no on-demand routes: the CLI
+    says the server does not offer them, never "unknown pool", and nothing is asked for."""
+    vmp = make_vmp("api-v1", config_text(redis_url))
+    result = vmp.fails(ExitCode.ERROR, "checkout", "--ondemand", "pool1")
+    assert "does not offer on-demand VMs (API v1" in result.stderr, result.stderr
+    assert not sync_redis.zcard(K.ondemand_new())
