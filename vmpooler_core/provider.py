@@ -22,6 +22,17 @@ class ProviderUnavailable(ProviderError):
     """The provider cannot be reached at all (vCenter down, session lost): back off and retry."""
 
 
+class OutcomeUnknown(ProviderError):
+    """A clone or destroy was asked of the provider and its answer lost (connection reset, vCenter
+    restarted), and the provider could not find out what became of it: only a later look can tell. A
+    clone's pending record stays for the reconciliation, which adopts the VM if it turns up."""
+
+
+class NameTaken(ProviderError):
+    """The provider refused the clone's name (a VM or a leftover folder of that name): it made nothing,
+    and the clone can be tried again under another name."""
+
+
 class ProviderLoginRefused(ProviderUnavailable):
     """The provider answered but refused the configured credentials (vSphere's InvalidLogin): retrying
     cannot help until the configuration is fixed, so health reports say "cannot log in", not "unreachable"."""

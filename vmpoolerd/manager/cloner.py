@@ -17,7 +17,7 @@ from collections import Counter
 from vmpooler_core import audit, clock
 from vmpooler_core.config import PoolConfig
 from vmpooler_core.metrics import Phase
-from vmpooler_core.provider import CloneSpec, Provider, ProviderError
+from vmpooler_core.provider import CloneSpec, NameTaken, OutcomeUnknown, Provider, ProviderError
 from vmpooler_core.replies import Kept, Reservation
 
 from .context import Context, redis_fault
@@ -85,15 +85,19 @@ class Cloner:
                     history=audit.entry("clone", now, manager=self.ctx.owner, detail=f"template {template}"))
                 if outcome is Reservation.RESERVED:
                     self._publish()
-                    await self._run(pool, provider, host, template, slot)
-                    return
+                    if not await self._run(pool, provider, host, template, slot):
+                        return
+                    continue  # the provider refused the name: another one
+
             finally:
                 self.inflight.pop(host, None)
             if outcome is not Reservation.TAKEN:
                 return  # FULL or LEASE_LOST: the pool is full, or another manager has it
         log.error("clone skipped pool=%s: %d hostnames in a row already in use", pool.name, _NAME_ATTEMPTS)
 
-    async def _run(self, pool: PoolConfig, provider: Provider, host: str, template: str, slot: _Slot) -> None:
+    async def _run(self, pool: PoolConfig, provider: Provider, host: str, template: str, slot: _Slot) -> bool:
+        """The clone of a reserved `host`; True when the provider refused the name (nothing was made and
+        the pending entry is gone): the caller tries another name."""
         target = pool.clone_target or self.ctx.config.app.clone_target
         spec = CloneSpec(name=host, template=template, folder=pool.folder or pool.name,
                          datastore=pool.datastore, target=target,
@@ -103,6 +107,8 @@ class Cloner:
         log.info("clone started pool=%s vm=%s template=%s", pool.name, host, template)
         try:
             await self.ctx.runner.clone(provider.clone, pool.name, spec)
+        except (NameTaken, OutcomeUnknown) as err:
+            return await self._unsettled(pool.name, host, err, slot)
         except ProviderError as err:
             slot.release()
             self.ctx.health.clone_failed(pool.name, err)
@@ -120,7 +126,7 @@ class Cloner:
                             "it is kept", pool.name, host, err)
             else:
                 log.warning("clone failed pool=%s vm=%s: %s", pool.name, host, err)
-            return
+            return False
         finally:
             self.inflight.pop(host, None)
             self._publish()
@@ -132,6 +138,23 @@ class Cloner:
         self.ctx.metrics.duration(Phase.CLONE, pool.name, seconds)
         log.info("clone done pool=%s vm=%s seconds=%.1f", pool.name, host, seconds)
         self.ctx.poke(pool.name)
+        return False
+
+    async def _unsettled(self, pool: str, host: str, err: ProviderError, slot: _Slot) -> bool:
+        """A clone that neither failed nor succeeded. Its name taken: nothing was made, the pending entry
+        goes and the caller tries another name. Its outcome unknown: the pending entry stays, and the
+        reconciliation adopts the VM if it turns up, or forgets the entry once vCenter shows neither the
+        VM nor a clone task that could be making it."""
+        if isinstance(err, OutcomeUnknown):
+            slot.release()
+            log.warning("clone outcome unknown pool=%s vm=%s: %s; left pending for the reconciliation", pool,
+                        host, err)
+            return False
+        entry = audit.entry("clone renamed", clock.stamp(self.ctx.clock()), manager=self.ctx.owner,
+                            detail=str(err))
+        await self.ctx.inventory.forget(pool, host, destroyed=False, only_from="pending", history=entry)
+        log.info("clone name taken pool=%s vm=%s: %s; cloning under another name", pool, host, err)
+        return True
 
     def _publish(self) -> None:
         """Publish this manager's clones in flight (the /status `cloning` figure), off the clone's path:

@@ -1,0 +1,105 @@
+"""Looking vCenter over when the answer to a call was lost, or a VM is not where it was: VMs by name
+anywhere in the datacenter, and the clone tasks still running.
+
+A clone or destroy whose answer never arrived is decided by what vCenter shows, never guessed: the VM by
+its name and our mark, and the clone tasks of its template that are still queued or running. The same
+look finds a pool's VMs that are no longer in its folder (moved, or the pool's `folder:` changed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from pyVmomi import vim as _vim
+from pyVmomi import vmodl as _vmodl
+
+from vmpooler_core.provider import VmFacts
+
+from .vsphere_session import retrieve
+
+vim: Any = _vim
+vmodl: Any = _vmodl
+_PC = vmodl.query.PropertyCollector
+
+VM_PROPS = ["name", "config.template", "runtime.powerState", "runtime.host", "guest.hostName",
+            "guest.ipAddress", "config.annotation", "parent"]
+_TASK_PROPS = ["info.state", "info.descriptionId", "info.entity"]
+_RUNNING = ("queued", "running")
+
+
+def facts(props: dict[str, Any], mark: str | None) -> VmFacts:
+    host = props.get("runtime.host")
+    return VmFacts(name=props["name"], powered_on=props.get("runtime.powerState") == "poweredOn",
+                   guest_hostname=props.get("guest.hostName") or None,
+                   guest_ip=props.get("guest.ipAddress") or None,
+                   host=host._moId if host is not None else None, pooler_id=mark)
+
+
+def all_vms(content: Any, root: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """Every VM (templates included) under `root`, through its folders at every depth, one round trip
+    per 1,000."""
+    into_folders = _PC.TraversalSpec(name="folders", type=vim.Folder, path="childEntity", skip=False,
+                                     selectSet=[_PC.SelectionSpec(name="folders")])
+    spec = _PC.FilterSpec(objectSet=[_PC.ObjectSpec(obj=root, skip=True, selectSet=[into_folders])],
+                          propSet=[_PC.PropertySpec(type=vim.VirtualMachine, pathSet=VM_PROPS)])
+    return _retrieve_spec(content, spec)
+
+
+def objects(content: Any, refs: Iterable[Any], kind: Any, props: list[str]) -> list[tuple[Any, dict[str, Any]]]:
+    """`props` of several objects of one type in one round trip."""
+    refs = list(refs)
+    if not refs:
+        return []
+    spec = _PC.FilterSpec(objectSet=[_PC.ObjectSpec(obj=ref, skip=False) for ref in refs],
+                          propSet=[_PC.PropertySpec(type=kind, pathSet=props)])
+    return _retrieve_spec(content, spec)
+
+
+def _retrieve_spec(content: Any, spec: Any) -> list[tuple[Any, dict[str, Any]]]:
+    collector = content.propertyCollector
+    found: list[tuple[Any, dict[str, Any]]] = []
+    result = collector.RetrievePropertiesEx([spec], _PC.RetrieveOptions(maxObjects=1000))
+    while result is not None:
+        found += [(o.obj, {p.name: p.val for p in (o.propSet or [])}) for o in result.objects]
+        result = collector.ContinueRetrievePropertiesEx(result.token) if result.token else None
+    return found
+
+
+def clone_tasks(content: Any, template: Any, known: Collection[str]) -> list[Any]:
+    """The queued or running clone tasks of `template` other than `known` (task ids): clones whose call
+    was answered to nobody here (its answer lost), or made by another pooler."""
+    recent = retrieve(content, content.taskManager, None, vim.TaskManager, ["recentTask"])
+    tasks = recent[0][1].get("recentTask") or [] if recent else []
+    running = []
+    for task, props in objects(content, [t for t in tasks if t._moId not in known], vim.Task, _TASK_PROPS):
+        entity = props.get("info.entity")
+        if (props.get("info.descriptionId") == "VirtualMachine.clone" and props.get("info.state") in _RUNNING
+                and entity is not None and entity._moId == template._moId):
+            running.append(task)
+    return running
+
+
+def task_state(content: Any, task: Any) -> str | None:
+    """The task's state; None when vCenter no longer knows it (restarted since)."""
+    try:
+        found = objects(content, [task], vim.Task, ["info.state"])
+    except vmodl.fault.ManagedObjectNotFound:
+        return None
+    return str(found[0][1].get("info.state")) if found else None
+
+
+def folder_path(content: Any, entity: Any, datacenter: str) -> str | None:
+    """The inventory path of a folder under the datacenter's VM folder ("vmpooler/pool1")."""
+    names: list[str] = []
+    current = entity
+    while current is not None and isinstance(current, vim.Folder):
+        props = objects(content, [current], vim.Folder, ["name", "parent"])
+        if not props:
+            return None
+        name, parent = props[0][1].get("name"), props[0][1].get("parent")
+        if isinstance(parent, vim.Datacenter):
+            return "/".join(reversed(names)) if name == "vm" else None
+        names.append(str(name))
+        current = parent
+    return None
