@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -30,9 +30,9 @@ from pyVmomi import vmodl as _vmodl
 
 from vmpooler_core import clock
 from vmpooler_core.config import PoolConfig, ProviderConfig
-from vmpooler_core.provider import CloneSpec, NameTaken, OutcomeUnknown, ProviderError, ReadyCheck, VmFacts
+from vmpooler_core.provider import CloneSpec, Located, NameTaken, OutcomeUnknown, ProviderError, ReadyCheck, VmFacts
 
-from .vsphere_lookup import clone_tasks, objects, task_state
+from .vsphere_lookup import VM_PROPS, Whereabouts, clone_tasks, facts, objects, task_state
 from .vsphere_session import Session, TaskFailed, TaskLost, properties, retrieve
 from .vsphere_stub import NETWORK_ERRORS, Unanswered
 
@@ -40,8 +40,6 @@ log = logging.getLogger("vmpooler.providers.vsphere")
 vim: Any = _vim  # built at run time: untyped to a type checker
 vmodl: Any = _vmodl
 
-_VM_PROPS = ["name", "config.template", "runtime.powerState", "runtime.host", "guest.hostName",
-             "guest.ipAddress", "config.annotation"]
 _MARK = "pooler_id"  # the annotation's key for the identity of the pooler that cloned the VM
 _HOST_PROPS = ["name", "runtime.connectionState", "runtime.inMaintenanceMode",
                "summary.quickStats.overallCpuUsage", "summary.quickStats.overallMemoryUsage",
@@ -92,6 +90,7 @@ class VsphereProvider:
         self._loads_lock = threading.Lock()
         self._tasks: set[str] = set()  # the clone tasks this provider waits for (see _clone_outcome)
         self._tasks_lock = threading.Lock()
+        self._whereabouts = Whereabouts(config.name)
 
     def _folder(self, pool: str) -> str:
         config = self._pools.get(pool)
@@ -100,8 +99,40 @@ class VsphereProvider:
         return config.folder
 
     def _vm(self, content: Any, pool: str, name: str) -> Any:
+        """The VM in its pool's folder, else where it was last found (see `locate`), else anywhere in the
+        datacenter; None when there is none of that name."""
         folder = self.session.find(content, self._folder(pool))
-        return content.searchIndex.FindChild(folder, name)
+        vm = content.searchIndex.FindChild(folder, name)
+        elsewhere = self._whereabouts.folder(name)
+        if vm is None and elsewhere is not None:
+            vm = content.searchIndex.FindChild(elsewhere, name)
+        if vm is None:
+            self._whereabouts.find(content, self._vm_root(content), [name], self._folder(pool), pooler_mark)
+            elsewhere = self._whereabouts.folder(name)
+            vm = content.searchIndex.FindChild(elsewhere, name) if elsewhere is not None else None
+        return vm
+
+    def _vm_root(self, content: Any) -> Any:
+        return self.session.find(content, "")
+
+    def locate(self, pool: str, names: Collection[str]) -> Located:
+        config = self._pools.get(pool)
+        template_path = (config.template if config else None) or pool
+
+        def run(content: Any) -> Located:
+            with self._tasks_lock:
+                known = set(self._tasks)
+            try:
+                template = self.session.find(content, template_path)
+            except ProviderError:
+                template = None  # no such template: nothing can be cloning from it
+            # The clone tasks first: a clone that ends after they are read shows its VM to the look below.
+            cloning = template is not None and bool(clone_tasks(content, template, known))
+            found = self._whereabouts.find(content, self._vm_root(content), names, self._folder(pool),
+                                           pooler_mark)
+            return Located(found, cloning)
+
+        return self.session.run(run)
 
     # Inventory -----------------------------------------------------------------------------------
 
@@ -112,19 +143,13 @@ class VsphereProvider:
             root = self.session.find(content, path)
             found: dict[str, VmFacts] = {}
             children = (vim.Folder, "childEntity")
-            for _, props in retrieve(content, root, children, vim.VirtualMachine, _VM_PROPS):
+            for _, props in retrieve(content, root, children, vim.VirtualMachine, VM_PROPS):
                 if "name" not in props:
                     # Never return a partial inventory: a VM missing from it counts as gone.
                     raise ProviderError(f"vsphere {self.name}: a VM in {path} could not be read")
                 if props.get("config.template"):
                     continue  # a template is never a pool VM, whatever folder it sits in
-                host = props.get("runtime.host")
-                found[props["name"]] = VmFacts(
-                    name=props["name"], powered_on=props.get("runtime.powerState") == "poweredOn",
-                    guest_hostname=props.get("guest.hostName") or None,
-                    guest_ip=props.get("guest.ipAddress") or None,
-                    host=host._moId if host is not None else None,
-                    pooler_id=pooler_mark(props.get("config.annotation")))
+                found[props["name"]] = facts(props, pooler_mark(props.get("config.annotation")))
             return found
 
         return self.session.run(read)

@@ -8,6 +8,9 @@ look finds a pool's VMs that are no longer in its folder (moved, or the pool's `
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import threading
 from collections.abc import Collection, Iterable
 from typing import Any
 
@@ -20,6 +23,7 @@ from .vsphere_session import retrieve
 
 vim: Any = _vim
 vmodl: Any = _vmodl
+log = logging.getLogger("vmpooler.providers.vsphere")
 _PC = vmodl.query.PropertyCollector
 
 VM_PROPS = ["name", "config.template", "runtime.powerState", "runtime.host", "guest.hostName",
@@ -70,7 +74,7 @@ def clone_tasks(content: Any, template: Any, known: Collection[str]) -> list[Any
     """The queued or running clone tasks of `template` other than `known` (task ids): clones whose call
     was answered to nobody here (its answer lost), or made by another pooler."""
     recent = retrieve(content, content.taskManager, None, vim.TaskManager, ["recentTask"])
-    tasks = recent[0][1].get("recentTask") or [] if recent else []
+    tasks = (recent[0][1].get("recentTask") or []) if recent else []
     running = []
     for task, props in objects(content, [t for t in tasks if t._moId not in known], vim.Task, _TASK_PROPS):
         entity = props.get("info.entity")
@@ -89,17 +93,74 @@ def task_state(content: Any, task: Any) -> str | None:
     return str(found[0][1].get("info.state")) if found else None
 
 
-def folder_path(content: Any, entity: Any, datacenter: str) -> str | None:
-    """The inventory path of a folder under the datacenter's VM folder ("vmpooler/pool1")."""
+def folder_path(content: Any, folder: Any) -> str:
+    """The inventory path of a folder under its datacenter's VM folder ("vmpooler/pool1")."""
     names: list[str] = []
-    current = entity
-    while current is not None and isinstance(current, vim.Folder):
+    current = folder
+    while isinstance(current, vim.Folder):
         props = objects(content, [current], vim.Folder, ["name", "parent"])
         if not props:
-            return None
+            break
         name, parent = props[0][1].get("name"), props[0][1].get("parent")
         if isinstance(parent, vim.Datacenter):
-            return "/".join(reversed(names)) if name == "vm" else None
+            break  # `name` is the datacenter's VM folder itself
         names.append(str(name))
         current = parent
-    return None
+    return "/".join(reversed(names))
+
+
+class Whereabouts:
+    """Where the VMs found outside their pool's folder were last seen, so that the next look reads those
+    folders, not the whole datacenter."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self._where: dict[str, Any] = {}  # VM name -> its folder
+        self._lock = threading.Lock()
+
+    def folder(self, name: str) -> Any:
+        with self._lock:
+            return self._where.get(name)
+
+    def find(self, content: Any, root: Any, names: Collection[str], home: str, marks: Any) -> dict[str, VmFacts]:
+        """The VMs named `names`: first in the folders they were last seen in, then anywhere under
+        `root` (the datacenter's VM folder). `home` is the pool's folder (a VM found there has no
+        `folder`); `marks` reads the pooler mark from an annotation."""
+        wanted = set(names)
+        found: dict[str, tuple[Any, dict[str, Any]]] = {}
+        with self._lock:
+            folders = {self._where[name] for name in wanted if name in self._where}
+        for folder in folders:
+            try:
+                children = retrieve(content, folder, (vim.Folder, "childEntity"), vim.VirtualMachine, VM_PROPS)
+            except vmodl.fault.ManagedObjectNotFound:
+                continue  # the folder is gone: the sweep below finds the VMs wherever they went
+            found.update((props["name"], (vm, props)) for vm, props in children if props.get("name") in wanted)
+        if wanted - found.keys():
+            found.update((props["name"], (vm, props)) for vm, props in all_vms(content, root)
+                         if props.get("name") in wanted - found.keys() and not props.get("config.template"))
+        paths: dict[str, str] = {}
+        located: dict[str, VmFacts] = {}
+        for name, (_, props) in found.items():
+            parent = props.get("parent")
+            if parent is None:
+                continue
+            path = paths.get(parent._moId)
+            if path is None:
+                path = paths[parent._moId] = folder_path(content, parent)
+            mark = marks(props.get("config.annotation"))
+            if path.strip("/") == home.strip("/"):
+                located[name] = facts(props, mark)
+                with self._lock:
+                    self._where.pop(name, None)
+                continue
+            located[name] = dataclasses.replace(facts(props, mark), folder=path)
+            with self._lock:
+                seen = self._where.get(name)
+                self._where[name] = parent
+            if seen is None or seen._moId != parent._moId:
+                log.info("vsphere %s: %s found in folder %s: tracked there", self.provider, name, path)
+        with self._lock:
+            for name in wanted - located.keys():
+                self._where.pop(name, None)
+        return located

@@ -213,8 +213,9 @@ class Session:
         return value
 
     def find(self, content: Any, path: str, kind: str = "vm") -> Any:
-        """An object by its path under the datacenter's `vm` (or `host`) folder; ProviderError if none."""
-        full = f"{self.datacenter}/{kind}/{path.strip('/')}"
+        """An object by its path under the datacenter's `vm` (or `host`) folder (that folder itself for
+        ""); ProviderError if none."""
+        full = "/".join(part for part in (self.datacenter, kind, path.strip("/")) if part)
 
         def lookup() -> Any:
             found = content.searchIndex.FindByInventoryPath(full)
