@@ -55,6 +55,7 @@ class Fault:
     action: Action
     count: int = 1  # requests it applies to; 0: every one until removed
     seconds: float = 0.0  # for stall
+    then: Callable[[], None] | None = None  # called once the fault has been applied (proxy.refuse, say)
 
 
 def soap_method(body: bytes) -> str:
@@ -156,6 +157,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         proxy.count(method)
         if fault is not None and fault.action in ("lose", "close"):
+            if fault.then is not None:
+                fault.then()  # before the client hears of the loss: it finds the proxy already changed
             self._abort(reset=fault.action == "lose")
             return
         if fault is not None and fault.action == "stall":
