@@ -9,6 +9,7 @@ reached ready or are still pending).
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Iterator
 
@@ -16,20 +17,22 @@ import pytest
 import redis
 from pyVim.connect import Disconnect, SmartConnect
 
-from tests.conftest import TEMPLATE
+from tests.conftest import TEMPLATE, StartSim
 from tests.faultproxy import Fault, FaultProxy, wait_for
-from tests.manager.conftest import MakeManager, passes, states
+from tests.manager.conftest import FakeClock, MakeManager, passes, states
 from tests.manager.vcenter_faults import direct, fault_config, fresh_folder, pool_yaml, sim_fixture, vm_names
+from tests.redis_server import free_port
 from tests.vcsim.server import VcsimServer
 from vmpooler_core import clock as stamps
 from vmpooler_core import provider_health
 from vmpooler_core.config import Config
 from vmpooler_core.keys import Keys
-from vmpooler_core.provider import CloneSpec
-from vmpooler_core.provider_health import VANISHED
+from vmpooler_core.provider import CloneSpec, VmFacts
+from vmpooler_core.provider_health import UNREADY, VANISHED
 from vmpooler_core.replies import Reservation
 from vmpoolerd import confirm
 from vmpoolerd.manager import Manager
+from vmpoolerd.manager.readiness import RECHECK_AFTER, STRIKES
 
 pytestmark = pytest.mark.vcsim
 K = Keys()
@@ -67,6 +70,14 @@ async def full(manager: Manager, sync_redis: redis.Redis, size: int, pool: str =
     await passes(manager, lambda: len(states(sync_redis, pool)["ready"]) == size and not
                  states(sync_redis, pool)["pending"], limit=40)
     return states(sync_redis, pool)["ready"]
+
+
+def folder_facts(config: Config, folder: str) -> dict[str, VmFacts]:
+    provider = direct(config)
+    try:
+        return provider.list_vms("p", folder)
+    finally:
+        provider.close()
 
 
 def agree(sim: VcsimServer, sync_redis: redis.Redis, folder: str, pool: str = "p") -> None:
@@ -290,3 +301,68 @@ async def test_clone_through_a_stalled_answer(make_manager: MakeManager, proxy: 
     proxy.clear()
     assert clones(sim) - before == 2 and not problems(caplog), problems(caplog)
     agree(sim, sync_redis, folder)
+
+
+async def test_ready_vms_that_cannot_be_reached_are_checked_again_before_they_go(
+        make_manager: MakeManager, proxy: FaultProxy, sim: VcsimServer, sync_redis: redis.Redis,
+        clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    folder = fresh_folder()
+    port = free_port()
+    # The simulator's guests answer on 127.0.0.2 and up: a listener on each stands for the guests' sshd.
+    listeners = {f"127.0.0.{n}": socket.create_server((f"127.0.0.{n}", port)) for n in range(2, 255)}
+    try:
+        manager, config = await start(make_manager, proxy, sim, pool_yaml("p", folder, size=3,
+                                                                           ready_check="tcp",
+                                                                           ready_check_port=port),
+                                manager_lease_seconds=30)  # a probe of a name that does not resolve may take 5 s
+        ready = await full(manager, sync_redis, 3)
+        ips = {host: f.guest_ip for host, f in folder_facts(config, folder).items()}
+        one = sorted(ready)[0]
+        listeners.pop(str(ips[one])).close()  # its guest stops answering
+        for wait in (0, RECHECK_AFTER, 2 * RECHECK_AFTER):
+            assert one in states(sync_redis, "p")["ready"], "not retired on fewer failed checks"
+            clock.advance(wait)
+            await manager.run_once()
+            await manager.drain()
+        assert one not in states(sync_redis, "p")["ready"] | states(sync_redis, "p")["running"]
+        await full(manager, sync_redis, 3)
+        # Now none of them can be reached, from this side (a firewall, say): none is destroyed.
+        ready = states(sync_redis, "p")["ready"]
+        for listener in listeners.values():
+            listener.close()
+        before = clones(sim)
+        for _ in range(STRIKES + 2):
+            clock.advance(10 * RECHECK_AFTER)
+            assert (await manager.run_once()).worked == ["p"]
+            await manager.drain()
+        assert states(sync_redis, "p")["ready"] == ready and clones(sim) == before
+        health = (await provider_health.read(manager.config, manager.inventory))["vsphere"]
+        assert health.pools["p"].kind == UNREADY and "none is destroyed" in health.pools["p"].detail, health
+        listeners = {str(f.guest_ip): socket.create_server((str(f.guest_ip), port))
+                     for f in folder_facts(config, folder).values()}
+        clock.advance(10 * RECHECK_AFTER)
+        await manager.run_once()
+        health = (await provider_health.read(manager.config, manager.inventory))["vsphere"]
+        assert not health.degraded and states(sync_redis, "p")["ready"] == ready, health
+    finally:
+        for listener in listeners.values():
+            listener.close()
+    agree(sim, sync_redis, folder)
+
+
+async def test_a_vcenter_restart_in_the_middle_of_clones_fails_no_clone(
+        start_sim: StartSim, make_manager: MakeManager, sync_redis: redis.Redis,
+        caplog: pytest.LogCaptureFixture) -> None:
+    folder = "vmpooler/restart"
+    old = start_sim(folders=(folder,), clone_delay_ms=1000)
+    with FaultProxy(old.host, old.port).start() as proxy:
+        manager, _ = await start(make_manager, proxy, old, pool_yaml("p", folder, size=3))
+        await manager.run_once()
+        await asyncio.to_thread(wait_for, lambda: clones(old) == 3, 5, "three clones running in vCenter")
+        old.stop()  # restarted: the simulator keeps nothing, so the clones under way are lost with it
+        new = start_sim(folders=(folder,), port=old.port)
+        await manager.drain()
+        await full(manager, sync_redis, 3)
+    assert not [r for r in caplog.records if r.getMessage().startswith("clone failed")], problems(caplog)
+    assert clones(new) == 3, "one clone per VM in the new vCenter"
+    agree(new, sync_redis, folder)

@@ -8,11 +8,11 @@
 A ready VM is checked again every `vm_checktime`. A failure the guest itself reports (powered off, another
 hostname) retires it at once. A failure to reach it (`Unreachable`: the port does not answer) may be ours
 as much as the VM's (DNS, routing, a firewall on this side), so `ReadyWatch` has it checked again, after
-RECHECK_AFTER and then twice as long each time, and retires it only after STRIKES failures in a row; and
-when most of a pool's ready VMs cannot be reached at once, it retires none, and health says why, for the
-fault is then almost surely on this side. (The original destroyed a ready VM on its first failed check:
-a manager started on a host that could not reach the VMs on port 22 destroyed every ready VM at once,
-then cloned replacements that never became ready either.)
+RECHECK_AFTER and then twice as long each time (up to RECHECK_MAX), and retires it only after STRIKES
+failures in a row; and when most of a pool's ready VMs cannot be reached at once, it retires none, and
+health says why, for the fault is then almost surely on this side. (Destroying a ready VM on its first
+failed check, a manager started on a host that could not reach the VMs on port 22 destroyed every ready
+VM at once, then cloned replacements that never became ready either.)
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from vmpooler_core.provider import ReadyCheck, VmFacts
 
 CONNECT_TIMEOUT = 5.0  # seconds, as the original's port-22 check
 STRIKES = 3  # failed checks in a row before a ready VM that cannot be reached is retired
-RECHECK_AFTER = 10.0  # seconds after a first failure before the next check; doubled after each one
+RECHECK_AFTER = 10.0  # seconds after a first failure before the next check; doubled after each one,
+RECHECK_MAX = 60.0  # up to this
 
 
 class Unreachable(str):
@@ -73,16 +74,16 @@ class ReadyWatch:
             else:
                 suspect = self.suspects.setdefault(host, _Suspect(0, now, now))
                 suspect.strikes += 1
-                suspect.next_check = now + RECHECK_AFTER * 2 ** (suspect.strikes - 1)
+                suspect.next_check = now + min(RECHECK_AFTER * 2 ** (suspect.strikes - 1), RECHECK_MAX)
                 if suspect.strikes >= STRIKES:
                     retire[host] = (f"failed its check {suspect.strikes} times in a row over "
                                     f"{now - suspect.first:.0f}s: {reason}")
         unreachable = [h for h in sorted(self.suspects) if h in ready]
         if len(unreachable) >= 2 and 2 * len(unreachable) > len(ready):
             shown = " ".join(unreachable[:5]) + (f" and {len(unreachable) - 5} more" if len(unreachable) > 5 else "")
-            last = next((results[h] for h in unreachable if results.get(h)), "")
-            held = (f"{len(unreachable)} of its {len(ready)} ready VMs cannot be reached at once ({shown}; "
-                    f"{last}): none is destroyed, the fault is likely on this side (DNS, routing, a firewall)")
+            last = next((f"; {results[h]}" for h in unreachable if results.get(h)), "")
+            held = (f"{len(unreachable)} of its {len(ready)} ready VMs cannot be reached at once ({shown}{last}): "
+                    "none is destroyed, the fault is likely on this side (DNS, routing, a firewall)")
             return Verdict({h: why for h, why in retire.items() if h not in self.suspects}, passed, held)
         for host in retire:
             self.suspects.pop(host, None)
