@@ -9,11 +9,10 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from pyVim.connect import Disconnect, SmartConnect
 
 from tests.conftest import TEMPLATE
 from tests.faultproxy import Fault, FaultProxy, wait_for
-from tests.manager.vcenter_faults import direct, fault_config, fresh_folder, pool_yaml, sim_fixture, vm_names
+from tests.manager import vcenter_faults as vf
 from tests.vcsim.server import VcsimServer
 from vmpooler_core.provider import CloneSpec, ProviderUnavailable
 from vmpoolerd.providers.vsphere import VsphereProvider
@@ -23,7 +22,7 @@ pytestmark = pytest.mark.vcsim
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[VcsimServer]:
-    yield from sim_fixture()
+    yield from vf.sim_fixture()
 
 
 @pytest.fixture
@@ -34,12 +33,12 @@ def proxy(sim: VcsimServer) -> Iterator[FaultProxy]:
 
 @pytest.fixture
 def folder() -> str:
-    return fresh_folder()
+    return vf.fresh_folder()
 
 
 @pytest.fixture
 def provider(proxy: FaultProxy, sim: VcsimServer, folder: str) -> Iterator[VsphereProvider]:
-    made = direct(fault_config(proxy, sim, pool_yaml("p", folder), provider={"timeout": 2}))
+    made = vf.direct(vf.fault_config(proxy, sim, vf.pool_yaml("p", folder), provider={"timeout": 2}))
     yield made
     made.close()
 
@@ -62,7 +61,7 @@ def test_connections_the_server_closed_are_not_used(provider: VsphereProvider, p
     wait_for(lambda: proxy.connections() == 0, 5, "the idle connections closed by the server")
     provider.destroy("p", "vm-idle")
     assert proxy.calls("CloneVM_Task") == 1 and proxy.calls("Destroy_Task") == 1, "each sent once"
-    assert clones(sim) == before + 1 and "vm-idle" not in vm_names(sim, folder)
+    assert clones(sim) == before + 1 and "vm-idle" not in vf.vm_names(sim, folder)
 
 
 def test_a_clone_whose_answer_was_lost_is_adopted(provider: VsphereProvider, proxy: FaultProxy, sim: VcsimServer,
@@ -92,7 +91,7 @@ def test_a_destroy_whose_answer_was_lost_is_done(provider: VsphereProvider, prox
     provider.clone("p", spec("vm-gone", folder))
     proxy.add(Fault("Destroy_Task", "close"))
     provider.destroy("p", "vm-gone")
-    assert proxy.calls("Destroy_Task") == 1 and "vm-gone" not in vm_names(sim, folder)
+    assert proxy.calls("Destroy_Task") == 1 and "vm-gone" not in vf.vm_names(sim, folder)
 
 
 def test_a_stalled_clone_answer_is_looked_up(provider: VsphereProvider, proxy: FaultProxy, sim: VcsimServer,
@@ -113,17 +112,6 @@ def test_refused_then_back(provider: VsphereProvider, proxy: FaultProxy, folder:
     assert provider.list_vms("p", folder) == {}
 
 
-def end_sessions(sim: VcsimServer) -> None:
-    """vCenter ends every session but the one asking (its idle timeout, a restart of its session service)."""
-    admin = SmartConnect(host=sim.host, port=sim.port, user=sim.user, pwd=sim.password,
-                         disableSslCertValidation=True)
-    try:
-        manager = admin.content.sessionManager
-        manager.TerminateSession([s.key for s in manager.sessionList if s.key != manager.currentSession.key])
-    finally:
-        Disconnect(admin)
-
-
 def test_a_session_that_ends_during_a_clone_is_renewed_under_it(provider: VsphereProvider, proxy: FaultProxy,
                                                                  sim: VcsimServer, folder: str) -> None:
     before = clones(sim)
@@ -140,13 +128,13 @@ def test_a_session_that_ends_during_a_clone_is_renewed_under_it(provider: Vspher
     try:
         worker.start()
         wait_for(lambda: clones(sim) == before + 1, 10, "the clone running in vCenter")
-        end_sessions(sim)
+        vf.end_sessions(sim)
         worker.join(20)
     finally:
         sim.set_clone_delay(0)
     assert not worker.is_alive() and not errors, errors
     assert clones(sim) == before + 1 and proxy.calls("CloneVM_Task") == 1, "the clone was not sent again"
     assert set(provider.list_vms("p", folder)) == {"vm-session"}
-    end_sessions(sim)
+    vf.end_sessions(sim)
     provider.destroy("p", "vm-session")
-    assert not vm_names(sim, folder)
+    assert not vf.vm_names(sim, folder)

@@ -15,12 +15,11 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from pyVim.connect import Disconnect, SmartConnect
 
 from tests.conftest import TEMPLATE, StartSim
 from tests.faultproxy import Fault, FaultProxy, wait_for
+from tests.manager import vcenter_faults as vf
 from tests.manager.conftest import FakeClock, MakeManager, passes, states
-from tests.manager.vcenter_faults import direct, fault_config, fresh_folder, pool_yaml, sim_fixture, vm_names
 from tests.redis_server import free_port
 from tests.vcsim.server import VcsimServer
 from vmpooler_core import clock as stamps
@@ -40,7 +39,7 @@ K = Keys()
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[VcsimServer]:
-    yield from sim_fixture()
+    yield from vf.sim_fixture()
 
 
 @pytest.fixture
@@ -73,7 +72,7 @@ async def full(manager: Manager, sync_redis: redis.Redis, size: int, pool: str =
 
 
 def folder_facts(config: Config, folder: str) -> dict[str, VmFacts]:
-    provider = direct(config)
+    provider = vf.direct(config)
     try:
         return provider.list_vms("p", folder)
     finally:
@@ -81,21 +80,21 @@ def folder_facts(config: Config, folder: str) -> dict[str, VmFacts]:
 
 
 def agree(sim: VcsimServer, sync_redis: redis.Redis, folder: str, pool: str = "p") -> None:
-    in_vcenter, in_redis = vm_names(sim, folder), tracked(sync_redis, pool)
+    in_vcenter, in_redis = vf.vm_names(sim, folder), tracked(sync_redis, pool)
     assert in_vcenter == in_redis, f"leaked: {in_vcenter - in_redis}, lost: {in_redis - in_vcenter}"
 
 
 async def start(make_manager: MakeManager, proxy: FaultProxy, sim: VcsimServer, pools: str,
                 manager_id: str | None = None, **app: object) -> tuple[Manager, Config]:
-    config = fault_config(proxy, sim, pools, **app)
+    config = vf.fault_config(proxy, sim, pools, **app)
     return await make_manager(config, manager_id=manager_id), config
 
 
 async def test_idle_connections_closed_by_the_server_fail_nothing(
         make_manager: MakeManager, proxy: FaultProxy, sim: VcsimServer, sync_redis: redis.Redis,
         caplog: pytest.LogCaptureFixture) -> None:
-    folder = fresh_folder()
-    manager, _ = await start(make_manager, proxy, sim, pool_yaml("p", folder, size=3))
+    folder = vf.fresh_folder()
+    manager, _ = await start(make_manager, proxy, sim, vf.pool_yaml("p", folder, size=3))
     before = clones(sim)
     await full(manager, sync_redis, 3)
     proxy.idle_close = 0.2  # every burst below starts on connections the server has closed
@@ -112,8 +111,8 @@ async def test_idle_connections_closed_by_the_server_fail_nothing(
 async def test_lost_clone_answers_are_adopted_not_wasted(make_manager: MakeManager, proxy: FaultProxy,
                                                          sim: VcsimServer, sync_redis: redis.Redis,
                                                          caplog: pytest.LogCaptureFixture) -> None:
-    folder = fresh_folder()
-    manager, _ = await start(make_manager, proxy, sim, pool_yaml("p", folder, size=3))
+    folder = vf.fresh_folder()
+    manager, _ = await start(make_manager, proxy, sim, vf.pool_yaml("p", folder, size=3))
     proxy.add(Fault("CloneVM_Task", "lose", count=2))
     before = clones(sim)
     await full(manager, sync_redis, 3)
@@ -124,8 +123,8 @@ async def test_lost_clone_answers_are_adopted_not_wasted(make_manager: MakeManag
 async def test_a_clone_whose_outcome_cannot_be_asked_stays_pending_and_is_adopted(
         make_manager: MakeManager, proxy: FaultProxy, sim: VcsimServer, sync_redis: redis.Redis,
         caplog: pytest.LogCaptureFixture) -> None:
-    folder = fresh_folder()
-    manager, _ = await start(make_manager, proxy, sim, pool_yaml("p", folder, size=1))
+    folder = vf.fresh_folder()
+    manager, _ = await start(make_manager, proxy, sim, vf.pool_yaml("p", folder, size=1))
     sim.set_clone_delay(300)
     # The clone's answer is lost and vCenter stops answering at that moment: the provider cannot ask.
     proxy.add(Fault("CloneVM_Task", "lose", then=lambda: proxy.refuse()))
@@ -143,8 +142,8 @@ async def test_a_clone_whose_outcome_cannot_be_asked_stays_pending_and_is_adopte
 async def test_a_name_vcenter_refuses_is_cloned_under_another(make_manager: MakeManager, proxy: FaultProxy,
                                                               sim: VcsimServer, sync_redis: redis.Redis,
                                                               caplog: pytest.LogCaptureFixture) -> None:
-    folder = fresh_folder()
-    manager, _ = await start(make_manager, proxy, sim, pool_yaml("p", folder, size=2))
+    folder = vf.fresh_folder()
+    manager, _ = await start(make_manager, proxy, sim, vf.pool_yaml("p", folder, size=2))
     sim.set_clone_clash(1)  # FileAlreadyExists: a leftover folder of that name on the datastore
     await manager.run_once()
     await manager.drain()
@@ -157,25 +156,15 @@ async def test_a_name_vcenter_refuses_is_cloned_under_another(make_manager: Make
     agree(sim, sync_redis, folder)
 
 
-def end_sessions(sim: VcsimServer) -> None:
-    admin = SmartConnect(host=sim.host, port=sim.port, user=sim.user, pwd=sim.password,
-                         disableSslCertValidation=True)
-    try:
-        manager = admin.content.sessionManager
-        manager.TerminateSession([s.key for s in manager.sessionList if s.key != manager.currentSession.key])
-    finally:
-        Disconnect(admin)
-
-
 async def test_sessions_ending_mid_clone_fail_nothing(make_manager: MakeManager, proxy: FaultProxy,
                                                       sim: VcsimServer, sync_redis: redis.Redis,
                                                       caplog: pytest.LogCaptureFixture) -> None:
-    folder = fresh_folder()
-    manager, _ = await start(make_manager, proxy, sim, pool_yaml("p", folder, size=3))
+    folder = vf.fresh_folder()
+    manager, _ = await start(make_manager, proxy, sim, vf.pool_yaml("p", folder, size=3))
     sim.set_clone_delay(400)
     before = clones(sim)
     await manager.run_once()  # three clones under way
-    end_sessions(sim)
+    vf.end_sessions(sim)
     await manager.drain()
     await full(manager, sync_redis, 3)
     assert clones(sim) - before == 3 and not problems(caplog), problems(caplog)
@@ -198,8 +187,8 @@ async def left_pending(manager: Manager, sync_redis: redis.Redis, records: dict[
 
 async def test_pending_records_left_behind_are_resolved_in_a_pass_or_two(
         make_manager: MakeManager, proxy: FaultProxy, sim: VcsimServer, sync_redis: redis.Redis) -> None:
-    folder = fresh_folder()
-    manager, _ = await start(make_manager, proxy, sim, pool_yaml("p", folder, size=3))
+    folder = vf.fresh_folder()
+    manager, _ = await start(make_manager, proxy, sim, vf.pool_yaml("p", folder, size=3))
     # Their clones never reached vCenter: vCenter shows neither the VMs nor a clone task for them.
     await left_pending(manager, sync_redis, {"left-original": None, "left-dead": "gone-manager"})
     before = clones(sim)
@@ -211,12 +200,12 @@ async def test_pending_records_left_behind_are_resolved_in_a_pass_or_two(
 
 async def test_a_pending_record_whose_clone_still_runs_is_adopted(
         make_manager: MakeManager, proxy: FaultProxy, sim: VcsimServer, sync_redis: redis.Redis) -> None:
-    folder = fresh_folder()
-    manager, config = await start(make_manager, proxy, sim, pool_yaml("p", folder, size=1))
+    folder = vf.fresh_folder()
+    manager, config = await start(make_manager, proxy, sim, vf.pool_yaml("p", folder, size=1))
     await left_pending(manager, sync_redis, {"still-cloning": None})
     sim.set_clone_delay(1000)
     before = clones(sim)
-    other = direct(config)  # the other pooler's provider: its clone task is not one the manager waits for
+    other = vf.direct(config)  # the other pooler's provider: its clone task is not one the manager waits for
     try:
         cloning = threading.Thread(target=other.clone, args=("p", CloneSpec(
             "still-cloning", TEMPLATE, folder, pooler_id=sync_redis.get(K.pooler_id()))))
@@ -237,32 +226,32 @@ async def test_a_pending_record_whose_clone_still_runs_is_adopted(
 async def test_a_pool_whose_folder_changes_under_its_vms(make_manager: MakeManager, proxy: FaultProxy,
                                                          sim: VcsimServer, sync_redis: redis.Redis,
                                                          caplog: pytest.LogCaptureFixture) -> None:
-    old, new = fresh_folder(), fresh_folder()
-    first, _ = await start(make_manager, proxy, sim, pool_yaml("p", old, size=3))
+    old, new = vf.fresh_folder(), vf.fresh_folder()
+    first, _ = await start(make_manager, proxy, sim, vf.pool_yaml("p", old, size=3))
     ready = await full(first, sync_redis, 3)
     taken = sorted(ready)[0]
     await first.inventory.move("p", taken, "ready", "running")  # a user's VM
     await first.shutdown()
     before = clones(sim)
     # The operator points the pool at another folder; the VMs stay where they are.
-    second, _ = await start(make_manager, proxy, sim, pool_yaml("p", new, size=3), manager_id="second")
+    second, _ = await start(make_manager, proxy, sim, vf.pool_yaml("p", new, size=3), manager_id="second")
     await full(second, sync_redis, 3)
     assert not problems(caplog) and clones(sim) == before + 1, "none forgotten; one clone for the taken VM"
     assert states(sync_redis, "p")["running"] == {taken}
     assert any(f"{taken} found in folder {old}: tracked there" in r.getMessage() for r in caplog.records)
     # The user is done: the VM is destroyed where it is, not forgotten there.
     await second.inventory.move("p", taken, "running", "completed")
-    await passes(second, lambda: taken not in vm_names(sim, old) and taken not in tracked(sync_redis))
-    assert vm_names(sim, old) | vm_names(sim, new) == tracked(sync_redis), "none leaked"
+    await passes(second, lambda: taken not in vf.vm_names(sim, old) and taken not in tracked(sync_redis))
+    assert vf.vm_names(sim, old) | vf.vm_names(sim, new) == tracked(sync_redis), "none leaked"
 
 
 async def test_many_vms_vanishing_at_once_are_held_until_confirmed(
         make_manager: MakeManager, proxy: FaultProxy, sim: VcsimServer, sync_redis: redis.Redis,
         caplog: pytest.LogCaptureFixture) -> None:
-    folder = fresh_folder()
-    manager, config = await start(make_manager, proxy, sim, pool_yaml("p", folder, size=3))
+    folder = vf.fresh_folder()
+    manager, config = await start(make_manager, proxy, sim, vf.pool_yaml("p", folder, size=3))
     ready = await full(manager, sync_redis, 3)
-    remover = direct(config)
+    remover = vf.direct(config)
     try:
         lone = sorted(ready)[0]
         remover.destroy("p", lone)  # one VM deleted by hand: forgotten, replaced
@@ -291,9 +280,9 @@ async def test_many_vms_vanishing_at_once_are_held_until_confirmed(
 
 async def test_clone_through_a_stalled_answer(make_manager: MakeManager, proxy: FaultProxy, sim: VcsimServer,
                                               sync_redis: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
-    folder = fresh_folder()
+    folder = vf.fresh_folder()
     config_provider = {"timeout": 1}
-    config = fault_config(proxy, sim, pool_yaml("p", folder, size=2), provider=config_provider)
+    config = vf.fault_config(proxy, sim, vf.pool_yaml("p", folder, size=2), provider=config_provider)
     manager = await make_manager(config)
     proxy.add(Fault("CloneVM_Task", "stall", seconds=2.5))  # longer than the 1 s the provider waits
     before = clones(sim)
@@ -306,12 +295,12 @@ async def test_clone_through_a_stalled_answer(make_manager: MakeManager, proxy: 
 async def test_ready_vms_that_cannot_be_reached_are_checked_again_before_they_go(
         make_manager: MakeManager, proxy: FaultProxy, sim: VcsimServer, sync_redis: redis.Redis,
         clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
-    folder = fresh_folder()
+    folder = vf.fresh_folder()
     port = free_port()
     # The simulator's guests answer on 127.0.0.2 and up: a listener on each stands for the guests' sshd.
     listeners = {f"127.0.0.{n}": socket.create_server((f"127.0.0.{n}", port)) for n in range(2, 255)}
     try:
-        manager, config = await start(make_manager, proxy, sim, pool_yaml("p", folder, size=3,
+        manager, config = await start(make_manager, proxy, sim, vf.pool_yaml("p", folder, size=3,
                                                                            ready_check="tcp",
                                                                            ready_check_port=port),
                                 manager_lease_seconds=30)  # a probe of a name that does not resolve may take 5 s
@@ -356,7 +345,7 @@ async def test_a_vcenter_restart_in_the_middle_of_clones_fails_no_clone(
     folder = "vmpooler/restart"
     old = start_sim(folders=(folder,), clone_delay_ms=1000)
     with FaultProxy(old.host, old.port).start() as proxy:
-        manager, _ = await start(make_manager, proxy, old, pool_yaml("p", folder, size=3))
+        manager, _ = await start(make_manager, proxy, old, vf.pool_yaml("p", folder, size=3))
         await manager.run_once()
         await asyncio.to_thread(wait_for, lambda: clones(old) == 3, 5, "three clones running in vCenter")
         old.stop()  # restarted: the simulator keeps nothing, so the clones under way are lost with it

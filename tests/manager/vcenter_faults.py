@@ -74,3 +74,16 @@ def vm_names(sim: VcsimServer, folder: str) -> set[str]:
         return {child.name for child in found.childEntity}
     finally:
         Disconnect(si)
+
+
+def end_sessions(sim: VcsimServer) -> None:
+    """vCenter ends every session but the one asking (its idle timeout, a restart of its session service)."""
+    from pyVim.connect import Disconnect, SmartConnect
+
+    admin = SmartConnect(host=sim.host, port=sim.port, user=sim.user, pwd=sim.password,
+                         disableSslCertValidation=True)
+    try:
+        manager = admin.content.sessionManager
+        manager.TerminateSession([s.key for s in manager.sessionList if s.key != manager.currentSession.key])
+    finally:
+        Disconnect(admin)

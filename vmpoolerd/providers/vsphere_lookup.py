@@ -19,7 +19,7 @@ from pyVmomi import vmodl as _vmodl
 
 from vmpooler_core.provider import VmFacts
 
-from .vsphere_session import retrieve
+from .vsphere_session import retrieve, retrieve_spec
 
 vim: Any = _vim
 vmodl: Any = _vmodl
@@ -40,14 +40,17 @@ def facts(props: dict[str, Any], mark: str | None) -> VmFacts:
                    host=host._moId if host is not None else None, pooler_id=mark)
 
 
-def all_vms(content: Any, root: Any) -> list[tuple[Any, dict[str, Any]]]:
-    """Every VM (templates included) under `root`, through its folders at every depth, one round trip
-    per 1,000."""
+def named_vms(content: Any, root: Any, names: Collection[str]) -> list[tuple[Any, dict[str, Any]]]:
+    """The VMs (not templates) named `names` anywhere under `root`, through its folders at every depth:
+    the names of all of them first (one round trip per 1,000), then the facts of the few wanted."""
     into_folders = _PC.TraversalSpec(name="folders", type=vim.Folder, path="childEntity", skip=False,
                                      selectSet=[_PC.SelectionSpec(name="folders")])
     spec = _PC.FilterSpec(objectSet=[_PC.ObjectSpec(obj=root, skip=True, selectSet=[into_folders])],
-                          propSet=[_PC.PropertySpec(type=vim.VirtualMachine, pathSet=VM_PROPS)])
-    return _retrieve_spec(content, spec)
+                          propSet=[_PC.PropertySpec(type=vim.VirtualMachine, pathSet=["name"])])
+    wanted = set(names)
+    matches = [vm for vm, props in retrieve_spec(content, spec) if props.get("name") in wanted]
+    return [(vm, props) for vm, props in objects(content, matches, vim.VirtualMachine, VM_PROPS)
+            if not props.get("config.template")]
 
 
 def objects(content: Any, refs: Iterable[Any], kind: Any, props: list[str]) -> list[tuple[Any, dict[str, Any]]]:
@@ -57,17 +60,7 @@ def objects(content: Any, refs: Iterable[Any], kind: Any, props: list[str]) -> l
         return []
     spec = _PC.FilterSpec(objectSet=[_PC.ObjectSpec(obj=ref, skip=False) for ref in refs],
                           propSet=[_PC.PropertySpec(type=kind, pathSet=props)])
-    return _retrieve_spec(content, spec)
-
-
-def _retrieve_spec(content: Any, spec: Any) -> list[tuple[Any, dict[str, Any]]]:
-    collector = content.propertyCollector
-    found: list[tuple[Any, dict[str, Any]]] = []
-    result = collector.RetrievePropertiesEx([spec], _PC.RetrieveOptions(maxObjects=1000))
-    while result is not None:
-        found += [(o.obj, {p.name: p.val for p in (o.propSet or [])}) for o in result.objects]
-        result = collector.ContinueRetrievePropertiesEx(result.token) if result.token else None
-    return found
+    return retrieve_spec(content, spec)
 
 
 def clone_tasks(content: Any, template: Any, known: Collection[str]) -> list[Any]:
@@ -90,7 +83,8 @@ def task_state(content: Any, task: Any) -> str | None:
         found = objects(content, [task], vim.Task, ["info.state"])
     except vmodl.fault.ManagedObjectNotFound:
         return None
-    return str(found[0][1].get("info.state")) if found else None
+    state = found[0][1].get("info.state") if found else None
+    return None if state is None else str(state)
 
 
 def folder_path(content: Any, folder: Any) -> str:
@@ -137,8 +131,7 @@ class Whereabouts:
                 continue  # the folder is gone: the sweep below finds the VMs wherever they went
             found.update((props["name"], (vm, props)) for vm, props in children if props.get("name") in wanted)
         if wanted - found.keys():
-            found.update((props["name"], (vm, props)) for vm, props in all_vms(content, root)
-                         if props.get("name") in wanted - found.keys() and not props.get("config.template"))
+            found.update((props["name"], (vm, props)) for vm, props in named_vms(content, root, wanted - found.keys()))
         paths: dict[str, str] = {}
         located: dict[str, VmFacts] = {}
         for name, (_, props) in found.items():

@@ -299,6 +299,12 @@ def retrieve(content: Any, root: Any, traverse: tuple[Any, str] | None, kind: An
     select = [_PC.TraversalSpec(type=traverse[0], path=traverse[1], skip=False)] if traverse else []
     spec = _PC.FilterSpec(objectSet=[_PC.ObjectSpec(obj=root, skip=bool(traverse), selectSet=select)],
                           propSet=[_PC.PropertySpec(type=kind, pathSet=props)])
+    return retrieve_spec(content, spec)
+
+
+def retrieve_spec(content: Any, spec: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """The objects and properties of a property collector FilterSpec; logs in again once when the
+    session turns out to have ended."""
     collector = content.propertyCollector
     for attempt in (1, 2):
         cookie = collector._stub.cookie
