@@ -126,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as err:
             _error(str(err))
             return ExitCode.CONFIG
+        except LookupError as err:
+            _error(str(err.args[0]))
+            return ExitCode.USAGE
         except (RedisError, OSError) as err:
             _error(f"redis: {err}")
             return ExitCode.UNAVAILABLE

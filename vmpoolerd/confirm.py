@@ -14,7 +14,6 @@ import asyncio
 
 from vmpooler_core import clock
 from vmpooler_core.config import Config
-from vmpooler_core.errors import ConfigError
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.keys import Keys
 from vmpooler_core.redis_client import connect
@@ -27,9 +26,9 @@ async def confirm(inventory: Inventory, pool: str) -> None:
 
 
 def forget_vanished(config: Config, pool: str) -> str:
-    """Write the confirmation for `pool`; the line to print. ConfigError for a pool not configured."""
+    """Write the confirmation for `pool`; the line to print. LookupError for a pool not configured."""
     if pool not in config.pool_index:
-        raise ConfigError(f"--forget-vanished: no pool {pool!r} in the configuration")
+        raise LookupError(f"--forget-vanished: no pool {pool!r} in the configuration")
 
     async def write() -> None:
         client = connect(config.redis, max_connections=2)

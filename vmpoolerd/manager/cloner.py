@@ -88,7 +88,6 @@ class Cloner:
                     if not await self._run(pool, provider, host, template, slot):
                         return
                     continue  # the provider refused the name: another one
-
             finally:
                 self.inflight.pop(host, None)
             if outcome is not Reservation.TAKEN:
