@@ -234,11 +234,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--size", type=int, default=4)
     parser.add_argument("--faults", default=",".join(FAULTS))
+    parser.add_argument("--verbose", action="store_true", help="the manager's log")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.ERROR)
+    logging.basicConfig(level=logging.ERROR if not args.verbose else logging.INFO, format="%(asctime)s %(message)s")
     print(f"{'fault':<14}{'lost':>6}{'leaked':>8}{'wasted':>8}{'to full (median, s)':>22}")
     for fault in args.faults.split(","):
         outcomes = [asyncio.run(one_run(fault, args.size)) for _ in range(args.runs)]
+        if args.verbose:
+            print(outcomes)
         print(f"{fault:<14}{sum(o.lost for o in outcomes):>6}{sum(o.leaked for o in outcomes):>8}"
               f"{sum(o.wasted for o in outcomes):>8}{statistics.median(o.to_full for o in outcomes):>22.2f}",
               flush=True)

@@ -186,6 +186,7 @@ class VsphereProvider:
         deadline = time.monotonic() + (self.clone_timeout or spec.timeout)
         for attempt in range(1, _CLONE_SENDS + 1):
             task = None
+            sessions = self.session.relogins(content)
             try:
                 task = template.CloneVM_Task(folder=folder, name=spec.name, spec=clone_spec)
                 with self._tasks_lock:
@@ -203,6 +204,10 @@ class VsphereProvider:
                     raise  # the request never went out whole: nothing was made, vCenter is unreachable
                 log.warning("vsphere %s: clone of %s: %s; looking at vCenter for what became of it", self.name,
                             spec.name, err or type(err).__name__)
+                if task is not None and self.session.relogins(content) != sessions:
+                    with self._tasks_lock:
+                        self._tasks.discard(task._moId)  # its id no longer says which task it is
+                    task = None
                 if self._clone_outcome(content, spec, template, folder, task, deadline):
                     log.info("vsphere %s: clone of %s was made (its answer was lost): adopted", self.name,
                              spec.name)

@@ -196,6 +196,8 @@ class Session:
                 raise ProviderError(f"vsphere {self.name}: {err.msg or type(err).__name__}") from None
             except Unanswered as err:
                 raise OutcomeUnknown(f"vsphere {self.name}: {self.server}:{self.port}: {err}") from None
+            except TaskLost as err:
+                raise OutcomeUnknown(str(err)) from None
             except _NETWORK_ERRORS as err:
                 self.reset(si)
                 raise ProviderUnavailable(f"vsphere {self.name}: {self.server}:{self.port}: {err}") from None
@@ -242,24 +244,27 @@ class Session:
         there is no polling delay and no load from polling; a private collector because several threads
         wait at once and the session's shared one would hand each thread the others' updates. Only the
         state and error are read (all of `info` may not even parse: the simulator puts a snapshot where
-        pyvmomi wants a managed entity). A collector lost with its session (expired, vCenter restarted)
-        is made again; a task vCenter no longer knows raises TaskLost."""
+        pyvmomi wants a managed entity). TaskLost when the task or the collector is gone."""
         deadline = time.monotonic() + timeout
-        while True:
-            collector = content.propertyCollector.CreatePropertyCollector()
-            try:
-                seen = self._watch(collector, task, deadline, timeout)
-                break
-            except vmodl.fault.ManagedObjectNotFound as err:
-                if getattr(err.obj, "_moId", None) != collector._moId:
-                    raise TaskLost(f"vsphere {self.name}: task {task._moId} is gone") from None
-                # The collector went with the session it was made in: make another and watch again.
-            finally:
-                with contextlib.suppress(vmodl.MethodFault, *_NETWORK_ERRORS):
-                    collector.DestroyPropertyCollector()
+        collector = content.propertyCollector.CreatePropertyCollector()
+        try:
+            seen = self._watch(collector, task, deadline, timeout)
+        except vmodl.fault.ManagedObjectNotFound:
+            # The task is gone, or the collector went with the session it was made in (expired, or vCenter
+            # restarted: then the task's id may now name another task). Either way only a look by name
+            # can tell what became of the work.
+            raise TaskLost(f"vsphere {self.name}: task {task._moId} can no longer be watched") from None
+        finally:
+            with contextlib.suppress(vmodl.MethodFault, *_NETWORK_ERRORS):
+                collector.DestroyPropertyCollector()
         if seen["info.state"] == "error":
             error = seen.get("info.error")
             raise TaskFailed(f"vsphere {self.name}: {getattr(error, 'msg', '') or type(error).__name__}", error)
+
+    @staticmethod
+    def relogins(content: Any) -> int:
+        """How many times the session was logged in again (see `Stub.relogins`)."""
+        return int(getattr(content.propertyCollector._stub, "relogins", 0))
 
     def _watch(self, collector: Any, task: Any, deadline: float, timeout: float) -> dict[str, Any]:
         watched = _PC.PropertySpec(type=vim.Task, pathSet=["info.state", "info.error"])

@@ -103,7 +103,9 @@ class Stub(_SoapStub):  # type: ignore[misc]
         self.relogin: Callable[[], None] | None = None
         self._current = threading.local()  # the connection of this thread's call
         self._login_lock = threading.Lock()
-        self.logins = 0  # times a session was (re-)established through this stub
+        # Sessions logged in through this stub after the first: a task id read before one may name another
+        # task after it (a restarted vCenter numbers its tasks afresh).
+        self.relogins = 0
 
     def GetConnection(self) -> Any:
         while True:
@@ -152,3 +154,4 @@ class Stub(_SoapStub):  # type: ignore[misc]
             log.info("vsphere session expired: logging in again")
             assert self.relogin is not None
             self.relogin()
+            self.relogins += 1
