@@ -177,6 +177,12 @@ class Keys:
         `purge_unconfigured`), so that each is reported once (lua/spare.lua)."""
         return self._k("spared", pool)
 
+    def forget_vanished(self, pool: str) -> str:
+        """String, expiring: an operator's word (`vmpoolerd --forget-vanished POOL`) that the VMs of `pool`
+        that vanished from the provider all at once are gone for good: the manager forgets the ones it
+        holds back (manager/reconcile.py), then deletes it."""
+        return self._k("forget_vanished", pool)
+
     def provider_health(self, provider: str) -> str:
         """Hash manager id -> JSON: that manager's view of the provider's health, with the time it was
         written (vmpooler_core/provider_health.py); the key expires when no manager refreshes it."""

@@ -6,6 +6,7 @@ one batched call (`list_vms`), never one call per VM.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -20,6 +21,17 @@ class ProviderError(Exception):
 
 class ProviderUnavailable(ProviderError):
     """The provider cannot be reached at all (vCenter down, session lost): back off and retry."""
+
+
+class OutcomeUnknown(ProviderError):
+    """A clone or destroy was asked of the provider and its answer lost (connection reset, vCenter
+    restarted), and the provider could not find out what became of it: only a later look can tell. A
+    clone's pending record stays for the reconciliation, which adopts the VM if it turns up."""
+
+
+class NameTaken(ProviderError):
+    """The provider refused the clone's name (a VM or a leftover folder of that name): it made nothing,
+    and the clone can be tried again under another name."""
 
 
 class ProviderLoginRefused(ProviderUnavailable):
@@ -39,6 +51,18 @@ class VmFacts:
     # The identity of the pooler that cloned it (CloneSpec.pooler_id), read back from the VM; None when it
     # carries no such mark (made by hand, by the original vmpooler, or by a version without marks).
     pooler_id: str | None = None
+    # Where it was found when it is not in its pool's folder (`Locating.locate`); None in the pool folder.
+    folder: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """What `Locating.locate` found."""
+
+    found: Mapping[str, VmFacts]  # the VMs asked for, by name, wherever they are (VmFacts.folder)
+    # A clone of the pool's template that this provider is not waiting for is queued or running (one
+    # whose answer was lost, or another pooler's): a pending VM not found may still be on its way.
+    cloning: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,3 +105,14 @@ class Provider(Protocol):
     def add_disk(self, pool: str, name: str, size_gb: int, datastore: str | None) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Locating(Protocol):
+    """A provider that can look beyond a pool's folder (vSphere): the manager asks before it forgets a VM
+    that is missing from the folder, or a pending VM whose clone it does not know to be over."""
+
+    def locate(self, pool: str, names: Collection[str]) -> Located:
+        """The VMs named `names` anywhere in the provider, and whether a clone that could make one of them
+        is still running (read first: a clone that ends meanwhile shows its VM)."""
+        ...

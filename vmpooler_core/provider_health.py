@@ -26,12 +26,17 @@ from .config import Config
 from .inventory import Inventory
 
 LOGIN, UNREACHABLE, CLONE, INVENTORY = "login", "unreachable", "clone", "inventory"
+# The manager holds back: VMs that vanished from a pool at once are not forgotten, ready VMs that all
+# failed their check at once are not destroyed (vmpoolerd/manager/reconcile.py, lifecycle.py).
+VANISHED, UNREADY = "vanished", "unready"
 # Each kind of problem as it reads in "provider <name> <this> since <when>: <the last error>".
 SUMMARY: Mapping[str, str] = {
     LOGIN: "cannot log in",
     UNREACHABLE: "is unreachable",
     CLONE: "fails to clone",
     INVENTORY: "cannot list its VMs",
+    VANISHED: "lost sight of VMs",
+    UNREADY: "has VMs failing their ready check",
 }
 
 

@@ -53,6 +53,7 @@ PROVIDER_KINDS: Mapping[str, ProviderKind] = MappingProxyType({
             Option("insecure", "flag"),  # accept a certificate that does not verify
             Option("timeout", "seconds"),  # per vSphere call
             Option("connections", "count"),  # idle HTTPS connections kept for reuse
+            Option("idle_timeout", "seconds"),  # how long one is kept idle (below servers' keep-alive)
             Option("datacenter", "text"),
             Option("clone_timeout", "seconds"),
             _READY_CHECK,

@@ -1,5 +1,5 @@
 """`vmpoolerd [all|api|manager] --config FILE [--bind ADDR] [--port N] [--log-level L] [--manager-id ID]
-[--debug] [--check]`.
+[--debug] [--check] [--forget-vanished POOL]`.
 
 main() is four steps, each replaceable on its own: parse the command line, find the configuration
 (and start what it needs), set up logging, run the roles. Expected failures are one line on stderr and
@@ -17,6 +17,8 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
+from redis.exceptions import RedisError
+
 from vmpooler_core import config_loader, health
 from vmpooler_core.config import Config
 from vmpooler_core.errors import ConfigError
@@ -24,7 +26,7 @@ from vmpooler_core.inventory import Inventory
 from vmpooler_core.keys import Keys
 from vmpooler_core.redis_client import connect
 
-from . import cli_args, daemon, embedded, logs
+from . import cli_args, confirm, daemon, embedded, logs
 from .exit_codes import ExitCode
 
 PROVIDER_THREADS = "vmpooler-provider"  # the name prefix of the manager's provider threads (manager/runner.py)
@@ -117,6 +119,19 @@ def exit_past_provider_calls(code: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = cli_args.parse(argv)
+    if args.forget_vanished is not None:
+        try:
+            print(confirm.forget_vanished(config_loader.load(args.config, env=os.environ), args.forget_vanished))
+            return ExitCode.OK
+        except ConfigError as err:
+            _error(str(err))
+            return ExitCode.CONFIG
+        except LookupError as err:
+            _error(str(err.args[0]))
+            return ExitCode.USAGE
+        except (RedisError, OSError) as err:
+            _error(f"redis: {err}")
+            return ExitCode.UNAVAILABLE
     if args.check:
         try:
             return check(args, os.environ)

@@ -22,6 +22,7 @@ class Arguments:
     debug: bool
     check: bool = False
     manager_id: str | None = None
+    forget_vanished: str | None = None
 
 
 def _port(text: str) -> int:
@@ -59,6 +60,9 @@ def parser() -> argparse.ArgumentParser:
                         "expire")
     p.add_argument("--check", action="store_true",
                    help="do not serve: exit 0 if Redis answers and a manager's heartbeat is fresh, else 1")
+    p.add_argument("--forget-vanished", metavar="POOL",
+                   help="do not serve: confirm that the VMs which vanished from POOL all at once (health says "
+                        "so) are gone for good; the manager forgets them on its next pass")
     p.add_argument("--version", action="version", version=f"vmpoolerd {vmpooler_core.__version__}")
     return p
 
@@ -69,4 +73,5 @@ def parse(argv: Sequence[str] | None = None) -> Arguments:
     if ns.manager_id is not None and ns.role == "api":
         p.error("--manager-id: the api role runs no manager")
     return Arguments(role=ns.role, config=ns.config, bind=ns.bind, port=ns.port, log_level=ns.log_level,
-                     debug=ns.debug, check=ns.check, manager_id=ns.manager_id)
+                     debug=ns.debug, check=ns.check, manager_id=ns.manager_id,
+                     forget_vanished=ns.forget_vanished)

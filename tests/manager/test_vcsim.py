@@ -32,6 +32,7 @@ from vmpooler_core.keys import Keys
 from vmpooler_core.metrics import NullMetrics
 from vmpooler_core.provider import CloneSpec
 from vmpooler_core.request import from_path
+from vmpoolerd import confirm
 from vmpoolerd.manager import Manager
 from vmpoolerd.providers.vsphere import VsphereProvider
 
@@ -303,8 +304,10 @@ async def test_vcenter_outage(start_sim: StartSim, make_manager: MakeManager, sy
     down = [r for r in caplog.records if "provider vsphere unavailable" in r.getMessage()]
     assert len(down) == 1 and down[0].levelno == logging.WARNING
     # The simulator comes back on the same address, empty (it keeps no state): the VMs Redis knew are
-    # gone, and the manager forgets them and fills the pool again.
+    # gone, and once an operator confirms it (all of them vanished at once: reconcile.py holds them until
+    # then), the manager forgets them and fills the pool again.
     start_sim(port=port)
+    await confirm.confirm(manager.inventory, "pool1")
     await passes_for(manager, lambda: len(states(sync_redis, "pool1")["ready"]) == 3 and not before
                      & set().union(*states(sync_redis, "pool1").values()), seconds=15)
     assert len([r for r in caplog.records if "provider vsphere available again" in r.getMessage()]) == 1

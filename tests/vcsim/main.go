@@ -76,6 +76,7 @@ type control struct {
 	failPercent int
 	rnd         *rand.Rand
 	ipSeq       int
+	clashes     int // clones still to be refused with FileAlreadyExists
 
 	Started   int `json:"clones_started"`
 	Succeeded int `json:"clones_succeeded"`
@@ -85,12 +86,16 @@ type control struct {
 // decide fixes the fate of one clone when the call arrives, so a test that
 // sets percent=100 and then clones gets a failure even if it changes the
 // setting again before the delay has passed.
-func (c *control) decide() (time.Duration, bool) {
+func (c *control) decide() (time.Duration, bool, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.Started++
 	fail := c.failPercent > 0 && c.rnd.Intn(100) < c.failPercent
-	return c.delay, fail
+	clash := c.clashes > 0
+	if clash {
+		c.clashes--
+	}
+	return c.delay, fail, clash
 }
 
 func (c *control) done(ok bool) {
@@ -122,6 +127,7 @@ func (c *control) state() map[string]interface{} {
 		"clones_started":     c.Started,
 		"clones_succeeded":   c.Succeeded,
 		"clones_failed":      c.Failed,
+		"clone_clashes_left": c.clashes,
 	}
 }
 
@@ -138,7 +144,7 @@ type templateVM struct {
 }
 
 func (t *templateVM) CloneVMTask(ctx *simulator.Context, req *types.CloneVM_Task) soap.HasFault {
-	delay, fail := t.ctl.decide()
+	delay, fail, clash := t.ctl.decide()
 
 	// The request's Context is not touched again by the server once the call
 	// returns, but take a copy anyway since the work runs after that.
@@ -148,6 +154,11 @@ func (t *templateVM) CloneVMTask(ctx *simulator.Context, req *types.CloneVM_Task
 	task := simulator.CreateTask(self, "cloneVm", func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
 		if fail {
 			return nil, &types.SystemError{Reason: "vcsim: injected clone failure"}
+		}
+		if clash {
+			// What vSphere answers when the datastore still holds a folder of the clone's name (a
+			// leftover of a VM of that name): the clone makes nothing.
+			return nil, &types.FileAlreadyExists{FileFault: types.FileFault{File: "[LocalDS_0] " + req.Name}}
 		}
 		return t.clone(&cctx, req)
 	})
@@ -668,6 +679,14 @@ func serveControl(l net.Listener, ctl *control) {
 		if n, ok := intParam(w, r, "percent", 100); ok {
 			ctl.mu.Lock()
 			ctl.failPercent = n
+			ctl.mu.Unlock()
+			reply(w)
+		}
+	})
+	mux.HandleFunc("/clone-clash", func(w http.ResponseWriter, r *http.Request) {
+		if n, ok := intParam(w, r, "count", 0); ok {
+			ctl.mu.Lock()
+			ctl.clashes = n
 			ctl.mu.Unlock()
 			reply(w)
 		}

@@ -158,6 +158,10 @@ class VcsimServer:
     def set_clone_delay(self, ms: int) -> None:
         self.control(f"/clone-delay?ms={ms}")
 
+    def set_clone_clash(self, count: int) -> None:
+        """The next `count` clones fail with FileAlreadyExists (a leftover folder of their name)."""
+        self.control(f"/clone-clash?count={count}")
+
     def state(self) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(self.control("/state", method="GET"))
         return result

@@ -20,7 +20,7 @@ from vmpooler_core import audit, clock
 from vmpooler_core.config import PoolConfig
 from vmpooler_core.metrics import Phase
 from vmpooler_core.ondemand_store import Order, RequestStore
-from vmpooler_core.provider import CloneSpec, Provider, ProviderError
+from vmpooler_core.provider import CloneSpec, NameTaken, OutcomeUnknown, Provider, ProviderError
 from vmpooler_core.replies import Kept, Reservation
 
 from . import ondemand_vms
@@ -102,8 +102,9 @@ class Cloner:
                 now = clock.stamp(self.ctx.clock())
                 outcome = await self._reserve(pool, host, template, now, order)
                 if outcome is Reservation.RESERVED:
-                    await self._run(pool, provider, host, template, slot, order)
-                    return
+                    if not await self._run(pool, provider, host, template, slot, order):
+                        return
+                    continue  # the provider refused the name: another one
             finally:
                 self.inflight.pop(host, None)
             if outcome is not Reservation.TAKEN:
@@ -122,7 +123,9 @@ class Cloner:
                                 detail=f"template {template}, on-demand request"))
 
     async def _run(self, pool: PoolConfig, provider: Provider, host: str, template: str, slot: _Slot,
-                   order: Order | None = None) -> None:
+                   order: Order | None = None) -> bool:
+        """The clone of a reserved `host`; True when the provider refused the name (nothing was made and
+        the pending entry is gone): the caller tries another name."""
         target = pool.clone_target or self.ctx.config.app.clone_target
         spec = CloneSpec(name=host, template=template, folder=pool.folder or pool.name,
                          datastore=pool.datastore, target=target,
@@ -132,6 +135,8 @@ class Cloner:
         log.info("clone started pool=%s vm=%s template=%s", pool.name, host, template)
         try:
             await self.ctx.runner.clone(provider.clone, pool.name, spec)
+        except (NameTaken, OutcomeUnknown) as err:
+            return await self._unsettled(pool.name, host, err, slot, order)
         except ProviderError as err:
             await slot.release()
             self.ctx.health.clone_failed(pool.name, err)
@@ -142,7 +147,7 @@ class Cloner:
             # client checked it out. Such a VM is as good as any other; it stays where it is.
             if order is not None:  # the same, and the request's clone goes back into its task
                 await ondemand_vms.lost(self.ctx, self.requests, pool.name, host, f"clone failed: {err}", forget=True)
-                return
+                return False
             entry = audit.entry("clone failed", clock.stamp(self.ctx.clock()), manager=self.ctx.owner,
                                 detail=str(err))
             forgotten = await self.ctx.inventory.forget(pool.name, host, destroyed=False, only_from="pending",
@@ -152,7 +157,7 @@ class Cloner:
                             "it is kept", pool.name, host, err)
             else:
                 log.warning("clone failed pool=%s vm=%s: %s", pool.name, host, err)
-            return
+            return False
         finally:
             self.inflight.pop(host, None)
         # The provider's part is over: the next clone may start while this one is written down.
@@ -163,6 +168,28 @@ class Cloner:
         self.ctx.metrics.duration(Phase.CLONE, pool.name, seconds)
         log.info("clone done pool=%s vm=%s seconds=%.1f", pool.name, host, seconds)
         self.ctx.poke(pool.name)
+        return False
+
+    async def _unsettled(self, pool: str, host: str, err: ProviderError, slot: _Slot, order: Order | None) -> bool:
+        """A clone that neither failed nor succeeded. Its name taken: nothing was made, the pending entry
+        goes and the caller tries another name (a request's clone goes back into its request's task, and is
+        cloned again under another name from there). Its outcome unknown: the pending entry stays, and the
+        reconciliation adopts the VM if it turns up, or forgets the entry once vCenter shows neither the
+        VM nor a clone task that could be making it."""
+        if isinstance(err, OutcomeUnknown):
+            await slot.release()
+            log.warning("clone outcome unknown pool=%s vm=%s: %s; left pending for the reconciliation", pool,
+                        host, err)
+            return False
+        if order is not None:
+            await slot.release()
+            await ondemand_vms.lost(self.ctx, self.requests, pool, host, f"name taken: {err}", forget=True)
+            return False
+        entry = audit.entry("clone renamed", clock.stamp(self.ctx.clock()), manager=self.ctx.owner,
+                            detail=str(err))
+        await self.ctx.inventory.forget(pool, host, destroyed=False, only_from="pending", history=entry)
+        log.info("clone name taken pool=%s vm=%s: %s; cloning under another name", pool, host, err)
+        return True  # its slot kept for the next name
 
     async def drain(self) -> None:
         """Wait until every queued and running clone has ended (tests, and a bounded stop)."""

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from vmpooler_core.config import Config, Secret
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.provider import ProviderLoginRefused, ProviderUnavailable
-from vmpooler_core.provider_health import CLONE, INVENTORY, LOGIN, UNREACHABLE, Problem, Report
+from vmpooler_core.provider_health import CLONE, INVENTORY, LOGIN, UNREACHABLE, UNREADY, VANISHED, Problem, Report
 
 CLONE_FAILURES = 3  # failed clones of a pool in a row (no success between) before they count as failing
 
@@ -46,6 +46,8 @@ class HealthReport:
         self._providers: dict[str, Problem] = {}  # provider -> why it cannot be worked at all
         self._unreadable: dict[str, Problem] = {}  # pool -> why its inventory cannot be read
         self._failing: dict[str, Problem] = {}  # pool -> its clones' last error, once failing
+        # pool -> why the manager holds back from forgetting (VANISHED) or destroying (UNREADY) its VMs
+        self._held: dict[str, dict[str, Problem]] = {VANISHED: {}, UNREADY: {}}
         self._clone_failures: Counter[str] = Counter()  # pool -> failed clones in a row
         self._first_failure: dict[str, float] = {}  # pool -> when its run of failed clones began
         self._changed = True
@@ -84,6 +86,17 @@ class HealthReport:
             self._problem(self._failing, pool, self._provider_of[pool], CLONE, error,
                           since=self._first_failure[pool])
 
+    def holding(self, pool: str, kind: str, detail: str | None) -> bool:
+        """The manager holds back from the pool's VMs (`kind` VANISHED or UNREADY), `detail` saying why;
+        None when it no longer does. True when it starts holding back (for a log line)."""
+        table = self._held[kind]
+        if detail is None:
+            self._clear(table, pool)
+            return False
+        started = pool not in table
+        self._problem(table, pool, self._provider_of[pool], kind, detail)
+        return started
+
     def _reachable(self, provider: str) -> None:
         self._used.add(provider)
         self._clear(self._providers, provider)
@@ -92,7 +105,7 @@ class HealthReport:
         if table.pop(key, None) is not None:
             self._changed = True
 
-    def _problem(self, table: dict[str, Problem], key: str, provider: str, kind: str, error: Exception,
+    def _problem(self, table: dict[str, Problem], key: str, provider: str, kind: str, error: Exception | str,
                  since: float | None = None) -> None:
         self._used.add(provider)
         old = table.get(key)
@@ -140,7 +153,8 @@ class HealthReport:
             if not pools:
                 continue
             problems = {pool: problem for pool in pools
-                        if (problem := self._unreadable.get(pool) or self._failing.get(pool)) is not None}
+                        if (problem := self._unreadable.get(pool) or self._held[VANISHED].get(pool)
+                            or self._held[UNREADY].get(pool) or self._failing.get(pool)) is not None}
             reports[provider] = Report(now, self._providers.get(provider), problems)
         return reports
 

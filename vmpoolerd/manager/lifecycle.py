@@ -9,6 +9,7 @@ import logging
 
 from vmpooler_core import clock
 from vmpooler_core.metrics import Phase
+from vmpooler_core.provider_health import UNREADY
 
 from . import ondemand_vms
 from .pool_pass import PoolPass
@@ -56,14 +57,16 @@ async def check_ready(p: PoolPass) -> None:
             await p.move(host, "ready", "completed", f"ready for over {ttl} minutes (ready_ttl)")
             continue
         checked = p.age(host, "check")
-        if checked is None or checked >= every:
+        suspect_due = p.probe.watch.due(host, p.now)
+        if suspect_due or (suspect_due is None and (checked is None or checked >= every)):
             due.append(host)
-    failures = await _probe_all(p, due, recheck=True)
-    passed = [host for host, reason in failures.items() if reason is None]
-    for host, reason in failures.items():
-        if reason is not None:
-            await p.move(host, "ready", "completed", f"failed its check: {reason}", level=logging.WARNING)
-    await p.ctx.inventory.set_field_many(passed, "check", clock.stamp(p.now))
+    # Retired only as readiness.ReadyWatch judges: a VM that cannot be reached is checked again first.
+    verdict = p.probe.watch.judge(await _probe_all(p, due, recheck=True), p.sets["ready"], p.now)
+    for host, reason in verdict.retire.items():
+        await p.move(host, "ready", "completed", reason, level=logging.WARNING)
+    if p.ctx.health.holding(p.name, UNREADY, verdict.held):
+        log.warning("holding pool=%s: %s", p.name, verdict.held)
+    await p.ctx.inventory.set_field_many(verdict.passed, "check", clock.stamp(p.now))
 
 
 async def check_pending(p: PoolPass) -> None:

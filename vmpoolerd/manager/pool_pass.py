@@ -43,6 +43,9 @@ class PoolPass:
     protected: set[str] = field(default_factory=set)
     # Redis: the VMs of the folder left alone as not ours to destroy (host -> their mark, see reconcile.py).
     spared: dict[str, str] = field(default_factory=dict)
+    # Whether a clone that could make one of the pending VMs missing from the folder is still running, as
+    # the provider said (reconcile.locate); None when it was not asked or cannot tell.
+    cloning: bool | None = None
 
     @property
     def name(self) -> str:

@@ -21,23 +21,25 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from pyVmomi import vim as _vim
+from pyVmomi import vmodl as _vmodl
 
 from vmpooler_core import clock
 from vmpooler_core.config import PoolConfig, ProviderConfig
-from vmpooler_core.provider import CloneSpec, ProviderError, ReadyCheck, VmFacts
+from vmpooler_core.provider import CloneSpec, Located, NameTaken, OutcomeUnknown, ProviderError, ReadyCheck, VmFacts
 
-from .vsphere_session import Session, properties, retrieve
+from .vsphere_lookup import VM_PROPS, Whereabouts, clone_tasks, facts, objects, task_state
+from .vsphere_session import Session, TaskFailed, TaskLost, properties, retrieve
+from .vsphere_stub import NETWORK_ERRORS, Unanswered
 
 log = logging.getLogger("vmpooler.providers.vsphere")
 vim: Any = _vim  # built at run time: untyped to a type checker
+vmodl: Any = _vmodl
 
-_VM_PROPS = ["name", "config.template", "runtime.powerState", "runtime.host", "guest.hostName",
-             "guest.ipAddress", "config.annotation"]
 _MARK = "pooler_id"  # the annotation's key for the identity of the pooler that cloned the VM
 _HOST_PROPS = ["name", "runtime.connectionState", "runtime.inMaintenanceMode",
                "summary.quickStats.overallCpuUsage", "summary.quickStats.overallMemoryUsage",
@@ -47,6 +49,12 @@ _PLACEMENT_WEIGHT = 0.02  # load a clone placed since then is assumed to add, so
 # How long a template's placement and current snapshot are reused: a clone would otherwise spend three
 # round trips on them (and an update of the template is picked up within this time).
 _TEMPLATE_SECONDS = 60.0
+_CLONE_SENDS = 2  # a clone found not to have been made after its answer was lost is sent once more
+_DESTROY_SENDS = 3
+_LOOK_AGAIN = 0.5  # seconds between looks at clone tasks that may be a lost clone's
+# What vCenter answers a clone whose name is taken: by a VM in the folder, or by files of that name left
+# on the datastore.
+_NAME_CLASHES = (vim.fault.DuplicateName, vim.fault.FileAlreadyExists, vim.fault.AlreadyExists)
 
 
 @dataclass(slots=True)
@@ -80,6 +88,9 @@ class VsphereProvider:
         self._pools = dict(pools)
         self._loads: dict[str, _ClusterLoads] = {}  # by cluster path: see _pick_host
         self._loads_lock = threading.Lock()
+        self._tasks: set[str] = set()  # the clone tasks this provider waits for (see _clone_outcome)
+        self._tasks_lock = threading.Lock()
+        self._whereabouts = Whereabouts(config.name)
 
     def _folder(self, pool: str) -> str:
         config = self._pools.get(pool)
@@ -88,8 +99,40 @@ class VsphereProvider:
         return config.folder
 
     def _vm(self, content: Any, pool: str, name: str) -> Any:
+        """The VM in its pool's folder, else where it was last found (see `locate`), else anywhere in the
+        datacenter; None when there is none of that name."""
         folder = self.session.find(content, self._folder(pool))
-        return content.searchIndex.FindChild(folder, name)
+        vm = content.searchIndex.FindChild(folder, name)
+        elsewhere = self._whereabouts.folder(name)
+        if vm is None and elsewhere is not None:
+            vm = content.searchIndex.FindChild(elsewhere, name)
+        if vm is None:
+            self._whereabouts.find(content, self._vm_root(content), [name], self._folder(pool), pooler_mark)
+            elsewhere = self._whereabouts.folder(name)
+            vm = content.searchIndex.FindChild(elsewhere, name) if elsewhere is not None else None
+        return vm
+
+    def _vm_root(self, content: Any) -> Any:
+        return self.session.find(content, "")
+
+    def locate(self, pool: str, names: Collection[str]) -> Located:
+        config = self._pools.get(pool)
+        template_path = (config.template if config else None) or pool
+
+        def run(content: Any) -> Located:
+            with self._tasks_lock:
+                known = set(self._tasks)
+            try:
+                template = self.session.find(content, template_path)
+            except ProviderError:
+                template = None  # no such template: nothing can be cloning from it
+            # The clone tasks first: a clone that ends after they are read shows its VM to the look below.
+            cloning = template is not None and bool(clone_tasks(content, template, known))
+            found = self._whereabouts.find(content, self._vm_root(content), names, self._folder(pool),
+                                           pooler_mark)
+            return Located(found, cloning)
+
+        return self.session.run(run)
 
     # Inventory -----------------------------------------------------------------------------------
 
@@ -100,19 +143,13 @@ class VsphereProvider:
             root = self.session.find(content, path)
             found: dict[str, VmFacts] = {}
             children = (vim.Folder, "childEntity")
-            for _, props in retrieve(content, root, children, vim.VirtualMachine, _VM_PROPS):
+            for _, props in retrieve(content, root, children, vim.VirtualMachine, VM_PROPS):
                 if "name" not in props:
                     # Never return a partial inventory: a VM missing from it counts as gone.
                     raise ProviderError(f"vsphere {self.name}: a VM in {path} could not be read")
                 if props.get("config.template"):
                     continue  # a template is never a pool VM, whatever folder it sits in
-                host = props.get("runtime.host")
-                found[props["name"]] = VmFacts(
-                    name=props["name"], powered_on=props.get("runtime.powerState") == "poweredOn",
-                    guest_hostname=props.get("guest.hostName") or None,
-                    guest_ip=props.get("guest.ipAddress") or None,
-                    host=host._moId if host is not None else None,
-                    pooler_id=pooler_mark(props.get("config.annotation")))
+                found[props["name"]] = facts(props, pooler_mark(props.get("config.annotation")))
             return found
 
         return self.session.run(read)
@@ -120,30 +157,123 @@ class VsphereProvider:
     # Clone ---------------------------------------------------------------------------------------
 
     def clone(self, pool: str, spec: CloneSpec) -> None:
-        def run(content: Any) -> None:
-            template = self.session.find(content, spec.template)
-            folder = self.session.find(content, spec.folder)
-            own_pool, snapshot = self.session.cached(
-                f"template:{spec.template}", lambda: _placement(content, template), _TEMPLATE_SECONDS)
-            relocate = vim.vm.RelocateSpec(pool=own_pool)
-            if spec.target:
-                cluster = self.session.find(content, spec.target, kind="host")
-                relocate.pool = self.session.cached(f"pool:{spec.target}", lambda: cluster.resourcePool)
-                relocate.host = self._pick_host(content, spec.target, cluster)
-            if spec.datastore:
-                relocate.datastore = self.session.datastore(content, spec.datastore)
-            clone_spec = vim.vm.CloneSpec(location=relocate, powerOn=True, template=False)
-            if spec.linked and snapshot is not None:
-                # A linked clone: a delta disk on the template's current snapshot, seconds instead of a copy.
-                relocate.diskMoveType = "createNewChildDiskBacking"
-                clone_spec.snapshot = snapshot
-            clone_spec.config = vim.vm.ConfigSpec(
-                annotation=self._annotation(spec),
-                extraConfig=[vim.option.OptionValue(key="guestinfo.hostname", value=spec.name)])
-            task = template.CloneVM_Task(folder=folder, name=spec.name, spec=clone_spec)
-            self.session.wait(content, task, self.clone_timeout or spec.timeout)
+        self.session.run(lambda content: self._clone(content, spec))
 
-        self.session.run(run)
+    def _clone_spec(self, content: Any, spec: CloneSpec, template: Any) -> Any:
+        own_pool, snapshot = self.session.cached(
+            f"template:{spec.template}", lambda: _placement(content, template), _TEMPLATE_SECONDS)
+        relocate = vim.vm.RelocateSpec(pool=own_pool)
+        if spec.target:
+            cluster = self.session.find(content, spec.target, kind="host")
+            relocate.pool = self.session.cached(f"pool:{spec.target}", lambda: cluster.resourcePool)
+            relocate.host = self._pick_host(content, spec.target, cluster)
+        if spec.datastore:
+            relocate.datastore = self.session.datastore(content, spec.datastore)
+        clone_spec = vim.vm.CloneSpec(location=relocate, powerOn=True, template=False)
+        if spec.linked and snapshot is not None:
+            # A linked clone: a delta disk on the template's current snapshot, seconds instead of a copy.
+            relocate.diskMoveType = "createNewChildDiskBacking"
+            clone_spec.snapshot = snapshot
+        clone_spec.config = vim.vm.ConfigSpec(
+            annotation=self._annotation(spec),
+            extraConfig=[vim.option.OptionValue(key="guestinfo.hostname", value=spec.name)])
+        return clone_spec
+
+    def _clone(self, content: Any, spec: CloneSpec) -> None:
+        template = self.session.find(content, spec.template)
+        folder = self.session.find(content, spec.folder)
+        clone_spec = self._clone_spec(content, spec, template)
+        deadline = time.monotonic() + (self.clone_timeout or spec.timeout)
+        for attempt in range(1, _CLONE_SENDS + 1):
+            task = None
+            sessions = self.session.relogins(content)
+            try:
+                task = template.CloneVM_Task(folder=folder, name=spec.name, spec=clone_spec)
+                with self._tasks_lock:
+                    self._tasks.add(task._moId)
+                self.session.wait(content, task, max(deadline - time.monotonic(), 1.0))
+                return
+            except (vim.fault.DuplicateName, vim.fault.FileAlreadyExists, vim.fault.AlreadyExists) as err:
+                clash: Exception = err  # refused at once: nothing was made
+            except TaskFailed as err:
+                if not isinstance(err.fault, _NAME_CLASHES):
+                    raise
+                clash = err
+            except (Unanswered, TaskLost, *NETWORK_ERRORS) as err:
+                if task is None and not isinstance(err, Unanswered):
+                    raise  # the request never went out whole: nothing was made, vCenter is unreachable
+                log.warning("vsphere %s: clone of %s: %s; looking at vCenter for what became of it", self.name,
+                            spec.name, err or type(err).__name__)
+                if task is not None and self.session.relogins(content) != sessions:
+                    with self._tasks_lock:
+                        self._tasks.discard(task._moId)  # its id no longer says which task it is
+                    task = None
+                if self._clone_outcome(content, spec, template, folder, task, deadline):
+                    log.info("vsphere %s: clone of %s was made (its answer was lost): adopted", self.name,
+                             spec.name)
+                    return
+                if attempt < _CLONE_SENDS:
+                    log.info("vsphere %s: clone of %s was not made: sending it again", self.name, spec.name)
+                continue
+            finally:
+                if task is not None:
+                    with self._tasks_lock:
+                        self._tasks.discard(task._moId)
+            # The name is taken. By our own clone of it, when an earlier send did get through after all.
+            if self._ours(content, folder, spec):
+                return
+            raise NameTaken(f"vsphere {self.name}: {spec.name}: {_fault_name(clash)}")
+        raise OutcomeUnknown(f"vsphere {self.name}: clone of {spec.name} could not be sent")
+
+    def _ours(self, content: Any, folder: Any, spec: CloneSpec) -> bool | None:
+        """Whether the VM named `spec.name` in `folder` is the one this clone makes (it carries the clone's
+        mark); None when there is no such VM."""
+        vm = content.searchIndex.FindChild(folder, spec.name)
+        if vm is None:
+            return None
+        found = objects(content, [vm], vim.VirtualMachine, ["config.annotation"])
+        mark = pooler_mark(found[0][1].get("config.annotation")) if found else None
+        return mark == spec.pooler_id
+
+    def _clone_outcome(self, content: Any, spec: CloneSpec, template: Any, folder: Any, task: Any,
+                       deadline: float) -> bool:
+        """Whether a clone whose answer was lost was made, from what vCenter shows: its task while vCenter
+        still has it, else the VM by name and mark once no clone task of the template that could be it is
+        queued or running. OutcomeUnknown when vCenter cannot be asked; NameTaken when the name belongs
+        to a VM that is not this clone."""
+        try:
+            while True:
+                state = task_state(content, task) if task is not None else None
+                if state in ("queued", "running"):
+                    self.session.wait(content, task, max(deadline - time.monotonic(), 1.0))
+                    return True
+                ours = self._ours(content, folder, spec)
+                if ours is not None:
+                    if not ours:
+                        raise NameTaken(f"vsphere {self.name}: {spec.name} is another VM's name")
+                    return True
+                if state == "success":
+                    return True  # made, and already moved on from the folder
+                if state == "error":
+                    raise ProviderError(f"vsphere {self.name}: clone of {spec.name} failed (its task ended in "
+                                        "error)")
+                if state is not None:
+                    return False
+                with self._tasks_lock:
+                    known = set(self._tasks)
+                if not clone_tasks(content, template, known):
+                    return False
+                if time.monotonic() >= deadline:
+                    raise OutcomeUnknown(f"vsphere {self.name}: clone of {spec.name}: clones of its template "
+                                         "still running at its deadline")
+                time.sleep(_LOOK_AGAIN)
+        except TaskFailed as err:
+            if isinstance(err.fault, _NAME_CLASHES):
+                raise NameTaken(f"vsphere {self.name}: {spec.name}: {_fault_name(err)}") from None
+            raise
+        except (Unanswered, TaskLost, vim.fault.NotAuthenticated, vmodl.MethodFault, *NETWORK_ERRORS) as err:
+            raise OutcomeUnknown(f"vsphere {self.name}: clone of {spec.name}: its answer was lost and vCenter "
+                                 f"cannot be asked what became of it: {err or type(err).__name__}") from None
 
     def _annotation(self, spec: CloneSpec) -> str:
         try:
@@ -193,11 +323,17 @@ class VsphereProvider:
 
     def destroy(self, pool: str, name: str) -> None:
         def run(content: Any) -> None:
-            vm = self._vm(content, pool, name)
-            if vm is None:
-                return  # already gone: the goal is reached
-            self._power_off(content, vm)
-            self.session.wait(content, vm.Destroy_Task(), self.session.timeout * 5)
+            for _ in range(_DESTROY_SENDS):
+                vm = self._vm(content, pool, name)
+                if vm is None:
+                    return  # gone: the goal is reached (also when an earlier send did it unanswered)
+                try:
+                    self._power_off(content, vm)
+                    self.session.wait(content, vm.Destroy_Task(), self.session.timeout * 5)
+                    return
+                except (Unanswered, TaskLost) as err:
+                    log.warning("vsphere %s: destroy of %s: %s; looking at vCenter", self.name, name, err)
+            raise OutcomeUnknown(f"vsphere {self.name}: destroy of {name}: no answer, {_DESTROY_SENDS} times")
 
         self.session.run(run)
 
@@ -259,6 +395,11 @@ def _placement(content: Any, template: Any) -> tuple[Any, Any]:
     facts = properties(content, template, ["runtime.host", "snapshot"])
     snapshot = facts["snapshot"].currentSnapshot if facts.get("snapshot") else None
     return facts["runtime.host"].parent.resourcePool, snapshot
+
+
+def _fault_name(err: Exception) -> str:
+    fault = err.fault if isinstance(err, TaskFailed) else err
+    return str(getattr(fault, "msg", "") or type(fault).__name__)
 
 
 def _find_snapshot(trees: Any, name: str) -> Any:

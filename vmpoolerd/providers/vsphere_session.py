@@ -1,16 +1,15 @@
 """One vCenter session, shared by the provider's threads, re-established when it expires or breaks.
 
-Every call goes through `Session.run(fn)`, which maps pyvmomi's failures to the two errors the manager
-acts on: `ProviderUnavailable` (vCenter unreachable, or the login refused, as `ProviderLoginRefused`,
-which health reports tell apart: back off and retry) and `ProviderError` (this one operation failed). An
-expired session (NotAuthenticated) is logged in again and the call retried once, so a long-idle daemon
-never needs a restart.
+Every call goes through `Session.run(fn)`, which maps pyvmomi's failures to the errors the manager acts
+on: `ProviderUnavailable` (vCenter unreachable, or the login refused, as `ProviderLoginRefused`, which
+health reports tell apart: back off and retry), `OutcomeUnknown` (a change was asked of vCenter and its
+answer lost) and `ProviderError` (this one operation failed). The connections themselves (idle timeout,
+re-sending, logging in again when the session expired under a call) are vsphere_stub.py's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import logging
 import threading
 import time
@@ -24,7 +23,9 @@ from pyVmomi import vim as _vim
 from pyVmomi import vmodl as _vmodl
 
 from vmpooler_core.config import Secret
-from vmpooler_core.provider import ProviderError, ProviderLoginRefused, ProviderUnavailable
+from vmpooler_core.provider import OutcomeUnknown, ProviderError, ProviderLoginRefused, ProviderUnavailable
+
+from .vsphere_stub import NETWORK_ERRORS, Stub, Unanswered
 
 T = TypeVar("T")
 # pyVmomi builds its types at run time: to a type checker they are untyped.
@@ -34,14 +35,28 @@ connect: Any = _connect
 log = logging.getLogger("vmpooler.providers.vsphere")
 
 _PC = vmodl.query.PropertyCollector
-# Failures of the connection itself, as opposed to a fault vCenter answered with.
-_NETWORK_ERRORS = (OSError, http.client.HTTPException, EOFError)
+_NETWORK_ERRORS = NETWORK_ERRORS  # failures of the connection itself, as opposed to a fault vCenter answered
+# Seconds an idle HTTPS connection is kept for reuse: below the keep-alive timeout of servers and of the
+# proxies in front of them (pyvmomi's own default, 900 s, is far above any).
+IDLE_TIMEOUT = 20.0
+
+
+class TaskLost(Exception):
+    """The task being waited for is gone (vCenter restarted, or forgot it): its outcome must be looked up."""
+
+
+class TaskFailed(ProviderError):
+    """A task ended in error; `fault` is vCenter's fault (DuplicateName, FileAlreadyExists, ...)."""
+
+    def __init__(self, message: str, fault: Any) -> None:
+        super().__init__(message)
+        self.fault = fault
 
 
 class Session:
     """Options read: server, port (443), username (or user), password, insecure (false: verify the
     certificate), timeout (60 s per HTTP request), datacenter (default: the first one), connections
-    (32: idle HTTPS connections kept for reuse)."""
+    (32: idle HTTPS connections kept for reuse), idle_timeout (20 s: how long one is kept idle)."""
 
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
         self.name = name
@@ -53,6 +68,8 @@ class Session:
         self.insecure = bool(options.get("insecure", False))
         self.timeout = float(options.get("timeout") or 60)
         self.connections = int(options.get("connections") or 32)
+        idle = options.get("idle_timeout")
+        self.idle_timeout = IDLE_TIMEOUT if idle is None else float(idle)
         self._datacenter_name: str | None = options.get("datacenter")
         self._si: Any = None
         self._login: Future[Any] | None = None  # the login under way, if any (see `_connect`)
@@ -88,12 +105,7 @@ class Session:
 
     def _log_in(self, login: Future[Any]) -> None:
         try:
-            si = connect.SmartConnect(host=self.server, port=self.port, user=self.user,
-                                      pwd=self._password.reveal(), disableSslCertValidation=self.insecure,
-                                      httpConnectionTimeout=self.timeout)
-            # pyvmomi keeps 5 idle HTTPS connections and opens (TLS handshake and all) and closes one
-            # per call beyond that: with a dozen clones waiting on tasks at once, most calls would.
-            si._stub.poolSize = self.connections
+            si = self._service_instance()
             datacenter = self._datacenter_name or self._first_datacenter(si.content)
         except BaseException as err:  # handed to the waiting callers, which map it (see `run`)
             login.set_exception(err)
@@ -109,6 +121,32 @@ class Session:
             return
         log.info("vsphere %s: logged in to %s as %s", self.name, self.server, self.user)
         login.set_result(si)
+
+    def _service_instance(self) -> Any:
+        """Log in (as pyvmomi's SmartConnect does) through a `Stub` of our own."""
+        context = connect.getSslContext(self.server, None, self.insecure)
+        # The API version vCenter prefers; this probe's own connection is closed when it is done.
+        version = connect.SmartStubAdapter(host=self.server, port=self.port, sslContext=context,
+                                           httpConnectionTimeout=self.timeout).version
+        # pyvmomi keeps 5 idle HTTPS connections and opens (TLS handshake and all) and closes one per
+        # call beyond that: with a dozen clones waiting on tasks at once, most calls would.
+        stub = Stub(host=self.server, port=self.port, version=version, sslContext=context,
+                    httpConnectionTimeout=self.timeout, connectionPoolTimeout=self.idle_timeout,
+                    poolSize=self.connections)
+        si = vim.ServiceInstance("ServiceInstance", stub)
+        content = si.RetrieveContent()
+        content.sessionManager.Login(self.user, self._password.reveal(), None)
+
+        def relogin() -> None:
+            content.sessionManager.Login(self.user, self._password.reveal(), None)
+            with self._lock:
+                if self._si is si:
+                    # A restarted vCenter may number its objects differently: look everything up again.
+                    self._cache = {}
+            log.info("vsphere %s: logged in again to %s as %s", self.name, self.server, self.user)
+
+        stub.relogin = relogin
+        return si
 
     @staticmethod
     def _first_datacenter(content: Any) -> str:
@@ -134,25 +172,32 @@ class Session:
                 pass  # vCenter gone or session expired: nothing to log out of
 
     def run(self, fn: Callable[[Any], T]) -> T:
-        """fn(content) with errors mapped; one retry after logging in again when the session expired."""
+        """fn(content) with errors mapped. Run again once when vCenter refused a call for an object it no
+        longer has under that id (a cached reference gone stale, after a restart): the refused call did
+        nothing, and the lookups are made afresh. `fn` must leave no call that changes vCenter able to
+        raise ManagedObjectNotFound after one went through (see `wait`)."""
         for attempt in (1, 2):
             si = None
             try:
                 si = self._connect()
                 return fn(si.content)
             except vim.fault.NotAuthenticated:
-                self.reset(si)
-                if attempt == 2:
-                    raise ProviderUnavailable(f"vsphere {self.name}: session refused twice") from None
+                self.reset(si)  # the stub logs in again under a call; this is a login that did not hold
+                raise ProviderUnavailable(f"vsphere {self.name}: session refused after logging in") from None
             except vim.fault.InvalidLogin:
                 self.reset(si)
                 raise ProviderLoginRefused(f"vsphere {self.name}: {self.server}:{self.port}: login refused for "
                                            f"user {self.user!r} (InvalidLogin)") from None
             except vmodl.fault.ManagedObjectNotFound as err:
                 self._cache = {}  # a cached reference went stale: look everything up again
-                raise ProviderError(f"vsphere {self.name}: {err.msg or 'object not found'}") from None
+                if attempt == 2:
+                    raise ProviderError(f"vsphere {self.name}: {err.msg or 'object not found'}") from None
             except vmodl.MethodFault as err:
                 raise ProviderError(f"vsphere {self.name}: {err.msg or type(err).__name__}") from None
+            except Unanswered as err:
+                raise OutcomeUnknown(f"vsphere {self.name}: {self.server}:{self.port}: {err}") from None
+            except TaskLost as err:
+                raise OutcomeUnknown(str(err)) from None
             except _NETWORK_ERRORS as err:
                 self.reset(si)
                 raise ProviderUnavailable(f"vsphere {self.name}: {self.server}:{self.port}: {err}") from None
@@ -170,8 +215,9 @@ class Session:
         return value
 
     def find(self, content: Any, path: str, kind: str = "vm") -> Any:
-        """An object by its path under the datacenter's `vm` (or `host`) folder; ProviderError if none."""
-        full = f"{self.datacenter}/{kind}/{path.strip('/')}"
+        """An object by its path under the datacenter's `vm` (or `host`) folder (that folder itself for
+        ""); ProviderError if none."""
+        full = "/".join(part for part in (self.datacenter, kind, path.strip("/")) if part)
 
         def lookup() -> Any:
             found = content.searchIndex.FindByInventoryPath(full)
@@ -198,36 +244,56 @@ class Session:
         there is no polling delay and no load from polling; a private collector because several threads
         wait at once and the session's shared one would hand each thread the others' updates. Only the
         state and error are read (all of `info` may not even parse: the simulator puts a snapshot where
-        pyvmomi wants a managed entity)."""
+        pyvmomi wants a managed entity). TaskLost when the task or the collector is gone."""
+        deadline = time.monotonic() + timeout
         collector = content.propertyCollector.CreatePropertyCollector()
         try:
-            watched = _PC.PropertySpec(type=vim.Task, pathSet=["info.state", "info.error"])
-            spec = _PC.FilterSpec(objectSet=[_PC.ObjectSpec(obj=task, skip=False)], propSet=[watched])
-            collector.CreateFilter(spec, partialUpdates=True)
-            deadline = time.monotonic() + timeout
-            version, seen = "", dict[str, Any]()
-            while seen.get("info.state") not in ("success", "error"):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    _cancel(task)
-                    raise ProviderError(f"vsphere {self.name}: task timed out after {timeout:.0f}s")
-                wait = _PC.WaitOptions(maxWaitSeconds=max(1, int(min(remaining, self.timeout / 2))))
-                update = collector.WaitForUpdatesEx(version, wait)
-                if update is not None:
-                    version = update.version
-                    seen.update((c.name, c.val) for f in update.filterSet for o in f.objectSet
-                                for c in o.changeSet)
+            seen = self._watch(collector, task, deadline, timeout)
+        except vmodl.fault.ManagedObjectNotFound:
+            # The task is gone, or the collector went with the session it was made in (expired, or vCenter
+            # restarted: then the task's id may now name another task). Either way only a look by name
+            # can tell what became of the work.
+            raise TaskLost(f"vsphere {self.name}: task {task._moId} can no longer be watched") from None
         finally:
-            collector.DestroyPropertyCollector()
+            with contextlib.suppress(vmodl.MethodFault, *_NETWORK_ERRORS):
+                collector.DestroyPropertyCollector()
         if seen["info.state"] == "error":
             error = seen.get("info.error")
-            raise ProviderError(f"vsphere {self.name}: {getattr(error, 'msg', '') or type(error).__name__}")
+            raise TaskFailed(f"vsphere {self.name}: {getattr(error, 'msg', '') or type(error).__name__}", error)
+
+    @staticmethod
+    def relogins(content: Any) -> int:
+        """How many times the session was logged in again (see `Stub.relogins`)."""
+        return int(getattr(content.propertyCollector._stub, "relogins", 0))
+
+    def _watch(self, collector: Any, task: Any, deadline: float, timeout: float) -> dict[str, Any]:
+        watched = _PC.PropertySpec(type=vim.Task, pathSet=["info.state", "info.error"])
+        spec = _PC.FilterSpec(objectSet=[_PC.ObjectSpec(obj=task, skip=False)], propSet=[watched])
+        collector.CreateFilter(spec, partialUpdates=True)
+        version, seen = "", dict[str, Any]()
+        while seen.get("info.state") not in ("success", "error"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                _cancel(task)
+                raise ProviderError(f"vsphere {self.name}: task timed out after {timeout:.0f}s")
+            wait = _PC.WaitOptions(maxWaitSeconds=max(1, int(min(remaining, self.timeout / 2))))
+            update = collector.WaitForUpdatesEx(version, wait)
+            if update is not None:
+                version = update.version
+                for found in update.filterSet:
+                    for obj in found.objectSet:
+                        if obj.kind == "leave":
+                            raise vmodl.fault.ManagedObjectNotFound(obj=task)  # deleted while watched
+                        seen.update((c.name, c.val) for c in obj.changeSet)
+                    for missing in found.missingSet or []:
+                        raise vmodl.fault.ManagedObjectNotFound(obj=missing.obj)
+        return seen
 
 
 def _cancel(task: Any) -> None:
     try:
         task.CancelTask()
-    except vmodl.MethodFault:
+    except (vmodl.MethodFault, *_NETWORK_ERRORS):
         pass  # not cancellable or already done: the reconciliation deals with whatever it left
 
 
@@ -238,7 +304,26 @@ def retrieve(content: Any, root: Any, traverse: tuple[Any, str] | None, kind: An
     select = [_PC.TraversalSpec(type=traverse[0], path=traverse[1], skip=False)] if traverse else []
     spec = _PC.FilterSpec(objectSet=[_PC.ObjectSpec(obj=root, skip=bool(traverse), selectSet=select)],
                           propSet=[_PC.PropertySpec(type=kind, pathSet=props)])
+    return retrieve_spec(content, spec)
+
+
+def retrieve_spec(content: Any, spec: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """The objects and properties of a property collector FilterSpec; logs in again once when the
+    session turns out to have ended."""
     collector = content.propertyCollector
+    for attempt in (1, 2):
+        cookie = collector._stub.cookie
+        try:
+            return _retrieve_all(collector, spec)
+        except vim.fault.NotAuthenticated:
+            relogin = getattr(collector._stub, "_log_in_again", None)
+            if attempt == 2 or relogin is None:
+                raise
+            relogin(cookie)
+    raise AssertionError("unreachable")
+
+
+def _retrieve_all(collector: Any, spec: Any) -> list[tuple[Any, dict[str, Any]]]:
     result = collector.RetrievePropertiesEx([spec], _PC.RetrieveOptions(maxObjects=1000))
     found: list[tuple[Any, dict[str, Any]]] = []
     while result is not None:
