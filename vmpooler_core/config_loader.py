@@ -236,7 +236,10 @@ def _pools(top: Node, providers: dict[str, ProviderConfig],
     for node, pool in zip(nodes, pools, strict=True):
         for alias in pool.alias:
             if alias in seen:
-                raise node.error("alias", f"alias {alias!r} is the name of another pool")
+                # Today's original allows it (its own specs do it) and draws between the two at random.
+                log.warning("%s:%s: %s: alias %r of pool %r is also the name of a pool: a request for %r "
+                            "is served by that pool first, then by %r", node.source_of("alias"),
+                            node.line_of("alias"), node.where("alias"), alias, pool.name, alias, pool.name)
     return tuple(pools), (unchosen[0] if unchosen else None)
 
 
