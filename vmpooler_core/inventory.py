@@ -143,6 +143,11 @@ class Inventory:
         """The hosts checked out with `token` and still running, as the per-token cap counts them."""
         return cast(set[str], await self.redis.smembers(self.keys.held(token)))
 
+    async def index_held(self, pools: Iterable[str]) -> None:
+        """Every running VM checked out with a token into its token's held set (lua/held_sets.lua): the
+        original's, handed out while it ran on this Redis, too."""
+        await self._run("index_held", *pools)
+
     async def move(self, pool: str, host: str, source: str, target: str,
                    fields: Mapping[str, object] | None = None, history: str = "") -> bool:
         """`history`: an entry for the VM's history (audit.entry), written only if the VM moves."""

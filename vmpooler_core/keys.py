@@ -223,6 +223,12 @@ class Keys:
         Kept by the scripts (checkout, return, move, forget); built in Lua as `<prefix>__held__<token>`."""
         return self._k("held", token)
 
+    def held_sets(self) -> str:
+        """String, present once every running VM checked out with a token is in its token's held set: the
+        original's VMs (it kept no such sets) were put there (lua/held_sets.lua builds `<prefix>__held_sets`;
+        a manager makes the sets complete again at its start, the first capped checkout if it is absent)."""
+        return self._k("held_sets")
+
     def replicas(self) -> str:
         """String "<replication id> <ip:port> ...": the replicas a primary must still have before a script
         may change anything (lua/fence.lua builds it as `<prefix>__replicas`)."""

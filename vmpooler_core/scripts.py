@@ -68,6 +68,7 @@ NAMES = ("checkout", "return", "move", "add_pending", "forget", "discover", "sta
          "ratelimit", "undo_checkout", "unfence", "write", "login_attempt", "login_outcome",
          # the manager's
          "settle_discovered", "spare", "lease", "presence", "clone_slot", "take_tasks", "task_done",
+         "index_held",
          # on-demand requests (ondemand_store.py)
          "ondemand_submit", "ondemand_delete", "ondemand_sweep", "ondemand_reserve", "ondemand_deliver",
          "ondemand_lost")
@@ -75,7 +76,8 @@ NAMES = ("checkout", "return", "move", "add_pending", "forget", "discover", "sta
 # Lua libraries put in front of the scripts that use them: Redis has no include, and a second script
 # call would cost the request a second round trip.
 LIBRARIES: dict[str, tuple[str, ...]] = {
-    "checkout": ("gcra", "history", "fence", "deadline"), "return": ("gcra", "history", "fence", "deadline"),
+    "checkout": ("gcra", "history", "held_sets", "fence", "deadline"),
+    "return": ("gcra", "history", "fence", "deadline"), "index_held": ("held_sets", "fence"),
     "write": ("fence", "deadline"), "ratelimit": ("gcra",),
     "discover": ("known", "fence"), "spare": ("known", "fence"), "unfence": ("fence",),
     **{name: ("history", "fence") for name in ("move", "add_pending", "forget")},
