@@ -21,6 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from vmpooler_core import pool_settings
 from vmpooler_core.config import Config
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.metrics import Figure, Metrics, Outcome, Phase
@@ -80,7 +81,8 @@ class Registry:
         r = self.registry
         self.pool = Gauge("vmpooler_pool_vms", "VMs in a pool by state (read from Redis at scrape)",
                           ["pool", "state"], registry=r)
-        self.size = Gauge("vmpooler_pool_size", "Configured size of a pool", ["pool"], registry=r)
+        self.size = Gauge("vmpooler_pool_size", "Size of a pool (as set through the pool configuration API, "
+                          "else the file's)", ["pool"], registry=r)
         self.clone = Histogram("vmpooler_clone_seconds", "Time to clone a VM", ["pool"], buckets=_VM_SECONDS,
                                registry=r)
         self.boot = Histogram("vmpooler_boot_seconds", "Time from clone start to ready", ["pool"],
@@ -93,8 +95,9 @@ class Registry:
     async def render(self, config: Config, inventory: Inventory) -> bytes:
         names = [pool.name for pool in config.pools]
         counts = await inventory.counts(names)
+        sizes = await pool_settings.sizes(inventory, config.pools)
         for pool in config.pools:
-            self.size.labels(pool.name).set(pool.size)
+            self.size.labels(pool.name).set(sizes[pool.name])
             for state, value in counts[pool.name].items():
                 self.pool.labels(pool.name, state).set(value)
         return generate_latest(self.registry)
