@@ -307,7 +307,7 @@ def load(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
     # A pool without a dns_plugin has the one domain of the 2016 format, if any.
     pools = tuple(p if p.dns_plugin else replace(p, domain=app.domain) for p in pools)
     metrics = _metrics(sections["statsd"], sections["graphite"])
-    auth = auth_settings(top.child("auth"), base_dir)
+    auth = auth_settings(top.child("auth"), base_dir, env)
     tagfilter = _tagfilter(top.child("tagfilter"))
     graphs = top.child("graphs")
     graphs.text("server", None), graphs.text("prefix", None)  # the dashboard's graph source: display only
