@@ -286,9 +286,11 @@ class Inventory:
         await self._write(("HSETNX", self.keys.active(pool), host, stamp))
 
     async def register_pools(self, pools: Iterable[str]) -> None:
+        """A manager's start: its pools in the original's pool list, and the original's count of on-demand
+        clones in flight at 0 (ours count them with the others), as its managers set it at their start."""
         names = list(pools)
-        if names:
-            await self._write(("SADD", self.keys.pools(), *names))
+        await self._write(("SET", self.keys.ondemand_clone_tasks(), "0"),
+                          *([("SADD", self.keys.pools(), *names)] if names else []))
 
     # Reads ---------------------------------------------------------------------------------------
 

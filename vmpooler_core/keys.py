@@ -64,6 +64,12 @@ class Keys:
     def clone_tasks(self) -> str:
         return self._k("tasks", "clone")
 
+    def ondemand_clone_tasks(self) -> str:
+        """String: the original's count of its on-demand clones in flight, beside `clone_tasks`; /status's
+        `queue.cloning` adds the two, as the original's does. Ours count every clone in `clone_tasks`, and a
+        manager of ours sets this one to 0 at its start, as the original's managers do at theirs."""
+        return self._k("tasks", "ondemandclone")
+
     def disk_tasks(self) -> str:
         return self._k("tasks", "disk")
 

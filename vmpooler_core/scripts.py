@@ -83,7 +83,8 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
     **{name: ("history", "fence") for name in ("move", "add_pending", "forget")},
     **{name: ("fence",) for name in ("settle_discovered", "lease", "undo_checkout", "task_done")},
     **{name: ("managers", "fence") for name in ("presence", "clone_slot", "take_tasks")},
-    **{name: ("history", "ondemand", "fence") for name in NAMES if name.startswith("ondemand_")}}
+    **{name: ("history", "ondemand", "fence") for name in NAMES if name.startswith("ondemand_")},
+    "ondemand_submit": ("history", "ondemand", "held_sets", "fence")}
 # The scripts that run fence.lua's check before their first line: every one that changes the state of a
 # VM, a lease or a manager's presence, and the API's plain writes (write.lua). Not status (it only
 # reads), nor the bookkeeping of reads (ratelimit, touch_token), nor unfence (the fence's own way out).

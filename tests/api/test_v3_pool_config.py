@@ -124,5 +124,7 @@ def test_the_size_set_through_the_api_is_the_one_every_view_shows(redis_url: str
         assert client.get("/api/v3/status").json()["pools"]["pool1"]["max"] == 2
         assert client.get("/dashboard/stats/vmpooler/pool").json()["pool1"]["size"] == 2
         assert client.get("/dashboard/stats/vmpooler/pool").json()["pool2"]["size"] == 10  # no override: the file's
+        expect_json(client.post("/api/v3/config/poolsize", json={"pool10": "1"}), False, 400)
         scraped = client.get("/metrics").text
+        assert 'vmpooler_api_events_total{event="config.invalid",pool="pool10"} 1.0' in scraped
         assert 'vmpooler_pool_size{pool="pool1"} 2.0' in scraped and 'vmpooler_pool_size{pool="pool2"} 10.0' in scraped

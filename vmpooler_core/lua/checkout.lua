@@ -56,22 +56,8 @@ end
 
 local held_key = key('held', token)
 if cap and user then
-  -- Redis the original left (or ran on since): the VMs it handed out with tokens are not in the sets yet.
-  if redis.call('EXISTS', prefix .. '__held_sets') == 0 then index_held(prefix, asked) end
-  local held = redis.call('SCARD', held_key)
-  if held + wanted > cap then
-    -- Before refusing, drop what the token no longer holds (a VM taken out of `running` by hand, or by
-    -- a program that does not keep the held set): O(held), and only on this path.
-    for _, host in ipairs(redis.call('SMEMBERS', held_key)) do
-      local f = redis.call('HMGET', key('vm', host), 'pool', 'template', 'token:token')
-      local pool = f[1] or f[2]
-      if f[3] ~= token or not pool or redis.call('SISMEMBER', key('running', pool), host) == 0 then
-        redis.call('SREM', held_key, host)
-      end
-    end
-    held = redis.call('SCARD', held_key)
-    if held + wanted > cap then return {'toomany', held, cap} end
-  end
+  local held = held_count(prefix, token, cap - wanted, asked)
+  if held + wanted > cap then return {'toomany', held, cap} end
 end
 
 local taken = {}          -- flat list: requested, pool, host
