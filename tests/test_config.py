@@ -127,8 +127,6 @@ def test_passwords_never_shown() -> None:
 
 @pytest.mark.parametrize(("text", "line", "key", "message"), [
     ("pools:\n  - name: a\n    size: 1\n  - name: a\n    size: 2\n", 4, "pools[1].name", "duplicate pool name"),
-    ("pools:\n  - name: a\n    size: 1\n  - name: b\n    alias: a\n    size: 2\n", 5, "pools[1].alias",
-     "name of another pool"),
     ("pools:\n  - name: a\n    size: -1\n", 3, "pools[0].size", "must be >= 0"),
     ("pools:\n  - name: a\n    size: lots\n", 3, "pools[0].size", "whole number"),
     ("vsphere:\n  server: vc\npools:\n  - name: a\n    size: 1\n    folder: f\n", 4, "pools[0].template",

@@ -109,3 +109,12 @@ def test_failed_logins() -> None:
     assert config.auth is not None and config.auth.failed_logins == FailedLogins(3, 30, 600, 60)
     with pytest.raises(ConfigError, match="auth.failed_logins.alowed: unknown key; did you mean `allowed`"):
         make_config("auth:\n  provider: ldap\n  ldap: {host: a}\n  failed_logins: {alowed: 3}\n" + POOLS)
+
+
+def test_the_originals_dummy_provider_is_refused_naming_the_fix() -> None:
+    for env in ({}, {"VMPOOLER_DEBUG": "false"}):
+        with pytest.raises(ConfigError) as caught:
+            make_config("auth:\n  provider: dummy\n" + POOLS, **env)
+        assert (caught.value.line, caught.value.key) == (2, "auth.provider")
+        for fix in ("provider: users", "vmpooler hash-password", "VMPOOLER_DEBUG=true"):
+            assert fix in caught.value.reason, fix

@@ -19,6 +19,7 @@ from vmpooler_core.inventory import Inventory
 from vmpooler_core.keys import Keys
 from vmpooler_core.metrics import NullMetrics
 from vmpooler_core.request import from_mapping
+from vmpoolerd.manager import Manager
 
 K = Keys()
 TOKEN = "abcdefghijklmnopqrstuvwxyz012345"
@@ -135,3 +136,42 @@ async def test_concurrent_checkouts_from_several_processes_never_pass_the_cap(
     assert sum(not isinstance(result, BaseException) for result in results) == 3
     assert all(isinstance(result, TooManyVms) for result in results if isinstance(result, BaseException))
     assert len(held(r)) == 3 and r.scard(K.running("pool1")) == 3 and r.scard(K.ready("pool1")) == 7
+
+
+def left_by_the_original(r: redis.Redis, *hosts: str, token: str = TOKEN) -> None:
+    """VMs today's original checked out with `token` (contract B2.3: running, active, the token fields),
+    in the pools it recorded; it keeps no held sets."""
+    r.sadd(K.pools(), "pool1", "pool2")
+    for host in hosts:
+        r.sadd(K.running("pool2"), host)
+        r.hset(K.active("pool2"), host, "2026-03-01 10:00:00 -0700")
+        r.hset(K.vm(host), mapping={"template": "pool2", "pool": "pool2", "checkout": "2026-03-01 10:00:00 -0700",
+                                    "token:token": token, "token:user": "jdoe"})
+
+
+async def test_vms_the_original_checked_out_with_the_token_count(co: Checkout, r: redis.Redis) -> None:
+    left_by_the_original(r, "h1", "h2")
+    left_by_the_original(r, "h3", token="c" * 32)  # a token deleted since: its VM is no one's to count
+    with pytest.raises(TooManyVms) as err:
+        await co.take(from_mapping({"pool1": "1"}), token=TOKEN)
+    assert (err.value.held, err.value.cap) == (2, 2) and held(r) == {"h1", "h2"}
+    assert not r.exists(K.held("c" * 32)) and r.scard(K.ready("pool1")) == 10
+    await co.take(from_mapping({"pool1": "2"}), token=OTHER)
+    await co.give_back("h1", TOKEN)  # returned through us: a place is free
+    await co.take(from_mapping({"pool1": "1"}), token=TOKEN)
+    assert len(held(r)) == 2 and "h1" not in held(r)
+
+
+async def test_a_manager_start_counts_what_the_original_handed_out_since(co: Checkout, r: redis.Redis,
+                                                                        aredis: aioredis.Redis) -> None:
+    await co.take(from_mapping({"pool1": "1"}), token=TOKEN)  # the sets are complete from here on
+    left_by_the_original(r, "h4")  # the original ran again on this Redis, and handed out h4
+    assert "h4" not in held(r)
+    manager = Manager(capped(), aredis, {}, NullMetrics(), stop_grace=1.0)
+    try:
+        await manager.run_once(pools=[])
+    finally:
+        await manager.shutdown()
+    assert "h4" in held(r)
+    with pytest.raises(TooManyVms):
+        await co.take(from_mapping({"pool1": "1"}), token=TOKEN)

@@ -92,9 +92,20 @@ class UsersAuthenticator:
         return Verdict(user if ok and stored is not None else None)
 
 
+class DummyAuthenticator:
+    """The original's `dummy` provider, for tests only (config_auth.py allows it with VMPOOLER_DEBUG): any
+    user whose password differs from the name."""
+
+    def check(self, user: str, password: str, seconds: float = 0.0) -> Verdict:
+        ok = plausible(user, password) and not hmac.compare_digest(user.encode(), password.encode())
+        return Verdict(user if ok else None)
+
+
 def from_settings(settings: AuthSettings | None) -> Authenticator | None:
     if settings is None:
         return None
+    if settings.provider == "dummy":
+        return DummyAuthenticator()
     if settings.provider == "ldap":
         from .ldap_directory import LdapAuthenticator
 

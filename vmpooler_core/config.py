@@ -287,7 +287,9 @@ class FailedLogins:
 
 @dataclass(frozen=True, slots=True)
 class AuthSettings:
-    provider: Literal["ldap", "users"]
+    # "dummy": the original's test provider (any user whose password differs from the name), only with
+    # VMPOOLER_DEBUG=true, as the original required.
+    provider: Literal["ldap", "users", "dummy"]
     ldap: LdapSettings | None = None
     # user -> password hash ("pbkdf2_sha256$iterations$salt$hash"), from `users:` or `users_file:`
     users: Mapping[str, Secret] = field(default_factory=lambda: _EMPTY)

@@ -10,6 +10,7 @@ only where every piece is a DN, since a DN may hold a space), and `encryption` e
 
 from __future__ import annotations
 
+import logging
 import re
 import ssl
 from collections.abc import Mapping
@@ -26,17 +27,33 @@ from .config_node import Node, as_int
 from .errors import ConfigError
 
 ENCRYPTIONS = ("start_tls", "simple_tls", "none")
+log = logging.getLogger("vmpooler.config")
 # An attribute type as RFC 4512 writes it: a name, or an OID.
 _ATTRIBUTE = re.compile(r"[A-Za-z][A-Za-z0-9-]*|[0-9]+(\.[0-9]+)+")
 _AFTER_COMMA = re.compile(r"(?<!\\),\s+")
 
 
-def auth_settings(node: Node, base_dir: Path) -> AuthSettings | None:
+def _dummy(node: Node, env: Mapping[str, str], failed: FailedLogins) -> AuthSettings:
+    """The original's `dummy` provider accepts anyone whose password differs from the user name. It
+    refused it unless VMPOOLER_DEBUG was set; so do we, unless it is true."""
+    if str(env.get("VMPOOLER_DEBUG", "")).lower() not in ("1", "true", "yes", "on"):
+        raise node.error("provider", "the original's `dummy` provider (any user whose password differs from "
+                                     "the name) is for tests only: use `provider: users` (password hashes from "
+                                     "`vmpooler hash-password`) or `ldap`; for a test deployment, set "
+                                     "VMPOOLER_DEBUG=true, as the original required")
+    log.warning("%s: auth: provider: dummy (VMPOOLER_DEBUG): ANY user whose password differs from the user "
+                "name gets tokens; for tests only", node.source_of("provider"))
+    return AuthSettings("dummy", failed_logins=failed)
+
+
+def auth_settings(node: Node, base_dir: Path, env: Mapping[str, str]) -> AuthSettings | None:
     if not list(node.keys()):
         return None
     provider = node.text("provider", None)
     node.known("ldap", "users", "users_file")  # valid whichever provider is chosen; the other's unused
     failed = _failed_logins(node.child("failed_logins"))
+    if provider == "dummy":
+        return _dummy(node, env, failed)
     if provider == "ldap":
         return AuthSettings("ldap", ldap=ldap_settings(node.child("ldap"), base_dir), failed_logins=failed)
     if provider == "users":
@@ -50,7 +67,7 @@ def auth_settings(node: Node, base_dir: Path) -> AuthSettings | None:
         if not users:
             raise node.error("users", "the users provider needs `users:` or `users_file:`")
         return AuthSettings("users", users=MappingProxyType(users), failed_logins=failed)
-    raise node.error("provider", f"unknown auth provider {provider!r} (known: ldap, users)")
+    raise node.error("provider", f"unknown auth provider {provider!r} (known: ldap, users; dummy for tests)")
 
 
 def ldap_settings(node: Node, base_dir: Path) -> LdapSettings:

@@ -40,8 +40,6 @@ CONFIG = (
     # The original's adaptive per-pool loop; ours is `manager_loop_seconds`.
     "check_loop_delay_min", "check_loop_delay_max", "check_loop_delay_decay",
     "check_ready_vm_hostname_for_mismatch",
-    # More files merged into this one. Not supported: their pools and settings are NOT loaded.
-    "extra_config",
     # Today's reliability switches (dead-letter queue, purges, health checks, circuit breaker,
     # adaptive timeouts, connection-pool tuning): our manager does these its own way, unconfigured.
     "dlq_*", "purge_*", "max_*_age", "health_check_*", "health_thresholds", "circuit_breaker_*",
@@ -81,7 +79,8 @@ def check(top: Node) -> tuple[str, ...]:
         else:
             unknown.append((node, key))
     if unknown:
-        unknown.sort(key=lambda found: found[0].line_of(found[1]) or 0)
+        # The main file's first, then the extra files' (config_extra.py), each in line order.
+        unknown.sort(key=lambda found: (found[0].source_of(found[1]) != top.source, found[0].line_of(found[1]) or 0))
         node, key = unknown[0]
         others = [n.where(k) for n, k in unknown[1:]]
         also = f" (also unknown: {', '.join(others)})" if others else ""

@@ -20,7 +20,7 @@ from typing import Any, cast
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from . import config_keys
+from . import config_extra, config_keys
 from .config import (
     AppSettings,
     Config,
@@ -107,6 +107,7 @@ def _app(node: Node) -> AppSettings:
         return node.integer(key, default, minimum=minimum)
 
     node.accept_unused(config_keys.CONFIG)
+    node.names("extra_config")  # merged before the sections are read (config_extra.py)
     level = str(node.text("log_level", "INFO")).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise node.error("log_level", f"must be one of DEBUG, INFO, WARNING, ERROR (got {level!r})")
@@ -221,19 +222,24 @@ def _pools(top: Node, providers: dict[str, ProviderConfig],
         raise top.error("pools", "must be a list of pools")
     nodes = top.items("pools")
     pools: list[PoolConfig] = []
-    seen: dict[str, int | None] = {}
+    seen: dict[str, Node] = {}
     unchosen: list[ConfigError] = []
     for node in nodes:
         pool, error = _pool(node, providers, dns)
         unchosen += [error] if error else []
-        if pool.name in seen:
-            raise node.error("name", f"duplicate pool name {pool.name!r} (first at line {seen[pool.name]})")
-        seen[pool.name] = node.line
+        first = seen.get(pool.name)
+        if first is not None:
+            where = f"line {first.line}" if first.source == node.source else f"{first.source}:{first.line}"
+            raise node.error("name", f"duplicate pool name {pool.name!r} (first at {where})")
+        seen[pool.name] = node
         pools.append(pool)
     for node, pool in zip(nodes, pools, strict=True):
         for alias in pool.alias:
             if alias in seen:
-                raise node.error("alias", f"alias {alias!r} is the name of another pool")
+                # Today's original allows it (its own specs do it) and draws between the two at random.
+                log.warning("%s:%s: %s: alias %r of pool %r is also the name of a pool: a request for %r "
+                            "is served by that pool first, then by %r", node.source_of("alias"),
+                            node.line_of("alias"), node.where("alias"), alias, pool.name, alias, pool.name)
     return tuple(pools), (unchosen[0] if unchosen else None)
 
 
@@ -289,7 +295,7 @@ def load(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
         found = resolve_source(path, env)
         source, text = found if found else ("<defaults>", "")
     source = source or "<text>"
-    data = _parse(text, source)
+    data = config_extra.with_extra_files(_parse(text, source), source, env, _parse)
     top = Node(data, source, "")
     top.accept_unused(config_keys.TOP)
     base_dir = Path(source).parent if Path(source).exists() else Path.cwd()
@@ -301,7 +307,7 @@ def load(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
     # A pool without a dns_plugin has the one domain of the 2016 format, if any.
     pools = tuple(p if p.dns_plugin else replace(p, domain=app.domain) for p in pools)
     metrics = _metrics(sections["statsd"], sections["graphite"])
-    auth = auth_settings(top.child("auth"), base_dir)
+    auth = auth_settings(top.child("auth"), base_dir, env)
     tagfilter = _tagfilter(top.child("tagfilter"))
     graphs = top.child("graphs")
     graphs.text("server", None), graphs.text("prefix", None)  # the dashboard's graph source: display only

@@ -22,6 +22,28 @@ from .errors import ConfigError
 
 T = TypeVar("T")
 SECRET_KEYS = frozenset({"password", "pass", "secret"})
+Origin = tuple[str, int | None]  # (file, line)
+
+
+class Merged(dict[Any, Any]):
+    """A mapping merged from several files (config_extra.py): `origins[key]` is where that key was
+    written."""
+
+    origins: dict[Any, Origin]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.origins = {}
+
+
+class MergedList(list[Any]):
+    """A list joined from several files (config_extra.py): `origins[i]` is where entry i was written."""
+
+    origins: list[Origin]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.origins = []
 
 
 class Node:
@@ -33,6 +55,7 @@ class Node:
         self.line = line
         self._raw: dict[str, Any] = {}
         self._lines: dict[str, int | None] = {}
+        self._sources: dict[str, str] = {}  # key -> the file it was written in, when not `source`
         self._env: dict[str, str] = {}  # key -> environment variable that set it
         self._read: set[str] = set()
         self._ignored: set[str] = set()  # read, then set aside on purpose: reported as unused
@@ -47,7 +70,10 @@ class Node:
         for key, value in data.items():
             name = str(key).lstrip(":")
             self._raw[name] = value
-            self._lines[name] = key_line(data, key)
+            if isinstance(data, Merged):
+                self._sources[name], self._lines[name] = data.origins[key]
+            else:
+                self._lines[name] = key_line(data, key)
 
     def keys(self) -> Iterator[str]:
         return iter(self._raw)
@@ -77,20 +103,24 @@ class Node:
             raise self.error(close[0], f"unknown key; did you mean `{key}`? ({key} is required)")
         raise self.error(key, "is required")
 
+    def source_of(self, key: str) -> str:
+        """The file `key` was written in (an extra configuration file's keys are not in the main one)."""
+        return self._sources.get(key, self.source)
+
     def where(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
 
     def error(self, key: str, message: str) -> ConfigError:
         if key in self._env:
             return ConfigError(message, source=f"environment {self._env[key]}", key=self.where(key))
-        return ConfigError(message, source=self.source, line=self._lines.get(key, self.line),
+        return ConfigError(message, source=self.source_of(key), line=self._lines.get(key, self.line),
                            key=self.where(key))
 
     def child(self, key: str) -> Node:
         """The mapping under `key` (empty when unset); one Node per key, so its reads are kept."""
         found = self._children.get(key)
         if found is None:
-            found = Node(self._get(key), self.source, self.where(key), self._lines.get(key, self.line))
+            found = Node(self._get(key), self.source_of(key), self.where(key), self._lines.get(key, self.line))
             self._children[key] = found
         return found
 
@@ -103,8 +133,10 @@ class Node:
                 value = []
             if not isinstance(value, list):
                 raise self.error(key, "must be a list")
-            found = [Node(item, self.source, f"{self.where(key)}[{index}]", item_line(value, index))
-                     for index, item in enumerate(value)]
+            origins = value.origins if isinstance(value, MergedList) else \
+                [(self.source_of(key), item_line(value, index)) for index in range(len(value))]
+            found = [Node(item, source, f"{self.where(key)}[{index}]", line)
+                     for index, (item, (source, line)) in enumerate(zip(value, origins, strict=True))]
             self._items[key] = found
         return found
 

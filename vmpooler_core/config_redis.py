@@ -17,7 +17,7 @@ log = logging.getLogger("vmpooler.config")
 
 
 def _sentinel(item: Mapping[Any, Any], node: Node, index: int) -> tuple[str, int]:
-    entry = Node(item, node.source, f"{node.where('sentinels')}[{index}]", node.line_of("sentinels"))
+    entry = Node(item, node.source_of("sentinels"), f"{node.where('sentinels')}[{index}]", node.line_of("sentinels"))
     entry.require("host")
     address = (str(entry.text("host", "")), int(entry.integer("port", 26379, minimum=1)))
     stray = next(entry.unread(), None)

@@ -143,6 +143,11 @@ class Inventory:
         """The hosts checked out with `token` and still running, as the per-token cap counts them."""
         return cast(set[str], await self.redis.smembers(self.keys.held(token)))
 
+    async def index_held(self, pools: Iterable[str]) -> None:
+        """Every running VM checked out with a token into its token's held set (lua/held_sets.lua): the
+        original's, handed out while it ran on this Redis, too."""
+        await self._run("index_held", *pools)
+
     async def move(self, pool: str, host: str, source: str, target: str,
                    fields: Mapping[str, object] | None = None, history: str = "") -> bool:
         """`history`: an entry for the VM's history (audit.entry), written only if the VM moves."""
@@ -281,9 +286,11 @@ class Inventory:
         await self._write(("HSETNX", self.keys.active(pool), host, stamp))
 
     async def register_pools(self, pools: Iterable[str]) -> None:
+        """A manager's start: its pools in the original's pool list, and the original's count of on-demand
+        clones in flight at 0 (ours count them with the others), as its managers set it at their start."""
         names = list(pools)
-        if names:
-            await self._write(("SADD", self.keys.pools(), *names))
+        await self._write(("SET", self.keys.ondemand_clone_tasks(), "0"),
+                          *([("SADD", self.keys.pools(), *names)] if names else []))
 
     # Reads ---------------------------------------------------------------------------------------
 

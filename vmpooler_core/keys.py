@@ -64,6 +64,12 @@ class Keys:
     def clone_tasks(self) -> str:
         return self._k("tasks", "clone")
 
+    def ondemand_clone_tasks(self) -> str:
+        """String: the original's count of its on-demand clones in flight, beside `clone_tasks`; /status's
+        `queue.cloning` adds the two, as the original's does. Ours count every clone in `clone_tasks`, and a
+        manager of ours sets this one to 0 at its start, as the original's managers do at theirs."""
+        return self._k("tasks", "ondemandclone")
+
     def disk_tasks(self) -> str:
         return self._k("tasks", "disk")
 
@@ -228,6 +234,12 @@ class Keys:
         """Set of the hosts checked out with `token` and still running: the per-token cap counts it.
         Kept by the scripts (checkout, return, move, forget); built in Lua as `<prefix>__held__<token>`."""
         return self._k("held", token)
+
+    def held_sets(self) -> str:
+        """String, present once every running VM checked out with a token is in its token's held set: the
+        original's VMs (it kept no such sets) were put there (lua/held_sets.lua builds `<prefix>__held_sets`;
+        a manager makes the sets complete again at its start, the first capped checkout if it is absent)."""
+        return self._k("held_sets")
 
     def replicas(self) -> str:
         """String "<replication id> <ip:port> ...": the replicas a primary must still have before a script

@@ -1,10 +1,11 @@
 """Metrics: what happened, as typed events, sent to exactly one sink chosen from the config (statsd wins
 over graphite; else none).
 
-Callers report events (`checkout`, `duration`, `pool_figure`); the names are made by the sinks. The
-statsd and graphite sinks use the original's, `<prefix>.<label>` with labels `checkout.success.<pool>`,
-`checkout.empty.<name>`, `checkout.invalid.<name>`, `ready.<pool>`, `running.<pool>`,
-`clone.<pool>`, `boot.<pool>`, `destroy.<pool>`; Prometheus (vmpoolerd/prometheus.py) its own.
+Callers report events (`checkout`, `event`, `duration`, `pool_figure`); the names are made by the sinks.
+The statsd and graphite sinks use the original's, `<prefix>.<label>` with labels `checkout.success.<pool>`,
+`checkout.empty.<name>`, `checkout.invalid.<name>`, API v3's (`Event`: `ondemandrequest_generate.success`,
+`config.invalid.<pool>`, ...), `ready.<pool>`, `running.<pool>`, `clone.<pool>`, `boot.<pool>`,
+`destroy.<pool>`; Prometheus (vmpoolerd/prometheus.py) its own.
 A dead or unreachable metrics server never raises into the caller and never blocks it: statsd is a
 UDP datagram, and graphite lines go through a bounded queue to one background sender thread.
 """
@@ -50,6 +51,25 @@ class Phase(StrEnum):
     DESTROY = "destroy"  # the provider's destroy call
 
 
+class Event(StrEnum):
+    """Requests of API v3 counted as the original counts them; the value is its label. Those that name a
+    pool (`named`) are counted per name: the pool or alias refused, "unknown" when there is none."""
+
+    ONDEMAND_ACCEPTED = "ondemandrequest_generate.success"
+    ONDEMAND_DUPLICATE = "ondemandrequest_generate.duplicaterequests"
+    ONDEMAND_TOO_MANY = "ondemandrequest_fail.toomanyrequests"
+    ONDEMAND_INVALID = "ondemandrequest_fail.invalid"
+    CONFIG_INVALID = "config.invalid"  # the pool configuration API's changes
+    POOLRESET_INVALID = "poolreset.invalid"
+
+    @property
+    def named(self) -> bool:
+        return self not in (Event.ONDEMAND_ACCEPTED, Event.ONDEMAND_DUPLICATE)
+
+    def label(self, name: str | None) -> str:
+        return f"{self}.{name or 'unknown'}" if self.named else str(self)
+
+
 class Figure(StrEnum):
     """Pool sizes the manager reports on each pass."""
 
@@ -59,6 +79,7 @@ class Figure(StrEnum):
 
 class Metrics(Protocol):
     def checkout(self, outcome: Outcome, name: str | None = None) -> None: ...
+    def event(self, event: Event, name: str | None = None) -> None: ...
     def duration(self, phase: Phase, pool: str, seconds: float) -> None: ...
     def pool_figure(self, figure: Figure, pool: str, value: int) -> None: ...
     def close(self) -> None: ...
@@ -66,6 +87,9 @@ class Metrics(Protocol):
 
 class NullMetrics:
     def checkout(self, outcome: Outcome, name: str | None = None) -> None:
+        pass
+
+    def event(self, event: Event, name: str | None = None) -> None:
         pass
 
     def duration(self, phase: Phase, pool: str, seconds: float) -> None:
@@ -85,6 +109,9 @@ class NamedSink(ABC):
     def checkout(self, outcome: Outcome, name: str | None = None) -> None:
         subject = outcome.subject(name)
         self.send_count(f"checkout.{outcome}" if subject is None else f"checkout.{outcome}.{subject}")
+
+    def event(self, event: Event, name: str | None = None) -> None:
+        self.send_count(event.label(name))
 
     def duration(self, phase: Phase, pool: str, seconds: float) -> None:
         self.send_timing(f"{phase}.{pool}", seconds)

@@ -38,8 +38,9 @@ class TooManyInstances(InvalidRequest):
 
     code = ErrorCode.TOO_MANY_INSTANCES
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, name: str) -> None:
         self.limit = limit
+        self.name = name  # the first name asked for more than that
         super().__init__(f"requested amount of instances exceeds the maximum {limit}")
 
 
@@ -118,8 +119,9 @@ def validate(wanted: Wanted, config: Config) -> None:
     if not wanted.counts:
         raise InvalidRequest("the request asks for no VMs")
     limit = config.ondemand.max_instances_per_request
-    if any(count > limit for _, count in wanted.counts):
-        raise TooManyInstances(limit)
+    over = next((name for name, count in wanted.counts if count > limit), None)
+    if over is not None:
+        raise TooManyInstances(limit, over)
 
 
 def _weights(config: Config, candidates: tuple[str, ...]) -> list[int] | None:

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from .inventory import Inventory
 from .ondemand import Part, decode, encode
-from .replies import Reservation, reservation
+from .replies import Reservation, TooMany, reservation, submitted
 
 DELETED_TTL = 1_296_000  # seconds a deleted request is kept (the original's 15 days)
 READY_TTL = 2_592_000  # seconds a ready request is kept (the original's 30 days)
@@ -94,9 +94,11 @@ class RequestStore:
     # The API's ---------------------------------------------------------------------------------------
 
     async def submit(self, request_id: str, parts: tuple[Part, ...], now: int, token: str = "",
-                     user: str = "") -> bool:
-        """False when a request of that id exists already (nothing written)."""
-        return bool(await self.inventory.script("ondemand_submit", request_id, now, encode(parts), token, user))
+                     user: str = "", cap: int | None = None) -> bool | TooMany:
+        """False when a request of that id exists already; TooMany when the token, with its VMs and what its
+        open requests have still to deliver, would pass `cap` (nothing written either way)."""
+        return submitted(await self.inventory.script("ondemand_submit", request_id, now, encode(parts), token, user,
+                                                     "" if cap is None else cap))
 
     async def read(self, request_id: str) -> RequestState | None:
         """The request and the VMs delivered to it so far; None when there is no such request."""

@@ -70,6 +70,21 @@ def parse(raw: list[dict[str, str]]) -> Overrides:
                      MappingProxyType(dict(templates)), MappingProxyType(dict(targets)))
 
 
+def size_from(pool: PoolConfig, stored: str | None) -> int:
+    """The pool's size as the manager keeps it: the one set through the API (`stored`, as read from
+    `vmpooler__config__poolsize`) when there is one, else the file's."""
+    return int(stored) if stored is not None and str(stored).isdigit() else pool.size
+
+
+async def sizes(inventory: Inventory, pools: tuple[PoolConfig, ...]) -> dict[str, int]:
+    """Each pool's size as the manager keeps it; one round trip."""
+    if not pools:
+        return {}
+    stored = await inventory.redis.hmget(inventory.keys.pool_settings(SIZE), [pool.name for pool in pools])
+    return {pool.name: size_from(pool, None if value is None else str(value))
+            for pool, value in zip(pools, stored, strict=True)}
+
+
 async def read(inventory: Inventory) -> Overrides:
     pipe = inventory.redis.pipeline(transaction=False)
     for setting in (SIZE, TEMPLATE, CLONE_TARGET):

@@ -2,7 +2,9 @@
 and the audit lines. The API's /api/v3/ondemandvm routes call this (vmpoolerd/api/routes_ondemand.py).
 
 Access (with `auth:` configured; without it tokens mean nothing, as in the original):
-- a request needs a valid token (the original's rule), and its VMs are checked out with it;
+- a request needs a valid token (the original's rule), and its VMs are checked out with it; with
+  `max_vms_per_token`, a request that would take the token over it (counting the VMs it holds and those its
+  open requests have still to deliver) is refused (403), as a checkout is;
 - only that same token may delete it (the original let any valid token delete any request, B7.25).
 Anyone may read a request, as in the original: its id is the secret.
 """
@@ -16,10 +18,11 @@ from collections.abc import Awaitable, Callable
 from . import audit, clock, ondemand, tokens, vms
 from .audit import ANONYMOUS, Caller
 from .config import Config
-from .errors import Unauthorized, VmpoolerError
+from .errors import TooManyVms, Unauthorized, VmpoolerError
 from .inventory import Inventory
 from .ondemand import DuplicateRequest, NoSuchRequest, Wanted
 from .ondemand_store import Deleted, RequestState, RequestStore
+from .replies import TooMany
 
 MAX_ID = 256  # the longest request id looked up
 
@@ -46,7 +49,11 @@ class Provisioning:
             request_id = wanted.request_id or ondemand.new_id()
             parts = ondemand.parts(wanted, self.config, self.rng)
             held_by = (token or "", user) if user else ("", "")  # with auth: the VMs are checked out to the token
-            if not await self.store.submit(request_id, parts, int(time.time()), *held_by):
+            done = await self.store.submit(request_id, parts, int(time.time()), *held_by,
+                                           cap=self.config.app.max_vms_per_token)
+            if isinstance(done, TooMany):
+                raise TooManyVms(done.held, done.cap)
+            if not done:
                 raise DuplicateRequest(request_id)
         except VmpoolerError as err:
             audit.refused("ondemand", caller, err, pool=names)

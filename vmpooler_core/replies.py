@@ -134,6 +134,17 @@ def checkout(reply: Any) -> CheckoutReply:
     raise ValueError(reply)
 
 
+@_parser("ondemand_submit")
+def submitted(reply: Any) -> bool | TooMany:
+    """True: written; False: a request of that id exists; TooMany: the token's cap (nothing written)."""
+    match reply:
+        case 0 | 1:
+            return bool(reply)
+        case ["toomany", held, cap]:
+            return TooMany(_int(held), _int(cap))
+    raise ValueError(reply)
+
+
 # return.lua ----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)

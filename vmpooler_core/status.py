@@ -18,6 +18,7 @@ from typing import Any
 from . import clock, directory_health, provider_health
 from .config import Config, PoolConfig
 from .inventory import Inventory
+from .pool_settings import size_from
 from .replies import Durations, PoolFigures, StatusFigures
 
 # API v3's sections; `status` is always there, `?view=a,b` picks among the others.
@@ -183,7 +184,7 @@ async def poolstat(config: Config, inventory: Inventory, names: Iterable[str]) -
     *ready, sizes = await pipe.execute()
     pools: dict[str, Any] = {}
     for pool, count, size in zip(chosen, ready, sizes, strict=True):
-        entry: dict[str, Any] = {"max": int(size) if size is not None and str(size).isdigit() else pool.size}
+        entry: dict[str, Any] = {"max": size_from(pool, size)}
         if pool.alias:
             entry["alias"] = list(pool.alias)
         entry["ready"] = int(count)

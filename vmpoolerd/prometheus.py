@@ -21,9 +21,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from vmpooler_core import pool_settings
 from vmpooler_core.config import Config
 from vmpooler_core.inventory import Inventory
-from vmpooler_core.metrics import Figure, Metrics, Outcome, Phase
+from vmpooler_core.metrics import Event, Figure, Metrics, Outcome, Phase
 
 _VM_SECONDS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 _API_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -40,6 +41,7 @@ class _PerRequest(Collector):
         self.edges = [*(floatToGoString(bound) for bound in buckets), "+Inf"]  # type: ignore[no-untyped-call]
         self.latency: dict[tuple[str, str, str], list[float]] = {}  # labels -> per-bucket counts, then sum
         self.checkouts: dict[tuple[str, str], float] = {}
+        self.events: dict[tuple[str, str], float] = {}  # (the original's label, pool or name) -> count
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, str(status))
@@ -53,12 +55,21 @@ class _PerRequest(Collector):
         key = (outcome, name)
         self.checkouts[key] = self.checkouts.get(key, 0.0) + 1
 
+    def count_event(self, event: Event, name: str | None) -> None:
+        key = (str(event), (name or "unknown") if event.named else "")
+        self.events[key] = self.events.get(key, 0.0) + 1
+
     def collect(self) -> Iterator[Metric]:
         checkouts = CounterMetricFamily("vmpooler_checkouts", "Checkout outcomes per pool or requested name",
                                         labels=["outcome", "pool"])
         for outcome_pool, value in self.checkouts.items():
             checkouts.add_metric(list(outcome_pool), value)
         yield checkouts
+        events = CounterMetricFamily("vmpooler_api_events", "API v3's on-demand requests and refused pool "
+                                     "configuration changes, by the original's label", labels=["event", "pool"])
+        for event_pool, value in self.events.items():
+            events.add_metric(list(event_pool), value)
+        yield events
         latency = HistogramMetricFamily("vmpooler_api_request_seconds", "API latency by route",
                                         labels=["method", "route", "status"])
         for labels, series in self.latency.items():
@@ -80,7 +91,8 @@ class Registry:
         r = self.registry
         self.pool = Gauge("vmpooler_pool_vms", "VMs in a pool by state (read from Redis at scrape)",
                           ["pool", "state"], registry=r)
-        self.size = Gauge("vmpooler_pool_size", "Configured size of a pool", ["pool"], registry=r)
+        self.size = Gauge("vmpooler_pool_size", "Size of a pool (as set through the pool configuration API, "
+                          "else the file's)", ["pool"], registry=r)
         self.clone = Histogram("vmpooler_clone_seconds", "Time to clone a VM", ["pool"], buckets=_VM_SECONDS,
                                registry=r)
         self.boot = Histogram("vmpooler_boot_seconds", "Time from clone start to ready", ["pool"],
@@ -93,8 +105,9 @@ class Registry:
     async def render(self, config: Config, inventory: Inventory) -> bytes:
         names = [pool.name for pool in config.pools]
         counts = await inventory.counts(names)
+        sizes = await pool_settings.sizes(inventory, config.pools)
         for pool in config.pools:
-            self.size.labels(pool.name).set(pool.size)
+            self.size.labels(pool.name).set(sizes[pool.name])
             for state, value in counts[pool.name].items():
                 self.pool.labels(pool.name, state).set(value)
         return generate_latest(self.registry)
@@ -111,6 +124,10 @@ class Tee:
     def checkout(self, outcome: Outcome, name: str | None = None) -> None:
         self.inner.checkout(outcome, name)
         self.prom.per_request.count_checkout(outcome.value, outcome.subject(name) or "")
+
+    def event(self, event: Event, name: str | None = None) -> None:
+        self.inner.event(event, name)
+        self.prom.per_request.count_event(event, name)
 
     def duration(self, phase: Phase, pool: str, seconds: float) -> None:
         self.inner.duration(phase, pool, seconds)

@@ -7,8 +7,12 @@ from __future__ import annotations
 import pytest
 import redis
 
-from tests.api.conftest import TOKEN, MakeClient, TestClient
+from tests.api.conftest import TOKEN, MakeClient, TestClient, config_text
 from tests.api.helpers import K, expect_json, expect_unauthorized, make_token
+from tests.conftest import make_config
+from vmpooler_core.metrics import NullMetrics
+from vmpoolerd.api import create_app
+from vmpoolerd.prometheus import Registry, Tee
 
 ON = "  experimental_features: true"
 POOLS = """
@@ -109,3 +113,18 @@ def test_off_by_default_and_behind_a_token(make_client: MakeClient, r: redis.Red
         assert not r.exists(written)  # refused: nothing written
         assert client.request(method, path, json=body, headers={"X-AUTH-TOKEN": TOKEN}).status_code in (200, 201)
     assert r.exists(written)
+
+
+def test_the_size_set_through_the_api_is_the_one_every_view_shows(redis_url: str) -> None:
+    prometheus = Registry()
+    app = create_app(make_config(config_text(redis_url, pools=POOLS, app=ON)),
+                     metrics=Tee(NullMetrics(), prometheus), prometheus=prometheus)
+    with TestClient(app) as client:
+        expect_json(client.post("/api/v3/config/poolsize", json={"pool1": "2"}), True, 201)
+        assert client.get("/api/v3/status").json()["pools"]["pool1"]["max"] == 2
+        assert client.get("/dashboard/stats/vmpooler/pool").json()["pool1"]["size"] == 2
+        assert client.get("/dashboard/stats/vmpooler/pool").json()["pool2"]["size"] == 10  # no override: the file's
+        expect_json(client.post("/api/v3/config/poolsize", json={"pool10": "1"}), False, 400)
+        scraped = client.get("/metrics").text
+        assert 'vmpooler_api_events_total{event="config.invalid",pool="pool10"} 1.0' in scraped
+        assert 'vmpooler_pool_size{pool="pool1"} 2.0' in scraped and 'vmpooler_pool_size{pool="pool2"} 10.0' in scraped

@@ -16,7 +16,8 @@
 --          the most VMs a token may hold at once; the rate-limit arguments of gcra.lua (7 of them)
 --
 -- A VM checked out with a token is added to the token's held set (<prefix>__held__<token>), which
--- return.lua, move.lua and forget.lua take it out of when it stops running: the cap counts that set.
+-- return.lua, move.lua and forget.lua take it out of when it stops running: the cap counts that set,
+-- made complete first if it is not known to be (held_sets.lua).
 --
 -- Each VM checked out gets a history entry (history.lua, put in front of this file) naming the token's
 -- user ("-" for none), the client and the request.
@@ -33,8 +34,10 @@ local function key(kind, name) return prefix .. '__' .. kind .. '__' .. name end
 
 local entries = tonumber(ARGV[8])
 local wanted, extra = 0, 9  -- VMs asked for; where the optional arguments start
+local asked = {}  -- the candidate pools
 for _ = 1, entries do
   wanted = wanted + tonumber(ARGV[extra + 1])
+  for c = extra + 3, extra + 2 + tonumber(ARGV[extra + 2]) do asked[#asked + 1] = ARGV[c] end
   extra = extra + 3 + tonumber(ARGV[extra + 2])
 end
 local cap = tonumber(ARGV[extra] or '')
@@ -53,20 +56,8 @@ end
 
 local held_key = key('held', token)
 if cap and user then
-  local held = redis.call('SCARD', held_key)
-  if held + wanted > cap then
-    -- Before refusing, drop what the token no longer holds (a VM taken out of `running` by hand, or by
-    -- a program that does not keep the held set): O(held), and only on this path.
-    for _, host in ipairs(redis.call('SMEMBERS', held_key)) do
-      local f = redis.call('HMGET', key('vm', host), 'pool', 'template', 'token:token')
-      local pool = f[1] or f[2]
-      if f[3] ~= token or not pool or redis.call('SISMEMBER', key('running', pool), host) == 0 then
-        redis.call('SREM', held_key, host)
-      end
-    end
-    held = redis.call('SCARD', held_key)
-    if held + wanted > cap then return {'toomany', held, cap} end
-  end
+  local held = held_count(prefix, token, cap - wanted, asked)
+  if held + wanted > cap then return {'toomany', held, cap} end
 end
 
 local taken = {}          -- flat list: requested, pool, host

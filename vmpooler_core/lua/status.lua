@@ -23,7 +23,11 @@ local function aggregate(hash)
   return {tostring(n), tostring(sum), tostring(lo or 0), tostring(hi or 0)}
 end
 
-local out = {redis.call('GET', prefix .. '__tasks__clone') or '0'}
+-- Clones in flight: ours and the original's pool clones, and the original's on-demand clones (its managers
+-- count those apart; ours keep that count at 0).
+local cloning = (tonumber(redis.call('GET', prefix .. '__tasks__clone')) or 0)
+  + (tonumber(redis.call('GET', prefix .. '__tasks__ondemandclone')) or 0)
+local out = {tostring(cloning)}
 for _, v in ipairs(aggregate(key('boot', date))) do out[#out + 1] = v end
 for _, v in ipairs(aggregate(key('clone', date))) do out[#out + 1] = v end
 for p = 3, #ARGV do

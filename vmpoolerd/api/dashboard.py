@@ -17,6 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from vmpooler_core import pool_settings
 from vmpooler_core.errors import ErrorCode
 
 from .endpoint import document
@@ -62,11 +63,12 @@ async def asset(request: Request, services: Services) -> Response:
 async def pool_stats(request: Request, services: Services) -> Response:
     names = [pool.name for pool in services.config.pools]
     counts = await services.inventory.counts(names)
+    sizes = await pool_settings.sizes(services.inventory, services.config.pools)  # the API's, if set
     history = "history" in request.query_params
     result: dict[str, Any] = {}
     for pool in services.config.pools:
         ready = counts[pool.name]["ready"]
-        result[pool.name] = {"size": pool.size, "ready": ready}
+        result[pool.name] = {"size": sizes[pool.name], "ready": ready}
         if history:
             result[pool.name]["history"] = [ready]
     return document(result)

@@ -23,6 +23,7 @@ from starlette.responses import Response
 from vmpooler_core import ondemand
 from vmpooler_core.config import Config
 from vmpooler_core.errors import InvalidRequest, UnknownPool, VmpoolerError
+from vmpooler_core.metrics import Event, Metrics
 from vmpooler_core.ondemand import DuplicateRequest, NoSuchRequest, TooManyInstances, Wanted
 from vmpooler_core.ondemand_store import RequestState
 from vmpooler_core.provisioning import Provisioning
@@ -56,14 +57,29 @@ def _refusal(err: VmpoolerError) -> Response | None:
     return None
 
 
+def _count(metrics: Metrics, err: VmpoolerError) -> None:
+    """The original's metric for a refused request (none for a body that is not JSON, as there)."""
+    if isinstance(err, UnknownPool):
+        for name in err.names:
+            metrics.event(Event.ONDEMAND_INVALID, name)
+    elif isinstance(err, TooManyInstances):
+        metrics.event(Event.ONDEMAND_TOO_MANY, err.name)
+    elif isinstance(err, DuplicateRequest):
+        metrics.event(Event.ONDEMAND_DUPLICATE)
+    elif isinstance(err, InvalidRequest) and not isinstance(err, _Unparsable):
+        metrics.event(Event.ONDEMAND_INVALID)
+
+
 async def _submit(request: Request, services: Services, parse: Callable[[], Awaitable[Wanted]]) -> Response:
     try:
         request_id = await Provisioning(services.config, services.inventory).submit(parse, auth_token(request),
                                                                                    caller(request))
     except VmpoolerError as err:
+        _count(services.metrics, err)
         if (refused := _refusal(err)) is not None:
             return refused
         raise
+    services.metrics.event(Event.ONDEMAND_ACCEPTED)
     return ok({"request_id": request_id}, status=201)
 
 

@@ -16,7 +16,8 @@ from starlette.responses import Response
 
 from vmpooler_core import tokens
 from vmpooler_core.audit import Caller
-from vmpooler_core.errors import ErrorCode, NotConfigured
+from vmpooler_core.errors import ErrorCode, InvalidRequest, NotConfigured, NotFound
+from vmpooler_core.metrics import Event
 from vmpooler_core.pool_settings import BadPools, PoolSettings
 
 from .endpoint import document, ok
@@ -49,7 +50,8 @@ async def _allowed(request: Request, services: Services) -> Caller | Response:
 Change = Callable[[PoolSettings, Any, Caller], Awaitable[bool]]
 
 
-async def _change(request: Request, services: Services, change: Change) -> Response:
+async def _change(request: Request, services: Services, change: Change,
+                  counted: Event = Event.CONFIG_INVALID) -> Response:
     who = await _allowed(request, services)
     if isinstance(who, Response):
         return who
@@ -57,7 +59,12 @@ async def _change(request: Request, services: Services, change: Change) -> Respo
     try:
         changed = await change(PoolSettings(services.config, services.inventory), body, who)
     except BadPools as err:
+        for name in err.names:
+            services.metrics.event(counted, name)
         return error_response(400, err.code, str(err), None, **{err.field: err.names})
+    except InvalidRequest:
+        services.metrics.event(counted)  # a body that names no pools: the original's `.unknown`
+        raise
     return ok(status=201 if changed else 200)
 
 
@@ -78,7 +85,7 @@ async def reset_pools(request: Request, services: Services) -> Response:
         await settings.reset_pools(body, who)
         return True  # a reset is always a change: the manager replaces the pools' VMs
 
-    return await _change(request, services, reset)
+    return await _change(request, services, reset, Event.POOLRESET_INVALID)
 
 
 Reset = Callable[[PoolSettings, str, Caller], Awaitable[tuple[bool, dict[str, Any]]]]
@@ -88,7 +95,12 @@ async def _reset(request: Request, services: Services, reset: Reset) -> Response
     who = await _allowed(request, services)
     if isinstance(who, Response):
         return who
-    changed, fields = await reset(PoolSettings(services.config, services.inventory), request.path_params["pool"], who)
+    try:
+        changed, fields = await reset(PoolSettings(services.config, services.inventory), request.path_params["pool"],
+                                      who)
+    except NotFound:
+        services.metrics.event(Event.CONFIG_INVALID)  # as the original: `config.invalid.unknown`
+        raise
     return ok(fields, status=201 if changed else 200)
 
 

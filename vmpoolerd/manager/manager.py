@@ -124,6 +124,7 @@ class Manager:
         Redis is unreachable; provider failures are reported, logged once, and backed off from."""
         if not self._registered:
             await self.inventory.register_pools(self.workers)
+            await self.inventory.index_held(self.workers)  # the original may have run here since we last did
             await self.settings.publish(worker.base for worker in self.workers.values())
             self._registered = True
         self.ctx.pooler_id = await ownership.identify(self.inventory, self.config.app.pooler_id,
