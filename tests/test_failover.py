@@ -430,3 +430,19 @@ async def test_durability_aof_on_a_redis_without_waitaof_is_said_at_start(aredis
 def test_an_unknown_durability_is_a_config_error() -> None:
     with pytest.raises(Exception, match="durability.*none, aof, replica"):
         make_config("redis:\n  durability: always\nproviders: {dummy: {}}\npools:\n  - {name: p, size: 1}\n")
+
+
+async def test_durability_replica_on_a_redis_without_one_names_the_fix(aredis: aioredis.Redis,
+                                                                       sync_redis: redis.Redis) -> None:
+    """A Redis with no replica at all cannot meet `durability: replica`: the refusal says so and names the
+    setting, rather than reading like a slow replica; the checkout is put back."""
+    sync_redis.flushall()
+    _fill(sync_redis, 2)
+    checkout = Checkout(_config_plain(), Inventory(aredis, durability="replica"), NullMetrics())
+    with pytest.raises(NotDurable, match="this redis has no replica .*redis.durability to none"):
+        await checkout.take(from_path(POOL))
+    assert sync_redis.scard(K.ready(POOL)) == 2 and not sync_redis.scard(K.running(POOL))
+
+
+def _config_plain() -> Config:
+    return make_config(f"providers: {{dummy: {{}}}}\npools:\n  - {{name: {POOL}, size: 1}}\n")

@@ -262,7 +262,7 @@ class _Rules:
         for reply in replies:
             if isinstance(reply, ResponseError):
                 raise NotDurable(_unsupported(self.durability, str(reply)))
-        short = None
+        short, recorded = None, self._replicas
         for command, reply in zip(commands, replies, strict=True):
             if command[0] == "WAITAOF" and int(reply[0]) < 1:
                 raise NotDurable(f"redis did not write the change to its AOF within {WAIT_MS} ms (durability: aof)")
@@ -270,7 +270,9 @@ class _Rules:
                 self._replicas = None  # the record may have dropped a replica meanwhile: read it again
                 short = f"{int(reply)} of {command[1]} redis replicas confirmed the change within {command[2]} ms"
                 if self.durability == "replica":
-                    raise NotDurable(f"{short} (durability: replica)")
+                    raise NotDurable(f"{short} (durability: replica)" if recorded else  # none at all, not a slow one
+                                     f"{short}: this redis has no replica (durability: replica needs one: give "
+                                     "the primary a replica, or set redis.durability to none)")
         return short
 
     async def _unconfirmed(self, short: str, address: tuple[str, int]) -> None:

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -101,11 +102,18 @@ def check(args: cli_args.Arguments, env: Mapping[str, str]) -> ExitCode:
     return ExitCode.OK if result["ok"] else ExitCode.ERROR
 
 
+_IDLE_WORKERS_END = 0.5  # seconds the provider pool's idle workers are given to end after the stop
+
+
 def exit_past_provider_calls(code: int) -> int:
     """`code`, or an exit right now when provider calls are still running after the stop (a clone that
     takes minutes outlived the manager's grace). The manager has left them to the provider, but Python
     joins every worker thread before it exits, which would hold the daemon past any supervisor's stop
     timeout, to be killed there: so leave now, with the logs flushed, and exit `code`."""
+    # Idle workers of the provider's thread pool end a moment after its shutdown: they are not calls.
+    until = time.monotonic() + _IDLE_WORKERS_END
+    for thread in [t for t in threading.enumerate() if t.name.startswith(PROVIDER_THREADS)]:
+        thread.join(max(0.0, until - time.monotonic()))
     stuck = [t for t in threading.enumerate() if t.name.startswith(PROVIDER_THREADS) and t.is_alive()]
     if not stuck:
         return code

@@ -103,7 +103,6 @@ def api_runner(config: Config, where: Listen, metrics: Metrics, prometheus: Regi
         watcher = asyncio.create_task(_exit_when(stop, server))
         host, port = sock.getsockname()[:2]
         try:
-            await preflight(config)
             log.info("API listening on http://%s:%s", host, port)
             await server.serve(sockets=[sock])
         except SystemExit as exc:  # uvicorn exits this way when its start-up fails
@@ -141,6 +140,9 @@ async def serve(role: str, config: Config, where: Listen, manager_id: str | None
     metrics = Tee(from_settings(config.metrics), prometheus)
     stop = asyncio.Event()
     try:
+        # Before any role starts: a Redis that cannot honour `durability` is refused before anything is
+        # written to it (the manager would otherwise have started filling the pools).
+        await preflight(config)
         runners: dict[str, RoleRunner] = {}
         if role in ("all", "api"):
             runners["api"] = api_runner(config, where, metrics, prometheus)

@@ -101,17 +101,22 @@ def test_check_passes_while_a_daemon_runs_its_manager(tmp_path: Path, redis_url:
     assert (code, verdict["reason"]) == (1, "no manager heartbeat"), verdict
 
 
+@pytest.mark.parametrize("role", ["api", "all", "manager"])
 def test_a_durability_redis_cannot_honour_is_one_line_and_exit_78(tmp_path: Path, redis_url: str,
+                                                                   sync_redis: redis.Redis, role: str,
                                                                    start_daemon: StartDaemon) -> None:
     """`durability: aof` on a Redis without WAITAOF (before 7.2) or without its AOF (the tests' has none):
-    refused before the API starts, in one line naming the key, exit 78 (EX_CONFIG). Before, uvicorn's
-    start-up failed with a traceback and the daemon exited 69."""
+    refused before any role starts, in one line naming the key, exit 78 (EX_CONFIG), nothing written.
+    Before, uvicorn's start-up failed with a traceback and the daemon exited 69, after its manager had
+    begun filling the pools; a manager alone was not refused at all."""
+    sync_redis.flushall()
     config = write_config(tmp_path / "vmpooler.yaml", redis_url, pools="  - {name: pool1, size: 1}\n")
     config.write_text(config.read_text().replace(f"redis: {{url: '{redis_url}'}}",
                                                  f"redis: {{url: '{redis_url}', durability: aof}}"))
-    daemon = start_daemon(["api", "--config", str(config)])
+    daemon = start_daemon([role, "--config", str(config)])
     wait_until(lambda: not daemon.running(), 20, "vmpoolerd refused to start")
     assert daemon.proc is not None and daemon.proc.returncode == 78, daemon.log()
     errors = [line for line in daemon.log().splitlines() if line.startswith("vmpoolerd: error:")]
     assert len(errors) == 1 and "vmpooler.yaml: redis.durability: aof needs" in errors[0], daemon.log()
     assert "Traceback" not in daemon.log()
+    assert sync_redis.dbsize() == 0, sync_redis.keys("*")
