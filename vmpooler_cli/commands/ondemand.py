@@ -47,14 +47,24 @@ def _display(env_no_color: bool) -> Iterator[Callable[[str], object]]:
         yield status.update
 
 
+@contextlib.contextmanager
+def _goes_on(request_id: str) -> Iterator[None]:
+    """Ctrl-C inside: the request goes on, and its id is said (exit 130)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(f"vmpooler: stopped waiting; request {request_id} goes on: `vmpooler request {request_id}` "
+                   "waits for it again", err=True)
+        raise click.exceptions.Exit(ExitCode.INTERRUPTED) from None
+
+
 def wait(run: Run, request_id: str) -> Progress:
-    """Poll the request until it is ready; its last Progress. Ctrl-C: the request goes on, and its id is
-    said (exit 130)."""
+    """Poll the request until it is ready; its last Progress. Ctrl-C: see `_goes_on`."""
     from ..backends.ondemand_api import for_backend
 
-    api = for_backend(run.backend())
-    delay = iter(POLLS)
-    try:
+    with _goes_on(request_id):
+        api = for_backend(run.backend())
+        delay = iter(POLLS)
         with _display(bool(run.env.get("NO_COLOR"))) as show:
             while True:
                 found = api.status(request_id)
@@ -62,10 +72,6 @@ def wait(run: Run, request_id: str) -> Progress:
                     return found
                 show(_progress_line(request_id, found))
                 time.sleep(next(delay, PATIENCE))
-    except KeyboardInterrupt:
-        click.echo(f"vmpooler: stopped waiting; request {request_id} goes on: `vmpooler request {request_id}` "
-                   "waits for it again", err=True)
-        raise click.exceptions.Exit(ExitCode.INTERRUPTED) from None
 
 
 def _finish(run: Run, found: Progress, as_json: bool) -> None:
@@ -90,9 +96,12 @@ def checkout(run: Run, counts: list[tuple[str, int]], as_json: bool) -> None:
     api = for_backend(run.backend())
     request_id = api.submit(counts)
     total = sum(n for _, n in counts)
-    click.echo(f"vmpooler: request {request_id}: {total} VM(s) being cloned; Ctrl-C stops waiting, not the "
-               "request", err=True)
-    _finish(run, wait(run, request_id), as_json)
+    # From the moment its id is said, a Ctrl-C says how to wait for the request again.
+    with _goes_on(request_id):
+        click.echo(f"vmpooler: request {request_id}: {total} VM(s) being cloned; Ctrl-C stops waiting, not the "
+                   "request", err=True)
+        found = wait(run, request_id)
+    _finish(run, found, as_json)
 
 
 @click.command(epilog=epilog("request"), short_help="Wait for an on-demand request (or cancel it).")
