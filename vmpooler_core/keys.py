@@ -15,6 +15,10 @@ STATES = ("pending", "ready", "running", "completed", "discovered")
 TASK_QUEUES = ("disk", "snapshot", "snapshot-revert")
 # Entries kept in a VM's history (`Keys.history`); lua/history.lua trims to the same number.
 HISTORY_LENGTH = 50
+# One-minute samples kept per pool (`Keys.samples`): a day's.
+SAMPLES_KEPT = 1440
+# Clone and boot times kept per pool (`Keys.recent`).
+RECENT_KEPT = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +226,24 @@ class Keys:
         """Set of the hosts checked out with `token` and still running: the per-token cap counts it.
         Kept by the scripts (checkout, return, move, forget); built in Lua as `<prefix>__held__<token>`."""
         return self._k("held", token)
+
+    # The dashboard's history (samples.py): kept by the managers, a capped list per pool.
+    def samples(self, pool: str) -> str:
+        """List of the pool's one-minute samples, oldest first (samples.py says what one holds), the newest
+        SAMPLES_KEPT kept; written by the manager holding the pool (lua/sample.lua builds the name), and
+        expiring a while after the last, once no manager samples the pool any more."""
+        return self._k("samples", pool)
+
+    def tally(self) -> str:
+        """Hash "checkout:<pool>" / "refused:<pool>" -> VMs checked out of the pool, and checkouts refused
+        while it had none ready, since its last sample: counted by checkout.lua, taken (and cleared) by
+        sample.lua into the pool's next sample."""
+        return self._k("tally")
+
+    def recent(self, phase: str, pool: str) -> str:
+        """List of "<epoch> <seconds>" of the pool's last RECENT_KEPT clones (`phase` "clone") or boots
+        ("boot"), oldest first: the dashboard's median and slowest, whatever the pool's churn."""
+        return self._k("recent", phase, pool)
 
     def replicas(self) -> str:
         """String "<replication id> <ip:port> ...": the replicas a primary must still have before a script
