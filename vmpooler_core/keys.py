@@ -228,11 +228,13 @@ class Keys:
         return self._k("held", token)
 
     # The dashboard's history (samples.py): kept by the managers, a capped list per pool.
-    def samples(self, pool: str) -> str:
-        """List of the pool's one-minute samples, oldest first (samples.py says what one holds), the newest
-        SAMPLES_KEPT kept; written by the manager holding the pool (lua/sample.lua builds the name), and
-        expiring a while after the last, once no manager samples the pool any more."""
-        return self._k("samples", pool)
+    def samples(self, pool: str, minutes: int = 1) -> str:
+        """List of the pool's one-minute samples, oldest first (pool_history.py says what one holds), the
+        newest SAMPLES_KEPT kept; with `minutes` (one of pool_history.ROLLUPS), its samples of that many
+        minutes each, a day of them (`<prefix>__samples<minutes>m__<pool>`). Written by the manager holding
+        the pool (lua/sample.lua builds the names), expiring a while after the last, once no manager
+        samples the pool any more."""
+        return self._k("samples" if minutes == 1 else f"samples{minutes}m", pool)
 
     def tally(self) -> str:
         """Hash "checkout:<pool>" / "refused:<pool>" -> VMs checked out of the pool, and checkouts refused

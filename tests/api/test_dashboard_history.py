@@ -12,29 +12,23 @@ import pytest
 import redis
 from redis import asyncio as aioredis
 
+from tests import pool_samples
 from tests.api.conftest import MakeClient, TestClient
 from tests.api.helpers import K, expect_json, ready, running
 from vmpooler_core import pool_history
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.keys import SAMPLES_KEPT
-from vmpooler_core.pool_history import PoolFigures, Sample
+from vmpooler_core.pool_history import PoolFigures, Sample, combine
 
 MINUTE = 29_000_000  # a minute (epoch / 60) of the samples the tests take themselves
 
 
 def take(redis_url: str, pools: Sequence[PoolFigures], minute: int | None = MINUTE) -> float:
-    """The manager's sampling call (sample.lua), for `minute`."""
-    async def run() -> float:
-        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-        try:
-            return await pool_history.take(Inventory(client), pools, minute)
-        finally:
-            await client.aclose()
-    return asyncio.run(run())
+    return pool_samples.take(redis_url, pools, minute)
 
 
-def samples(r: redis.Redis, pool: str) -> list[Sample | None]:
-    return [Sample.parse(entry) for entry in r.lrange(K.samples(pool), 0, -1)]  # type: ignore[union-attr]
+def samples(r: redis.Redis, pool: str, minutes: int = 1) -> list[Sample | None]:
+    return [Sample.parse(entry) for entry in r.lrange(K.samples(pool, minutes), 0, -1)]  # type: ignore[union-attr]
 
 
 def test_checkouts_and_refusals_are_tallied_and_go_into_the_next_sample(client: TestClient, r: redis.Redis,
@@ -65,14 +59,21 @@ def test_checkouts_and_refusals_are_tallied_and_go_into_the_next_sample(client: 
 
 
 def test_a_pool_keeps_a_day_of_samples_and_they_expire_without_a_manager(r: redis.Redis, redis_url: str) -> None:
-    r.rpush(K.samples("pool1"), *(Sample(MINUTE - SAMPLES_KEPT + i, 1, 0, 0, 5, 0, 0).encode()
-                                  for i in range(SAMPLES_KEPT)))
+    day = [Sample(MINUTE - SAMPLES_KEPT + i, i % 3, 0, 0, 5, 1, 0) for i in range(SAMPLES_KEPT)]
+    r.rpush(K.samples("pool1"), *(sample.encode() for sample in day))
+    r.rpush(K.samples("pool1", 8), *(Sample(MINUTE - SAMPLES_KEPT + 8 * i, 0, 0, 0, 5, 8, 0).encode()
+                                     for i in range(SAMPLES_KEPT // 8)))
     take(redis_url, [PoolFigures("pool1", 5)])
     kept = samples(r, "pool1")
     assert len(kept) == SAMPLES_KEPT
     assert kept[0] is not None and kept[0].minute == MINUTE - SAMPLES_KEPT + 1
     assert kept[-1] is not None and kept[-1].minute == MINUTE
-    assert 0 < r.ttl(K.samples("pool1")) <= pool_history.SAMPLES_TTL
+    # The spans the new minute closed, rolled up; a day of each kept.
+    assert samples(r, "pool1", 2) == [combine(day[-2:], MINUTE - 2)]
+    eights = samples(r, "pool1", 8)
+    assert len(eights) == SAMPLES_KEPT // 8 and eights[-1] == combine(day[-8:], MINUTE - 8)
+    for key in (K.samples("pool1"), K.samples("pool1", 2), K.samples("pool1", 8)):
+        assert 0 < r.ttl(key) <= pool_history.SAMPLES_TTL
     assert Sample.parse("not a sample") is None and Sample.parse("1 2 3") is None
 
 
@@ -122,30 +123,71 @@ async def _record(redis_url: str) -> None:
 
 
 def test_the_pages_history_document(make_client: MakeClient, r: redis.Redis, redis_url: str) -> None:
-    newest = ahead(r, "centos-6-x86_64", {70: (4, 0), 5: (1, 3), 4: (2, 3), 2: (4, 1), 0: (3, 2)})
-    r.rpush(K.samples("centos-7-x86_64"), Sample(newest, 8, 0, 6, 8, 0, 0, target=6).encode())
+    newest = int(time.time() // 60) + 1  # a minute ahead: the API's window ends on it (see `ahead`)
+    c6 = {age: Sample(newest - age, ready_count, 0, runs, 4, age, 0)
+          for age, (ready_count, runs) in {70: (4, 0), 5: (1, 3), 4: (2, 3), 2: (4, 1), 0: (3, 2)}.items()}
+    pool_samples.replay(r, redis_url, {"centos-6-x86_64": sorted(c6.values()),
+                                       "centos-7-x86_64": [Sample(newest, 8, 0, 6, 8, 0, 0, target=6)]})
     asyncio.run(_record(redis_url))
     with make_client(pools=FAMILIES) as client:
         doc = client.get("/dashboard/stats/vmpooler/history?hours=1").json()
         assert (doc["hours"], doc["step"], doc["now"]) == (1, 60, newest * 60)
         assert doc["start"] == (newest - 59) * 60
-        c6 = doc["pools"]["centos-6-x86_64"]
-        assert all(len(series) == 60 for series in c6.values() if isinstance(series, list))
-        assert c6["ready"][-6:] == [1, 2, None, 4, None, 3]  # gaps left empty: the page shows them
-        assert c6["checkouts"][-6:] == [5, 4, None, 2, None, 0] and c6["size"][-1] == 4
-        assert "target" not in c6 and doc["pools"]["centos-7-x86_64"]["target"][-1] == 6
-        assert c6["clone"] is None and doc["pools"]["debian-7-x86_64"]["ready"] == [None] * 60
+        pool = doc["pools"]["centos-6-x86_64"]
+        assert all(len(series) == 60 for series in pool.values() if isinstance(series, list))
+        assert pool["ready"][-6:] == [1, 2, None, 4, None, 3]  # gaps left empty: the page shows them
+        assert pool["checkouts"][-6:] == [5, 4, None, 2, None, 0] and pool["size"][-1] == 4
+        assert "target" not in pool and doc["pools"]["centos-7-x86_64"]["target"][-1] == 6
+        assert pool["clone"] is None and doc["pools"]["debian-7-x86_64"]["ready"] == [None] * 60
         clone = doc["pools"]["centos-7-x86_64"]["clone"]
         assert (clone["median"], clone["slowest"], clone["count"]) == (14.0, 30.0, 3)
         assert doc["pools"]["centos-7-x86_64"]["boot"]["median"] == 95.0
         assert doc["running"]["centos"][-2:] == [None, 2 + 6] and doc["running"]["debian"] == [None] * 60
 
         six = client.get("/dashboard/stats/vmpooler/history").json()  # six hours: two minutes a point
-        assert (six["hours"], six["step"]) == (6, 120) and len(six["pools"]["centos-6-x86_64"]["ready"]) == 180
-        c6 = six["pools"]["centos-6-x86_64"]
-        # Buckets (-5, -4), (-3, -2), (-1, 0): the lowest ready, the checkouts summed; the old one too.
-        assert c6["ready"][-3:] == [1, 4, 3] and c6["checkouts"][-3:] == [5 + 4, 2, 0]
-        assert c6["ready"][-36] == 4 and c6["checkouts"][-36] == 70
+        assert (six["hours"], six["step"], len(six["pools"]["centos-6-x86_64"]["ready"])) == (6, 120, 180)
+        assert six["start"] == (newest // 2 - 179) * 2 * 60  # points on whole two-minute spans
+        pool = six["pools"]["centos-6-x86_64"]
+        # Each span's lowest ready and its checkouts added up, read from the rollups (and the span under
+        # way, from its minutes).
+        spans: dict[int, list[Sample]] = {}
+        for sample in sorted(c6.values()):
+            spans.setdefault(sample.minute // 2 - newest // 2 + 179, []).append(sample)
+        assert {i: (pool["ready"][i], pool["checkouts"][i]) for i in spans} == {
+            i: (min(s.ready for s in found), sum(s.checkouts for s in found)) for i, found in spans.items()}
+        assert sum(value is not None for value in pool["ready"]) == len(spans)
+
+
+def test_the_rollups_combine_each_span_as_the_reader_does(r: redis.Redis, redis_url: str) -> None:
+    timeline = [Sample(MINUTE + m, (m * 5) % 7, m % 3, 10 + m % 4, 6 if m < 9 else 7, m % 2, int(m == 4),
+                       target=5 if m > 6 else None)
+                for m in range(17) if m not in (3, 10, 11)]  # a gap inside a span, and a whole span missed
+    pool_samples.replay(r, redis_url, {"pool1": timeline})
+    assert samples(r, "pool1") == timeline
+    for span in pool_history.ROLLUPS:
+        spans: dict[int, list[Sample]] = {}
+        for sample in timeline:
+            spans.setdefault(sample.minute - sample.minute % span, []).append(sample)
+        closed = sorted(spans)[:-1]
+        assert samples(r, "pool1", span) == [combine(spans[start], start) for start in closed], span
+
+        async def read(minutes: int = span) -> pool_history.History:
+            client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+            try:
+                return await pool_history.read(Inventory(client), ["pool1"], 100, minutes)
+            finally:
+                await client.aclose()
+        found = asyncio.run(read())
+        assert found.samples["pool1"] == [combine(spans[start], start) for start in sorted(spans)]
+        assert found.newest == MINUTE + 16
+
+
+def test_one_document_a_window_is_served_to_every_page_for_a_while(client: TestClient, r: redis.Redis) -> None:
+    first = client.get("/dashboard/stats/vmpooler/history?hours=1").json()
+    assert first["pools"]["pool1"]["ready"][-1] is None
+    ahead(r, "pool1", {0: (3, 0)})
+    assert client.get("/dashboard/stats/vmpooler/history?hours=1").json() == first  # the one made just now
+    assert client.get("/dashboard/stats/vmpooler/history?hours=2").json()["pools"]["pool1"]["ready"][-1] == 3
 
 
 @pytest.mark.parametrize("hours", ["0", "25", "x", "-1", "1.5", ""])
