@@ -27,6 +27,7 @@ async def test_each_pool_is_sampled_by_the_manager_holding_it(make_manager: Make
     first, second = await make_manager(config), await make_manager(config)
     one, two = await asyncio.gather(first.run_once(), second.run_once())
     assert sorted(one.worked + two.worked) == ["p0", "p1", "p2", "p3"]
+    await asyncio.gather(first.drain(), second.drain())  # no clone still moving VMs between sets
     sync_redis.sadd(K.running("p3"), "r1", "r2")
     await second.sampler.once(MINUTE)
     assert [pool for pool in ("p0", "p1", "p2", "p3") if sync_redis.llen(K.samples(pool))] == sorted(two.worked)
