@@ -1,9 +1,10 @@
 """Issue 20: "a write can never succeed on a demoted primary", for every client. The checkouts, returns and
 state changes were fenced scripts already (tests/test_failover.py); here the rest: the manager's
 bookkeeping (the pooler id, clone statistics, the empty marker, check stamps, lifetimes, the pools' list,
-the providers' health reports) and the dummy provider's VMs, written by the blocking client. Before, these
-were plain commands, which a primary that has just lost its replica to a promotion accepts, then throws
-away when Sentinel demotes it: a pooler id claimed twice, a dummy VM lost while the inventory holds it.
+the providers' health reports, the dashboard's samples) and the dummy provider's VMs, written by the
+blocking client. Before, these were plain commands, which a primary that has just lost its replica to a
+promotion accepts, then throws away when Sentinel demotes it: a pooler id claimed twice, a dummy VM lost
+while the inventory holds it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import redis
 from tests.conftest import make_config
 from tests.processes import terminate
 from tests.sentinels import MASTER, sentinel_group, until
+from vmpooler_core import pool_history
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.keys import Keys
+from vmpooler_core.pool_history import PoolFigures
 from vmpooler_core.primary import FailingOver
 from vmpooler_core.provider import CloneSpec, ProviderUnavailable
 from vmpooler_core.redis_client import connect, connect_blocking
@@ -78,6 +81,7 @@ async def test_a_fenced_primary_refuses_the_managers_and_the_providers_writes_wh
                 "start_lifetime": lambda: inventory.start_lifetime(POOL, "vm-a", "now"),
                 "register_pools": lambda: inventory.register_pools(["pool2"]),
                 "health report": lambda: report.publish([POOL]),  # (a pool read: a report to publish)
+                "pool samples": lambda: pool_history.take(inventory, [PoolFigures(POOL, 1)]),
             }
             # At once: the fenced calls share one look at the (absent) sentinels, a second's timeout.
             answers = await asyncio.gather(*(write() for write in writes.values()), return_exceptions=True)

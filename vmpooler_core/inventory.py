@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import string
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
@@ -17,7 +18,7 @@ from redis import asyncio as aioredis
 
 from . import clock, replies, scripts
 from .guards import Guard
-from .keys import STATES, Keys
+from .keys import RECENT_KEPT, STATES, Keys
 from .primary import FailingOver, NotDurable
 from .ratelimit import Bucket
 
@@ -227,15 +228,27 @@ class Inventory:
                                                    "" if clones is None else clones, "leave" if leave else "")))
 
     async def record_clone(self, pool: str, host: str, seconds: float, date: str | None = None) -> None:
-        """The VM's `clone_time` and the day's clone statistics, in one transaction."""
+        """The VM's `clone_time`, the day's clone statistics and the pool's recent clones, in one
+        transaction."""
         await self._write(("HSET", self.keys.vm(host), "clone_time", f"{seconds:.2f}"),
-                          ("HSET", self.keys.clone_stats(date or clock.today()), f"{pool}:{host}", f"{seconds:.2f}"))
+                          ("HSET", self.keys.clone_stats(date or clock.today()), f"{pool}:{host}", f"{seconds:.2f}"),
+                          *self._recent("clone", pool, time.time(), seconds))
 
     async def record_boot(self, pool: str, host: str, seconds: float, date: str | None = None,
                           at: str | None = None) -> None:
-        """The day's boot statistics and the pool's last boot (API v3's `lastBoot`), in one transaction."""
+        """The day's boot statistics, the pool's recent boots and its last boot (API v3's `lastBoot`), in
+        one transaction."""
+        stamp = at or clock.stamp()
         await self._write(("HSET", self.keys.boot_stats(date or clock.today()), f"{pool}:{host}", f"{seconds:.2f}"),
-                          ("HSET", self.keys.lastboot(), pool, at or clock.stamp()))
+                          ("HSET", self.keys.lastboot(), pool, stamp),
+                          *self._recent("boot", pool, clock.parse(stamp) or time.time(), seconds))
+
+    def _recent(self, phase: str, pool: str, epoch: float, seconds: float) -> tuple[tuple[str, ...], ...]:
+        """Append to the pool's recent clones or boots (`Keys.recent`), the newest RECENT_KEPT kept; gone a
+        while after the last (a pool taken out of the configuration)."""
+        key = self.keys.recent(phase, pool)
+        return (("RPUSH", key, f"{epoch:.0f} {seconds:.2f}"), ("LTRIM", key, str(-RECENT_KEPT), "-1"),
+                ("EXPIRE", key, str(max(self.data_ttl, 86400))))
 
     async def mark_empty(self, pool: str, empty: bool) -> bool:
         """Set or clear the pool's empty marker; True when that changed it (so it is logged once)."""

@@ -15,6 +15,10 @@ STATES = ("pending", "ready", "running", "completed", "discovered")
 TASK_QUEUES = ("disk", "snapshot", "snapshot-revert")
 # Entries kept in a VM's history (`Keys.history`); lua/history.lua trims to the same number.
 HISTORY_LENGTH = 50
+# One-minute samples kept per pool (`Keys.samples`): a day's.
+SAMPLES_KEPT = 1440
+# Clone and boot times kept per pool (`Keys.recent`).
+RECENT_KEPT = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +244,26 @@ class Keys:
         original's VMs (it kept no such sets) were put there (lua/held_sets.lua builds `<prefix>__held_sets`;
         a manager makes the sets complete again at its start, the first capped checkout if it is absent)."""
         return self._k("held_sets")
+
+    # The dashboard's history (samples.py): kept by the managers, a capped list per pool.
+    def samples(self, pool: str, minutes: int = 1) -> str:
+        """List of the pool's one-minute samples, oldest first (pool_history.py says what one holds), the
+        newest SAMPLES_KEPT kept; with `minutes` (one of pool_history.ROLLUPS), its samples of that many
+        minutes each, a day of them (`<prefix>__samples<minutes>m__<pool>`). Written by the manager holding
+        the pool (lua/sample.lua builds the names), expiring a while after the last, once no manager
+        samples the pool any more."""
+        return self._k("samples" if minutes == 1 else f"samples{minutes}m", pool)
+
+    def tally(self) -> str:
+        """Hash "checkout:<pool>" / "refused:<pool>" -> VMs checked out of the pool, and checkouts refused
+        while it had none ready, since its last sample: counted by checkout.lua, taken (and cleared) by
+        sample.lua into the pool's next sample."""
+        return self._k("tally")
+
+    def recent(self, phase: str, pool: str) -> str:
+        """List of "<epoch> <seconds>" of the pool's last RECENT_KEPT clones (`phase` "clone") or boots
+        ("boot"), oldest first: the dashboard's median and slowest, whatever the pool's churn."""
+        return self._k("recent", phase, pool)
 
     def replicas(self) -> str:
         """String "<replication id> <ip:port> ...": the replicas a primary must still have before a script

@@ -68,7 +68,7 @@ NAMES = ("checkout", "return", "move", "add_pending", "forget", "discover", "sta
          "ratelimit", "undo_checkout", "unfence", "write", "login_attempt", "login_outcome",
          # the manager's
          "settle_discovered", "spare", "lease", "presence", "clone_slot", "take_tasks", "task_done",
-         "index_held",
+         "index_held", "sample",
          # on-demand requests (ondemand_store.py)
          "ondemand_submit", "ondemand_delete", "ondemand_sweep", "ondemand_reserve", "ondemand_deliver",
          "ondemand_lost")
@@ -81,7 +81,7 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
     "write": ("fence", "deadline"), "ratelimit": ("gcra",),
     "discover": ("known", "fence"), "spare": ("known", "fence"), "unfence": ("fence",),
     **{name: ("history", "fence") for name in ("move", "add_pending", "forget")},
-    **{name: ("fence",) for name in ("settle_discovered", "lease", "undo_checkout", "task_done")},
+    **{name: ("fence",) for name in ("settle_discovered", "lease", "undo_checkout", "task_done", "sample")},
     **{name: ("managers", "fence") for name in ("presence", "clone_slot", "take_tasks")},
     **{name: ("history", "ondemand", "fence") for name in NAMES if name.startswith("ondemand_")},
     "ondemand_submit": ("history", "ondemand", "held_sets", "fence")}

@@ -19,6 +19,8 @@
 -- return.lua, move.lua and forget.lua take it out of when it stops running: the cap counts that set,
 -- made complete first if it is not known to be (held_sets.lua).
 --
+-- Each VM checked out is counted in the dashboard's tally, and so is a refusal for want of ready VMs.
+--
 -- Each VM checked out gets a history entry (history.lua, put in front of this file) naming the token's
 -- user ("-" for none), the client and the request.
 --
@@ -62,10 +64,11 @@ end
 
 local taken = {}          -- flat list: requested, pool, host
 local i = 9
-local short = nil
+local short, short_first, short_last = nil, nil, nil
 for _ = 1, entries do
   local requested, count, ncand = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local first, last = i + 3, i + 2 + ncand
+  short_first, short_last = first, last
   i = last + 1
   for _ = 1, count do
     -- The requested pool itself first; then the alias target with the most ready VMs, which spreads
@@ -88,9 +91,13 @@ for _ = 1, entries do
   if short then break end
 end
 
+-- The dashboard's tally (<prefix>__tally, taken into each pool's next sample by sample.lua): a refusal
+-- counts against every pool that could have served the short entry, all of them empty at this instant.
+local tally = prefix .. '__tally'
 if short then
   -- Put back everything this request took; no other client could have seen it gone.
   for t = 1, #taken, 3 do redis.call('SADD', key('ready', taken[t + 1]), taken[t + 2]) end
+  for c = short_first, short_last do redis.call('HINCRBY', tally, 'refused:' .. ARGV[c], 1) end
   return {'empty', short}
 end
 
@@ -99,6 +106,7 @@ local entry = cjson.encode({at = now, event = 'checkout', user = user or '-', cl
 for t = 1, #taken, 3 do
   local pool, host = taken[t + 1], taken[t + 2]
   history(prefix, host, entry)
+  redis.call('HINCRBY', tally, 'checkout:' .. pool, 1)
   redis.call('SADD', key('running', pool), host)
   redis.call('HSET', key('active', pool), host, now)
   local vm = key('vm', host)

@@ -193,6 +193,11 @@ def _other_paths() -> dict[str, dict[str, Op]]:
         "/dashboard/stats/vmpooler/running": {"get": _op(
             "getRunningStats", "Running VMs per pool family (name before the first '-')",
             ("200", "RunningStats", "Per family"), "503", params=history)},
+        "/dashboard/stats/vmpooler/history": {"get": _op(
+            "getHistory", "Each pool's history (one-minute samples) and recent clone and boot times",
+            ("200", "History", "Per pool and per family"), "400 503",
+            params=[{"name": "hours", "in": "query", "required": False, "description": "The last 1 to 24 hours (6)",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 24}}])},
         "/": {"get": {"operationId": "getRoot", "summary": "Redirect to the dashboard",
                       "responses": {"302": {"description": "To /dashboard/"}}}},
         "/dashboard/": {"get": {"operationId": "getDashboard", "summary": "Dashboard page",

@@ -75,6 +75,17 @@ DIRECTORY: Schema = obj(
            "additionalProperties": obj(("ok", "seen"), False, ok={"type": "boolean"}, seen=STR, reason=STR,
                                        since=_PROBLEM["properties"]["since"])})
 
+_SERIES: Schema = {"type": "array", "items": {"oneOf": [INT, {"type": "null"}]}}
+_TIMES: Schema = {"oneOf": [obj(("median", "slowest", "count", "since"), False, median=NUM, slowest=NUM, count=INT,
+                                since=INT), {"type": "null"}]}
+# The dashboard's history (dashboard_stats.py): each series one value (or null) per bucket of `step` seconds.
+HISTORY: Schema = obj(
+    ("hours", "start", "step", "now", "pools", "running"), False, hours=INT, start=INT, step=INT, now=INT,
+    pools=obj((), obj(("ready", "pending", "running", "size", "checkouts", "refused", "clone", "boot"), False,
+                      ready=_SERIES, pending=_SERIES, running=_SERIES, size=_SERIES, checkouts=_SERIES,
+                      refused=_SERIES, target=_SERIES, clone=_TIMES, boot=_TIMES)),
+    running=obj((), _SERIES))
+
 SCHEMAS: dict[str, Schema] = {
     "Error": obj(("ok", "code", "reason"), True, ok=NOT_OK, code=ERROR_CODE, reason=STR, request_id=STR),
     "RateLimited": obj(("ok", "code", "reason", "limit", "period", "retry_after"), False,
@@ -130,5 +141,6 @@ SCHEMAS: dict[str, Schema] = {
                                                                                        "items": INT})),
     "Providers": PROVIDERS,
     "Directory": DIRECTORY,
-    "RunningStats": obj((), obj(("running",), False, running=INT)),
+    "RunningStats": obj((), obj(("running",), False, running=INT, history={"type": "array", "items": INT})),
+    "History": HISTORY,
 }

@@ -40,6 +40,7 @@ from vmpooler_core.errors import ErrorCode
 
 from . import (
     dashboard,
+    dashboard_stats,
     openapi,
     openapi_v3,
     routes_health,
@@ -109,8 +110,9 @@ UNVERSIONED_ONLY: tuple[Route, ...] = (
     Route("/dashboard", "GET", dashboard.root, None),
     Route("/dashboard/", "GET", dashboard.page, None),
     Route("/dashboard/static/{name}", "GET", dashboard.asset, None),
-    Route("/dashboard/stats/vmpooler/pool", "GET", dashboard.pool_stats, OTHER),
-    Route("/dashboard/stats/vmpooler/running", "GET", dashboard.running_stats, OTHER),
+    Route("/dashboard/stats/vmpooler/pool", "GET", dashboard_stats.pool_stats, OTHER),
+    Route("/dashboard/stats/vmpooler/running", "GET", dashboard_stats.running_stats, OTHER),
+    Route("/dashboard/stats/vmpooler/history", "GET", dashboard_stats.history, OTHER),
     Route("/healthcheck", "GET", routes_health.healthcheck, None),
     Route("/metrics", "GET", routes_health.metrics, None),
 )

@@ -7,7 +7,8 @@
 A pass takes (or renews) the lease of each pool, so that several managers on one Redis share the pools
 and never work one at the same time; works each held pool (pool_worker.py); then starts the clones the
 pools are short of, handed out round-robin across pools so that one big pool cannot starve the others
-of the `task_limit` clone slots; and takes the disk and snapshot tasks queued by the API.
+of the `task_limit` clone slots; and takes the disk and snapshot tasks queued by the API. Beside the
+passes, once a minute, it samples the pools it holds for the dashboard's history (sampler.py).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from .ondemand import OnDemand
 from .pool_settings import PoolSettings
 from .pool_worker import PoolWorker
 from .runner import ProviderRunner
+from .sampler import Sampler
 from .tasks import TaskQueues
 
 log = logging.getLogger("vmpooler.manager")
@@ -105,6 +107,7 @@ class Manager:
             else:
                 log.error("pool skipped pool=%s: provider %r is not available", pool.name, pool.provider)
         self.ondemand = OnDemand(self.ctx, self.cloner, self.workers)
+        self.sampler = Sampler(self.ctx, self.workers)
         limit = app.manager_backoff_max
         self._redis_outage = Outage("redis", limit)
         self._provider_outages = {name: Outage(f"provider {name}", limit) for name in providers}
@@ -203,6 +206,7 @@ class Manager:
         jitter, one log line when one starts and one when it ends)."""
         keeper = asyncio.create_task(self._keep_leases(stop), name="lease keeper")
         watcher = asyncio.create_task(self.ondemand.watch(stop), name="on-demand watcher")
+        sampler = asyncio.create_task(self.sampler.run(stop), name="sampler")
         log.info("manager started id=%s pools=%d task_limit=%d", self.id, len(self.workers),
                  self.config.app.task_limit)
         try:
@@ -220,6 +224,7 @@ class Manager:
         finally:
             keeper.cancel()
             watcher.cancel()
+            sampler.cancel()
             await self.shutdown()
 
     async def _pass(self, pools: set[str] | None) -> float:
