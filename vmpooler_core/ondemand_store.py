@@ -94,9 +94,13 @@ class RequestStore:
     # The API's ---------------------------------------------------------------------------------------
 
     async def submit(self, request_id: str, parts: tuple[Part, ...], now: int, token: str = "",
-                     user: str = "") -> bool:
-        """False when a request of that id exists already (nothing written)."""
-        return bool(await self.inventory.script("ondemand_submit", request_id, now, encode(parts), token, user))
+                     user: str = "", demand: float | None = None) -> bool:
+        """False when a request of that id exists already (nothing written). With `demand` (the width of its
+        buckets), the VMs asked of each pool are counted as its demand (lua/demand.lua)."""
+        counted: list[str | int | float] = [demand, *(item for part in parts for item in (part.pool, part.count))] \
+            if demand else []
+        return bool(await self.inventory.script("ondemand_submit", request_id, now, encode(parts), token, user,
+                                                *counted))
 
     async def read(self, request_id: str) -> RequestState | None:
         """The request and the VMs delivered to it so far; None when there is no such request."""

@@ -46,7 +46,8 @@ class Provisioning:
             request_id = wanted.request_id or ondemand.new_id()
             parts = ondemand.parts(wanted, self.config, self.rng)
             held_by = (token or "", user) if user else ("", "")  # with auth: the VMs are checked out to the token
-            if not await self.store.submit(request_id, parts, int(time.time()), *held_by):
+            if not await self.store.submit(request_id, parts, int(time.time()), *held_by,
+                                           demand=self.config.demand_width):
                 raise DuplicateRequest(request_id)
         except VmpoolerError as err:
             audit.refused("ondemand", caller, err, pool=names)

@@ -75,13 +75,15 @@ NAMES = ("checkout", "return", "move", "add_pending", "forget", "discover", "sta
 # Lua libraries put in front of the scripts that use them: Redis has no include, and a second script
 # call would cost the request a second round trip.
 LIBRARIES: dict[str, tuple[str, ...]] = {
-    "checkout": ("gcra", "history", "fence", "deadline"), "return": ("gcra", "history", "fence", "deadline"),
+    "checkout": ("gcra", "history", "demand", "fence", "deadline"),
+    "return": ("gcra", "history", "fence", "deadline"),
     "write": ("fence", "deadline"), "ratelimit": ("gcra",),
     "discover": ("known", "fence"), "spare": ("known", "fence"), "unfence": ("fence",),
     **{name: ("history", "fence") for name in ("move", "add_pending", "forget")},
     **{name: ("fence",) for name in ("settle_discovered", "lease", "undo_checkout", "task_done")},
     **{name: ("managers", "fence") for name in ("presence", "clone_slot", "take_tasks")},
-    **{name: ("history", "ondemand", "fence") for name in NAMES if name.startswith("ondemand_")}}
+    **{name: ("history", "ondemand", "fence") for name in NAMES if name.startswith("ondemand_")},
+    "ondemand_submit": ("history", "ondemand", "demand", "fence")}
 # The scripts that run fence.lua's check before their first line: every one that changes the state of a
 # VM, a lease or a manager's presence, and the API's plain writes (write.lua). Not status (it only
 # reads), nor the bookkeeping of reads (ratelimit, touch_token), nor unfence (the fence's own way out).
