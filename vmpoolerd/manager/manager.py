@@ -39,6 +39,7 @@ from . import ownership
 from .backoff import Outage
 from .cloner import Cloner
 from .context import Context, redis_fault
+from .demand import DemandSizing
 from .destroyer import Destroyer
 from .health_report import HealthReport
 from .lease import Leases, Presence
@@ -105,6 +106,7 @@ class Manager:
             else:
                 log.error("pool skipped pool=%s: provider %r is not available", pool.name, pool.provider)
         self.ondemand = OnDemand(self.ctx, self.cloner, self.workers)
+        self.demand = DemandSizing(self.ctx, self.workers)
         limit = app.manager_backoff_max
         self._redis_outage = Outage("redis", limit)
         self._provider_outages = {name: Outage(f"provider {name}", limit) for name in providers}
@@ -140,8 +142,9 @@ class Manager:
                 ready = self._provider_outages[provider].ready() and self._pool_outages[name].ready()
                 (due if ready else report.waiting).append(name)
         plans = await self.settings.plan(self.workers[name].base for name in due)
+        sized = await self.demand.size({name: plans[name].pool for name in due})
         for name in due:
-            self.workers[name].pool = plans[name].pool
+            self.workers[name].pool = sized[name]
         results = await asyncio.gather(*(self.workers[name].check(plans[name].drain) for name in due),
                                        return_exceptions=True)
         short: dict[str, int] = {}
