@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from pathlib import Path
 
 import pytest
 import redis
 from redis import asyncio as aioredis
 
-from tests.conftest import StatsdNames
+from tests.conftest import StatsdNames, make_config
 from tests.manager.conftest import FakeClock, MakeManager, dummy_config, passes, states
+from tests.manager.procs import FillWatch, ManagerProcess, process_config, wait_until
 from vmpooler_core import status
 from vmpooler_core.checkout import Checkout
 from vmpooler_core.config import Config, DemandSettings
@@ -194,3 +196,31 @@ async def test_growth_clones_within_the_task_limit(make_manager: MakeManager, in
             break
     await manager.drain()
     assert len(ready(sync_redis)) == target(sync_redis).size >= 6 and 0 < peak <= 2
+
+
+@pytest.mark.slow
+async def test_a_manager_killed_mid_growth_is_restarted_and_finishes_it(tmp_path: Path, redis_url: str,
+                                                                         inventory: Inventory,
+                                                                         sync_redis: redis.Redis) -> None:
+    text = process_config(redis_url, ["pool1"], "clone_time: 0.4\n    boot_time: 0", size=1, task_limit=2)
+    text = text.replace("    size: 1\n", "    size: 1\n    max_size: 8\n")
+    text += ":demand:\n  bucket_seconds: 0.5\n  window_seconds: 60\n"
+    config_file = tmp_path / "vmpooler.yaml"
+    config_file.write_text(text)
+    folder = K.dummy_folder("dummy", "pool1")
+    with FillWatch(redis_url, ["pool1"]) as watch:
+        with ManagerProcess(config_file, "m1", tmp_path / "m1.log").start() as first:
+            wait_until(lambda: len(ready(sync_redis)) == 1, 15, "the floor filled")
+            await ask(Checkout(make_config(text), inventory, NullMetrics()), 10)  # 10 wanted at once
+            wait_until(lambda: sync_redis.hexists(K.sizing(), "pool1") and target(sync_redis).size == 8
+                       and sync_redis.get(K.clone_tasks()) == "2" and len(ready(sync_redis)) < 8, 15,
+                       "growing to 8, two clones in flight")
+            first.kill()
+        with ManagerProcess(config_file, "m1", tmp_path / "m2.log").start() as second:
+            wait_until(lambda: len(ready(sync_redis)) == 8 and not states(sync_redis, "pool1")["pending"], 20,
+                       "grown to 8 by the restarted manager")
+            second.stop()
+    assert watch.peak <= 8, "ready + pending never beyond the target"
+    assert set(sync_redis.hkeys(folder)) == set().union(*states(sync_redis, "pool1").values())
+    assert first.log().count("pool target size now 8 pool=pool1 (was 1)") == 1
+    assert "pool target size now" not in second.log(), "the restarted manager found the target as it was"
