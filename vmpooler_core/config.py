@@ -149,7 +149,8 @@ class DemandSettings:
     """The `demand:` section: how the pools with a `max_size` count and forecast demand (demand.py)."""
 
     bucket_seconds: float = 60.0  # the time buckets demand is counted in
-    window_seconds: float = 5400.0  # how far back the forecast looks (and how long a burst is remembered)
+    window_seconds: float = 10800.0  # how far back the forecast looks (and how long a burst is remembered)
+    day_seconds: float = 86400.0  # the period of the daily profile (shorter only to replay a day faster)
 
 
 @dataclass(frozen=True, slots=True)

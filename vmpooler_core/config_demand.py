@@ -2,7 +2,8 @@
 
     demand:                  # optional: how demand is counted and forecast
       bucket_seconds: 60     # the time buckets the API counts checkouts in
-      window_seconds: 5400   # how far back the forecast looks, and how long a burst is remembered
+      window_seconds: 10800  # how far back the forecast looks, and how long a burst is remembered
+      day_seconds: 86400     # the daily profile's period: only benchmarks replaying a day faster change it
     providers:
       vcenter1:
         max_vms: 400         # optional: pools sized to demand never grow this provider past 400 VMs
@@ -30,7 +31,11 @@ def demand_settings(node: Node) -> DemandSettings:
     if not 2 * bucket <= window <= (RING - 1) * bucket:
         raise node.error("window_seconds", f"must be from 2 to {RING - 1} buckets of bucket_seconds, "
                                            f"{2 * bucket:g} to {(RING - 1) * bucket:g} seconds (got {window:g})")
-    return DemandSettings(bucket_seconds=bucket, window_seconds=window)
+    day = node.number("day_seconds", _DEFAULTS.day_seconds)
+    if day < 24 * bucket:
+        raise node.error("day_seconds", f"must be at least 24 buckets of bucket_seconds, {24 * bucket:g} seconds "
+                                        f"(got {day:g})")
+    return DemandSettings(bucket_seconds=bucket, window_seconds=window, day_seconds=day)
 
 
 def max_size_of(node: Node, size: int) -> int | None:

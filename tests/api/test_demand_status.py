@@ -34,7 +34,7 @@ def test_status_shows_the_target_and_why(make_client: MakeClient, sync_redis: re
         assert v1["pools"]["pool1"]["max"] == 2 and "target" not in v1["pools"]["pool2"]
         assert v1["pools"]["pool1"]["target"] == {
             "size": 9, "limit": "max_size", "floor": 2, "max_size": 9, "demand_per_minute": 12.5, "peak": 11,
-            "refill_seconds": 180.0, "at": "2025-06-15 15:06:40 +0000",
+            "usual": 0, "refill_seconds": 180.0, "at": "2025-06-15 15:06:40 +0000",
             "why": "at max_size 9: demand 12.5 VMs/min, up to 11 within one refill of 180 s"}
         documented(client, "/api/v1/openapi.json", "Status", v1)
         v3 = client.get("/api/v3/status").json()

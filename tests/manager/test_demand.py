@@ -16,7 +16,7 @@ from redis import asyncio as aioredis
 from tests.conftest import StatsdNames, make_config
 from tests.manager.conftest import FakeClock, MakeManager, dummy_config, passes, states
 from tests.manager.procs import FillWatch, ManagerProcess, process_config, wait_until
-from vmpooler_core import status
+from vmpooler_core import demand, status
 from vmpooler_core.checkout import Checkout
 from vmpooler_core.config import Config, DemandSettings
 from vmpooler_core.demand import Target
@@ -224,3 +224,17 @@ async def test_a_manager_killed_mid_growth_is_restarted_and_finishes_it(tmp_path
     assert set(sync_redis.hkeys(folder)) == set().union(*states(sync_redis, "pool1").values())
     assert first.log().count("pool target size now 8 pool=pool1 (was 1)") == 1
     assert "pool target size now" not in second.log(), "the restarted manager found the target as it was"
+
+
+async def test_the_pool_is_grown_to_what_it_usually_wants_at_this_hour_and_each_hour_is_recorded(
+        make_manager: MakeManager, inventory: Inventory, sync_redis: redis.Redis) -> None:
+    config = sized(POOL)
+    hour = demand.hour_of(float(sync_redis.time()[0]), config.demand.day_seconds)
+    for past in (hour - 24, hour - 23):  # yesterday, this hour and the next one: 5 VMs wanted within a refill
+        sync_redis.hset(K.demand("pool1"), demand.profile_field(past), f"{past} 5")
+    manager = await make_manager(config)
+    await passes(manager, lambda: len(ready(sync_redis)) == 5)
+    assert target(sync_redis).usual == 5 and "usually 5 at this hour" in target(sync_redis).why
+    await ask(Checkout(config, inventory, NullMetrics()), 3)
+    await passes(manager, lambda: demand.read_profile(sync_redis.hgetall(K.demand("pool1"))).get(hour, 0) >= 3,
+                 limit=3)

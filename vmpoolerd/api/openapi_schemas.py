@@ -41,9 +41,10 @@ COUNT: Schema = {"oneOf": [{"type": "integer", "minimum": 0},
                            {"type": "string", "pattern": r"^\s*[0-9]+\s*$"}]}
 DURATIONS: Schema = obj(("average", "min", "max", "total"), False, average=NUM, min=NUM, max=NUM, total=NUM)
 # A pool sized to demand: its target (vmpooler_core/demand.py, Target.document).
-TARGET: Schema = {**obj(("size", "why", "limit", "floor", "max_size", "demand_per_minute", "peak", "refill_seconds",
-                         "at"), False, size=INT, why=STR, limit={"type": "string", "enum": list(LIMITS)}, floor=INT,
-                        max_size=INT, demand_per_minute=NUM, peak=INT, refill_seconds=NUM, at=STR),
+TARGET: Schema = {**obj(("size", "why", "limit", "floor", "max_size", "demand_per_minute", "peak", "usual",
+                         "refill_seconds", "at"), False, size=INT, why=STR,
+                        limit={"type": "string", "enum": list(LIMITS)}, floor=INT, max_size=INT,
+                        demand_per_minute=NUM, peak=INT, usual=INT, refill_seconds=NUM, at=STR),
                   "description": "The size the manager keeps a pool sized to demand at now, and why"}
 TASK_DAY: Schema = obj(("duration", "count"), False,
                        duration=obj(("average", "min", "max", "total"), False, average=NUM, min=NUM, max=NUM,

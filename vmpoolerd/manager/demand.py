@@ -16,6 +16,9 @@ every state, over all its pools, as Redis counts them at the start of the pass) 
 handed out one VM at a time across its growing pools. Floors are kept whatever the cap. Two managers
 growing pools of one provider in the same pass may overshoot it by their growth of that pass.
 
+Each pass also records, beside the pool's ring, the figure of the hour for the daily profile (demand.py):
+written when the hour's figure is new or higher, so at least once an hour.
+
 The target is written (`<prefix>__sizing`) when it changes, and at least once a bucket, for /status,
 Prometheus and `vmpooler pools`; a change of size is logged once, by the manager that made it (a
 restarted manager reads the record back and does not log it again). Nothing is kept only in memory
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -96,9 +100,10 @@ class DemandSizing:
         if self.kept is None:
             self.kept = {pool: target for pool, raw in (read.kept or {}).items()
                          if (target := Target.from_json(raw)) is not None}
-        targets = {pool.name: self._target(pool, read) for pool in sized}
+        profile: list[tuple[str, ...]] = []  # the hours' figures to record
+        targets = {pool.name: self._target(pool, read, profile) for pool in sized}
         self._cap(sized, targets, read)
-        await self._record(targets, read.now)
+        await self._record(targets, read.now, profile)
         return targets
 
     def _capped(self, sized: list[PoolConfig]) -> list[str]:
@@ -129,16 +134,26 @@ class DemandSizing:
                   for i, name in enumerate(counted)}
         return _Read(int(seconds) + int(micros) / 1e6, rings, counts, replies[-1] if self.kept is None else None)
 
-    def _target(self, pool: PoolConfig, read: _Read) -> Target:
-        width = self.settings.bucket_seconds
+    def _target(self, pool: PoolConfig, read: _Read, profile: list[tuple[str, ...]]) -> Target:
+        """The pool's target; the figure of this hour for its profile, when it is new or higher, to `profile`."""
+        width, day = self.settings.bucket_seconds, self.settings.day_seconds
         bucket = demand.bucket_of(read.now, width)
         buckets = max(2, round(self.settings.window_seconds / width))
-        history = [counts.wanted for counts in demand.read_ring(read.rings[pool.name], bucket, buckets)]
+        raw = read.rings[pool.name]
+        history = demand.read_ring(raw, bucket, buckets)
         worker = self.refills.get(pool.name)
         kept = (self.kept or {}).get(pool.name)
         refill = worker.refill if worker is not None and worker.refill is not None \
             else kept.refill if kept is not None else GUESS_REFILL
-        wanted = demand.forecast(history, width, read.now - bucket * width, refill)
+        span = max(1, math.ceil(refill / width))
+        hour = demand.hour_of(read.now, day)
+        this_hour = history[max(0, len(history) - 1 - (bucket - demand.bucket_of(hour * day / 24, width))):]
+        figure, known = max(demand.peaks(this_hour, span)), demand.read_profile(raw)
+        if known.get(hour, -1) < figure:
+            profile.append(("HSET", self.ctx.inventory.keys.demand(pool.name), demand.profile_field(hour),
+                            f"{hour} {figure}"))
+        usual = demand.usual(known, {hour, demand.hour_of(read.now + refill + width, day)})
+        wanted = demand.forecast(history, width, read.now - bucket * width, refill, usual)
         assert pool.max_size is not None
         return demand.bounded(wanted, pool.size, pool.max_size, read.now)
 
@@ -165,7 +180,7 @@ class DemandSizing:
                     targets[name] = dataclasses.replace(
                         target, size=max(target.floor, have[name] + granted[name]), limit=PROVIDER_CAP)
 
-    async def _record(self, targets: dict[str, Target], now: float) -> None:
+    async def _record(self, targets: dict[str, Target], now: float, profile: list[tuple[str, ...]]) -> None:
         assert self.kept is not None
         writes: list[str] = []
         for name, target in targets.items():
@@ -178,5 +193,6 @@ class DemandSizing:
                     or now - kept.at >= self.settings.bucket_seconds:
                 writes += [name, target.to_json()]
                 self.kept[name] = target
-        if writes:
-            await self.ctx.inventory.write(("HSET", self.ctx.inventory.keys.sizing(), *writes))
+        if writes or profile:
+            await self.ctx.inventory.write(*profile, *((("HSET", self.ctx.inventory.keys.sizing(), *writes),)
+                                                       if writes else ()))
