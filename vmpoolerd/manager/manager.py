@@ -5,7 +5,8 @@
     await manager.run_forever(stop)   # passes every `manager_loop_seconds` until `stop` is set
 
 A pass takes (or renews) the lease of each pool, so that several managers on one Redis share the pools
-and never work one at the same time; works each held pool (pool_worker.py); then starts the clones the
+and never work one at the same time; sets the size of the pools sized to demand for the pass
+(demand.py); works each held pool (pool_worker.py); then starts the clones the
 pools are short of, handed out round-robin across pools so that one big pool cannot starve the others
 of the `task_limit` clone slots; and takes the disk and snapshot tasks queued by the API.
 """
