@@ -22,8 +22,8 @@ written when the hour's figure is new or higher, so at least once an hour.
 The target is written (`<prefix>__sizing`) when it changes, and at least once a bucket, for /status,
 Prometheus and `vmpooler pools`; a change of size is logged once, by the manager that made it (a
 restarted manager reads the record back and does not log it again). Nothing is kept only in memory
-that a restart needs: the counts and the records are in Redis, and the refill time measured on the
-pool's ready VMs at every pass.
+that a restart needs: the counts, the profile and the records are in Redis, and the refill time is
+measured again on the pool's ready VMs at every pass.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ GUESS_REFILL = 180.0  # seconds, until a pool has a ready VM to measure (a linke
 
 
 def refill_of(p: PoolPass) -> float | None:
-    """The pool's refill time at the end of its pass: clone start to ready, the median over its ready VMs
-    (those this pass made ready, now), plus a pass (a checkout is seen, and a clone started, at the next
+    """The pool's refill time at the end of its pass: clone start to ready over its ready VMs (those this
+    pass made ready, now; demand.refill_time), plus a pass (a checkout is seen, and a clone started, at the next
     pass). None when it has no ready VM to measure."""
     samples = []
     for host in p.sets["ready"]:
@@ -68,7 +68,7 @@ class Measured(Protocol):
 @dataclass(frozen=True, slots=True)
 class _Read:
     now: float  # Redis's clock
-    rings: dict[str, dict[str, str]]  # pool -> its count ring
+    rings: dict[str, dict[str, str]]  # pool -> its count ring and profile (one hash)
     counts: dict[str, dict[str, int]]  # pool -> state -> VMs
     kept: dict[str, str] | None  # pool -> record as written (read once, at the first pass)
 
