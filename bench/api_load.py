@@ -11,7 +11,7 @@ returned VM is put back into the ready set as it goes, so the ready set stays at
 
     python bench/api_load.py [--sizes 2000,100000] [--concurrency 1,4,16] [--seconds 3]
                              [--workloads status,checkout+return] [--connections keep-alive,new]
-                             [--rate-limits] [--durability none|replica|aof] [--replica]
+                             [--rate-limits] [--demand] [--durability none|replica|aof] [--replica]
                              [--appendonly] [--redis-server PATH|valkey]
 
 `--durability replica` attaches a replica to the Redis server (WAIT before each checkout and return is
@@ -187,10 +187,11 @@ RATE_LIMITS = ("rate_limits:\n  enabled: true\n" +
 
 
 def start_daemon(redis_url: str, workdir: str, rate_limits: bool = False,
-                 durability: str = "none") -> tuple[subprocess.Popen[bytes], int]:
+                 durability: str = "none", demand: bool = False) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     config = Path(workdir) / "vmpooler.yaml"
-    pools = "\n".join(f"  - {{name: pool{n}, alias: [alias{n}], size: 100000}}" for n in range(1, POOLS + 1))
+    sized = ", max_size: 100000" if demand else ""  # sized to demand: each checkout counted (lua/demand.lua)
+    pools = "\n".join(f"  - {{name: pool{n}, alias: [alias{n}], size: 100000{sized}}}" for n in range(1, POOLS + 1))
     config.write_text(f"redis: {{url: '{redis_url}', durability: {durability}}}\n"
                       "config: {domain: example.com, log_level: WARNING}\n"
                       f"providers: {{dummy: {{}}}}\npools:\n{pools}\n{RATE_LIMITS if rate_limits else ''}")
@@ -250,6 +251,7 @@ def main() -> None:
                         type=lambda s: [x == "keep-alive" for x in s.split(",")],
                         help="keep-alive, new (a new connection per request), or both")
     parser.add_argument("--rate-limits", action="store_true", help="with rate limiting on (limits never reached)")
+    parser.add_argument("--demand", action="store_true", help="the pools sized to demand (checkouts counted)")
     parser.add_argument("--durability", default="none", choices=("none", "replica", "aof"))
     parser.add_argument("--replica", action="store_true", help="a replica of the Redis server (implied by replica)")
     parser.add_argument("--appendonly", action="store_true", help="AOF on, whatever the durability (implied by aof)")
@@ -273,7 +275,7 @@ def main() -> None:
             time.sleep(0.05)
     workdir = tempfile.mkdtemp(prefix="vmpooler-bench-")
     client = redis.Redis.from_url(server.url)
-    proc, port = start_daemon(server.url, workdir, args.rate_limits, args.durability)
+    proc, port = start_daemon(server.url, workdir, args.rate_limits, args.durability, args.demand)
     try:
         version = client.info("server")["redis_version"]
         print(f"redis-server {version}, appendonly {client.config_get('appendonly')['appendonly']}, "

@@ -33,8 +33,10 @@ def pool_cells(row: PoolRow) -> list[str]:
 
 
 def short_lines(rows: Sequence[PoolRow]) -> list[str]:
-    """`pool: why it is short`, for the pools whose provider says why (under the pools table)."""
-    return [f"{row.name}: {row.reason}" for row in rows if row.reason]
+    """Under the pools table: `pool: target N, why` for the pools sized to demand, then `pool: why it is
+    short` for the pools whose provider says why."""
+    return [*(f"{row.name}: target {row.target}, {row.target_why or '-'}" for row in rows if row.target is not None),
+            *(f"{row.name}: {row.reason}" for row in rows if row.reason)]
 
 
 def plain_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

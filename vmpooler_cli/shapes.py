@@ -23,7 +23,7 @@ SHAPES = {
     "disk": '{"ok": true, "hostname": str, "disk": str}',
     "pools": '{"pools": [{"name": str, "aliases": [str], "ready": int|null, "pending": int|null, '
              '"running": int|null, "size": int|null, "reason"?: str (why it is short, when its provider is '
-             'degraded)}]}',
+             'degraded), "target"?: {"size": int, "why": str} (sized to demand: the size kept now)}]}',
     "status": 'the server\'s /status document as sent: {"boot", "capacity", "clone", "pools", "queue", "status"}, '
               'and "providers" once a manager has reported on them (API v3\'s also has "lastBoot" in each pool '
               'and "requested" in "queue")',

@@ -94,7 +94,8 @@ class Checkout:
         reply = await self.inventory.checkout(entries, token=use_token,
                                               lifetime=lifetime if lifetime and lifetime > 0 else None,
                                               cap=self.config.app.max_vms_per_token, rate=rate,
-                                              client=caller.client, request_id=caller.request_id)
+                                              client=caller.client, request_id=caller.request_id,
+                                              demand=self.config.demand_width)
         match reply:
             case CheckedOut(served, user):
                 # Report in the order the client asked, whatever order the script served the entries in.

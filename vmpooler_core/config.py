@@ -145,6 +145,15 @@ class OnDemandSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DemandSettings:
+    """The `demand:` section: how the pools with a `max_size` count and forecast demand (demand.py)."""
+
+    bucket_seconds: float = 60.0  # the time buckets demand is counted in
+    window_seconds: float = 10800.0  # how far back the forecast looks (and how long a burst is remembered)
+    day_seconds: float = 86400.0  # the period of the daily profile (shorter only to replay a day faster)
+
+
+@dataclass(frozen=True, slots=True)
 class Rate:
     """At most `limit` requests per `period` seconds (GCRA: spread evenly, bursts up to `limit`);
     `limit` 0 means no limit."""
@@ -218,6 +227,8 @@ class PoolConfig:
     # The pool's DNS domain: its dns_plugin's, else `config: domain`; API v3's host names are
     # `<host>.<domain>` (API v1 keeps short names and its one `domain` key).
     domain: str | None = None
+    # Sized to demand between `size` (the floor) and this (vmpooler_core/demand.py); None: a fixed size.
+    max_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +246,7 @@ class ProviderConfig:
     name: str
     kind: Literal["vsphere", "dummy"]
     options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    max_vms: int | None = None  # the most VMs its pools sized to demand may grow it to (None: no cap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,12 +322,14 @@ class Config:
     dns_configs: Mapping[str, DnsConfig] = field(default_factory=lambda: _EMPTY)
     http: HttpSettings = field(default_factory=HttpSettings)
     ondemand: OnDemandSettings = field(default_factory=OnDemandSettings)
+    demand: DemandSettings = field(default_factory=DemandSettings)
     source: str = "<defaults>"
     loaded_at: float = field(default_factory=time.time)
     # Derived at load, never edited afterwards.
     pool_names: frozenset[str] = frozenset()
     aliases: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _EMPTY)
     pool_index: Mapping[str, PoolConfig] = field(default_factory=lambda: _EMPTY)
+    demand_pools: frozenset[str] = frozenset()  # the pools sized to demand (with a `max_size`)
 
     def pool(self, name: str) -> PoolConfig:
         return self.pool_index[name]
@@ -328,7 +342,13 @@ class Config:
                 aliases.setdefault(alias, []).append(pool.name)
         return replace(self, pools=pools, pool_names=frozenset({p.name for p in pools} | set(aliases)),
                        aliases=MappingProxyType({a: tuple(ps) for a, ps in aliases.items()}),
-                       pool_index=MappingProxyType({p.name: p for p in pools}))
+                       pool_index=MappingProxyType({p.name: p for p in pools}),
+                       demand_pools=frozenset(p.name for p in pools if p.max_size is not None))
+
+    @property
+    def demand_width(self) -> float | None:
+        """The width of the buckets the API counts demand in; None when no pool is sized to demand."""
+        return self.demand.bucket_seconds if self.demand_pools else None
 
     def is_known(self, name: str) -> bool:
         return name in self.pool_names

@@ -31,6 +31,7 @@ from .config import (
     SinkSettings,
 )
 from .config_auth import auth_settings
+from .config_demand import demand_settings, max_size_of
 from .config_dns import dns_configs, dns_plugin_of
 from .config_http import http_settings
 from .config_limits import rate_limits
@@ -211,6 +212,7 @@ def _pool(node: Node, providers: dict[str, ProviderConfig],
         options=MappingProxyType(options),
         dns_plugin=dns_plugin,
         domain=dns[dns_plugin].domain if dns_plugin is not None else None,
+        max_size=max_size_of(node, size),
     ), None if isinstance(provider, str) else provider
 
 
@@ -314,6 +316,7 @@ def load(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
     limits = rate_limits(top.child("rate_limits"), sections["config"])
     http = http_settings(top.child("http"))
     ondemand = ondemand_settings(sections["config"])
+    demand = demand_settings(top.child("demand"))
     config_keys.check(top)  # last: every section has been read, so every valid key has been asked for
     if unchosen is not None:
         raise unchosen
@@ -330,5 +333,6 @@ def load(path: str | os.PathLike[str] | None = None, *, text: str | None = None,
         dns_configs=MappingProxyType(dns),
         http=http,
         ondemand=ondemand,
+        demand=demand,
         source=source,
     ).with_pools(pools)

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from . import config_keys
 from .config import ProviderConfig
+from .config_demand import max_vms_of
 from .config_node import Node
 from .errors import ConfigError
 from .provider_options import PROVIDER_KINDS, Option
@@ -46,7 +47,7 @@ def _entry(name: str, kind: str, options: Node) -> ProviderConfig:
     options.accept_unused(config_keys.PROVIDER + declared.original_options)
     read_options(options, declared.options)
     plain = {k: v for k, v in options.plain().items() if k in declared.names()}
-    return ProviderConfig(name, cast(Any, kind), MappingProxyType(plain))
+    return ProviderConfig(name, cast(Any, kind), MappingProxyType(plain), max_vms=max_vms_of(options))
 
 
 def read_options(node: Node, options: tuple[Option, ...]) -> None:

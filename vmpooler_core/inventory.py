@@ -79,18 +79,22 @@ class Inventory:
 
     async def checkout(self, entries: Sequence[CheckoutEntry], *, token: str = "",
                        lifetime: int | None = None, now: str | None = None, cap: int | None = None,
-                       rate: Bucket | None = None, client: str = "-", request_id: str = "-") -> replies.CheckoutReply:
+                       rate: Bucket | None = None, client: str = "-", request_id: str = "-",
+                       demand: float | None = None) -> replies.CheckoutReply:
         """checkout.lua, all or nothing: TooMany when the token would go over `cap`, OverRate when the
-        request is over `rate`. `client` and `request_id` go into the history of each VM taken."""
+        request is over `rate`. `client` and `request_id` go into the history of each VM taken. With
+        `demand` (the width of its buckets), what each pool was asked for is counted (lua/demand.lua)."""
         hours = "" if lifetime is None else lifetime
         stamp = now or clock.stamp()
         args: list[str | int | float] = [stamp, token, hours, client, request_id, len(entries)]
         for requested, count, candidates in entries:
             args += [requested, count, len(candidates), *candidates]
-        if cap is not None or rate is not None:
+        if cap is not None or rate is not None or demand:
             args.append("" if cap is None else cap)
-        if rate is not None:
-            args += rate.args()
+        if rate is not None or demand:
+            args += rate.args() if rate is not None else [""] * 7
+        if demand:
+            args.append(demand)
         taken: list[Any] = []
 
         def durable(reply: Any) -> bool:

@@ -265,6 +265,17 @@ class Keys:
         ("boot"), oldest first: the dashboard's median and slowest, whatever the pool's churn."""
         return self._k("recent", phase, pool)
 
+    def demand(self, pool: str) -> str:
+        """Hash slot -> "<bucket> <served> <refused> <ondemand>": what a pool sized to demand was asked for,
+        a ring of demand.RING buckets written by the checkout and on-demand scripts (lua/demand.lua builds
+        `<prefix>__demand__<pool>`)."""
+        return self._k("demand", pool)
+
+    def sizing(self) -> str:
+        """Hash pool -> JSON (demand.Target): the size each pool sized to demand is kept at, and why; written
+        by the manager holding the pool."""
+        return self._k("sizing")
+
     def replicas(self) -> str:
         """String "<replication id> <ip:port> ...": the replicas a primary must still have before a script
         may change anything (lua/fence.lua builds it as `<prefix>__replicas`)."""

@@ -5,7 +5,7 @@ Callers report events (`checkout`, `event`, `duration`, `pool_figure`); the name
 The statsd and graphite sinks use the original's, `<prefix>.<label>` with labels `checkout.success.<pool>`,
 `checkout.empty.<name>`, `checkout.invalid.<name>`, API v3's (`Event`: `ondemandrequest_generate.success`,
 `config.invalid.<pool>`, ...), `ready.<pool>`, `running.<pool>`, `clone.<pool>`, `boot.<pool>`,
-`destroy.<pool>`; Prometheus (vmpoolerd/prometheus.py) its own.
+`destroy.<pool>` (and ours, `target.<pool>`); Prometheus (vmpoolerd/prometheus.py) its own.
 A dead or unreachable metrics server never raises into the caller and never blocks it: statsd is a
 UDP datagram, and graphite lines go through a bounded queue to one background sender thread.
 """
@@ -75,6 +75,7 @@ class Figure(StrEnum):
 
     READY = "ready"
     RUNNING = "running"
+    TARGET = "target"  # the size a pool sized to demand is kept at this pass (demand.py)
 
 
 class Metrics(Protocol):

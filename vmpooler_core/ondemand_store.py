@@ -94,11 +94,14 @@ class RequestStore:
     # The API's ---------------------------------------------------------------------------------------
 
     async def submit(self, request_id: str, parts: tuple[Part, ...], now: int, token: str = "",
-                     user: str = "", cap: int | None = None) -> bool | TooMany:
+                     user: str = "", cap: int | None = None, demand: float | None = None) -> bool | TooMany:
         """False when a request of that id exists already; TooMany when the token, with its VMs and what its
-        open requests have still to deliver, would pass `cap` (nothing written either way)."""
+        open requests have still to deliver, would pass `cap` (nothing written either way). With `demand`
+        (the width of its buckets), the VMs asked of each pool are counted as its demand (lua/demand.lua)."""
+        counted: list[str | int | float] = [demand, *(item for part in parts for item in (part.pool, part.count))] \
+            if demand else []
         return submitted(await self.inventory.script("ondemand_submit", request_id, now, encode(parts), token, user,
-                                                     "" if cap is None else cap))
+                                                     "" if cap is None else cap, *counted))
 
     async def read(self, request_id: str) -> RequestState | None:
         """The request and the VMs delivered to it so far; None when there is no such request."""

@@ -50,7 +50,7 @@ class Provisioning:
             parts = ondemand.parts(wanted, self.config, self.rng)
             held_by = (token or "", user) if user else ("", "")  # with auth: the VMs are checked out to the token
             done = await self.store.submit(request_id, parts, int(time.time()), *held_by,
-                                           cap=self.config.app.max_vms_per_token)
+                                           cap=self.config.app.max_vms_per_token, demand=self.config.demand_width)
             if isinstance(done, TooMany):
                 raise TooManyVms(done.held, done.cap)
             if not done:

@@ -76,7 +76,7 @@ NAMES = ("checkout", "return", "move", "add_pending", "forget", "discover", "sta
 # Lua libraries put in front of the scripts that use them: Redis has no include, and a second script
 # call would cost the request a second round trip.
 LIBRARIES: dict[str, tuple[str, ...]] = {
-    "checkout": ("gcra", "history", "held_sets", "fence", "deadline"),
+    "checkout": ("gcra", "history", "held_sets", "demand", "fence", "deadline"),
     "return": ("gcra", "history", "fence", "deadline"), "index_held": ("held_sets", "fence"),
     "write": ("fence", "deadline"), "ratelimit": ("gcra",),
     "discover": ("known", "fence"), "spare": ("known", "fence"), "unfence": ("fence",),
@@ -84,7 +84,7 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
     **{name: ("fence",) for name in ("settle_discovered", "lease", "undo_checkout", "task_done", "sample")},
     **{name: ("managers", "fence") for name in ("presence", "clone_slot", "take_tasks")},
     **{name: ("history", "ondemand", "fence") for name in NAMES if name.startswith("ondemand_")},
-    "ondemand_submit": ("history", "ondemand", "held_sets", "fence")}
+    "ondemand_submit": ("history", "ondemand", "held_sets", "demand", "fence")}
 # The scripts that run fence.lua's check before their first line: every one that changes the state of a
 # VM, a lease or a manager's presence, and the API's plain writes (write.lua). Not status (it only
 # reads), nor the bookkeeping of reads (ratelimit, touch_token), nor unfence (the fence's own way out).

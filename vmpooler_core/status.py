@@ -5,7 +5,9 @@ Added to the original's shape, only once a manager has reported on the providers
 login has asked the LDAP directory, a `directory` block (directory_health.py).
 
 A pool's `max` is its size as the manager keeps it: the one set through the pool configuration API
-(API v3) when there is one, else the file's.
+(API v3) when there is one, else the file's. A pool sized to demand (with a `max_size`) also has, once a
+manager has sized it, a `target`: the size the manager keeps it at now, within `max` (its floor) and
+`max_size`, and why (demand.Target.document).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from . import clock, directory_health, provider_health
 from .config import Config, PoolConfig
+from .demand import Target
 from .inventory import Inventory
 from .pool_settings import size_from
 from .replies import Durations, PoolFigures, StatusFigures
@@ -44,6 +47,7 @@ class _Read:
     health: dict[str, provider_health.ProviderHealth]
     directory: dict[str, directory_health.HostHealth]
     now: float
+    targets: dict[str, Target]
 
     def counts(self, pool: PoolConfig) -> PoolFigures:
         return self.figures.pools[pool.name]
@@ -56,7 +60,18 @@ async def _read(config: Config, inventory: Inventory, now: float | None) -> _Rea
     # connections of the pool (which refuses, rather than waits, past its size).
     health = await provider_health.read(config, inventory, now)
     directory = await directory_health.read(config, inventory, now)
-    return _Read(figures, health, directory, now)
+    return _Read(figures, health, directory, now, await targets(config, inventory))
+
+
+async def targets(config: Config, inventory: Inventory) -> dict[str, Target]:
+    """The pools sized to demand that a manager has sized: pool -> its target (no round trip without any)."""
+    names = sorted(config.demand_pools)
+    if not names:
+        return {}
+    raw = await inventory.redis.hmget(inventory.keys.sizing(), names)
+    found = {name: Target.from_json(None if value is None else str(value))
+             for name, value in zip(names, raw, strict=True)}
+    return {name: target for name, target in found.items() if target is not None}
 
 
 def _pool_entry(read: _Read, pool: PoolConfig, entry: dict[str, Any]) -> dict[str, Any]:
@@ -67,6 +82,9 @@ def _pool_entry(read: _Read, pool: PoolConfig, entry: dict[str, Any]) -> dict[st
     why = provider.why_short(pool.name) if provider is not None and counts.ready < size_of(pool, counts) else None
     if why:
         entry["reason"] = why
+    target = read.targets.get(pool.name)
+    if target is not None:
+        entry["target"] = {**target.document(), "at": clock.stamp(target.at)}
     return entry
 
 

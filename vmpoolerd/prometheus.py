@@ -1,8 +1,9 @@
 """Prometheus metrics: `/metrics` in the text exposition format.
 
 Two kinds of figures:
-- pool gauges (ready, pending, running, completed, size) are read from Redis when scraped, so every
-  API process reports the same truth whichever process did the work;
+- pool gauges (ready, pending, running, completed, size; a pool sized to demand's target and forecast
+  demand) are read from Redis when scraped, so every API process reports the same truth whichever
+  process did the work;
 - events (checkouts by outcome, clone, boot and destroy durations, API latency by route) are counted by
   the process they happen in; scrape every process, as with any multi-process service.
 
@@ -25,6 +26,7 @@ from vmpooler_core import pool_settings
 from vmpooler_core.config import Config
 from vmpooler_core.inventory import Inventory
 from vmpooler_core.metrics import Event, Figure, Metrics, Outcome, Phase
+from vmpooler_core.status import targets
 
 _VM_SECONDS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 _API_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -93,6 +95,10 @@ class Registry:
                           ["pool", "state"], registry=r)
         self.size = Gauge("vmpooler_pool_size", "Size of a pool (as set through the pool configuration API, "
                           "else the file's)", ["pool"], registry=r)
+        self.target = Gauge("vmpooler_pool_target_size", "Size the manager keeps a pool sized to demand at, by what "
+                            "bounds it (floor, demand, max_size, provider_cap)", ["pool", "limit"], registry=r)
+        self.demand = Gauge("vmpooler_pool_demand_per_minute", "VMs a pool sized to demand is forecast to be "
+                            "asked for per minute", ["pool"], registry=r)
         self.clone = Histogram("vmpooler_clone_seconds", "Time to clone a VM", ["pool"], buckets=_VM_SECONDS,
                                registry=r)
         self.boot = Histogram("vmpooler_boot_seconds", "Time from clone start to ready", ["pool"],
@@ -110,6 +116,10 @@ class Registry:
             self.size.labels(pool.name).set(sizes[pool.name])
             for state, value in counts[pool.name].items():
                 self.pool.labels(pool.name, state).set(value)
+        self.target.clear()  # one series per pool: the one of what bounds it now
+        for name, target in (await targets(config, inventory)).items():
+            self.target.labels(name, target.limit).set(target.size)
+            self.demand.labels(name).set(target.rate)
         return generate_latest(self.registry)
 
 

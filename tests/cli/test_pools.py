@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
+import pytest
 import redis
 
 from tests.api.helpers import report_health
@@ -11,6 +13,7 @@ from tests.cli.conftest import POOLS_YAML, K, Vmp, ready
 from tests.redis_server import free_port
 from vmpooler_cli.exit_codes import ExitCode
 from vmpooler_core import clock
+from vmpooler_core.demand import DEMAND, Target
 from vmpooler_core.provider import ProviderError
 from vmpoolerd.manager.health_report import CLONE_FAILURES, HealthReport
 
@@ -160,3 +163,21 @@ def test_pools_and_status_say_why_a_pool_is_short(vmp: Vmp, sync_redis: redis.Re
     assert f"  provider dummy  degraded; pool pool2 since {since}: fails to clone: dummy: template pool2 is gone\n" \
         in text, text
     assert text.endswith(f"  pool pool2      short: {why}\n"), text
+
+
+@pytest.mark.parametrize("kind", ["redis", "api"])
+def test_pools_show_the_target_of_a_pool_sized_to_demand(kind: str, make_vmp: Callable[..., Vmp],
+                                                         sync_redis: redis.Redis) -> None:
+    _stock(sync_redis)
+    vmp = make_vmp(kind, POOLS_YAML.replace("    size: 5\n", "    size: 5\n    max_size: 9\n"))
+    target = Target(7, DEMAND, 5, 9, 3.2, 6, 95.0, 1_750_000_000.0)
+    sync_redis.hset(K.sizing(), "pool1", target.to_json())  # as the manager holding pool1 writes it
+    pools = vmp.json("pools")["pools"]
+    assert pools[0]["target"] == {"size": 7, "why": target.why} and "target" not in pools[1]
+    assert vmp.ok("pools").stdout.splitlines() == [
+        "POOL   ALIASES  READY  PENDING  RUNNING  SIZE",
+        "pool1  poolone  3      1        0        5",
+        "pool2           0      0        2        10",
+        "",
+        "pool1: target 7, sized to demand: demand 3.2 VMs/min, up to 6 within one refill of 95 s",
+    ]

@@ -22,11 +22,17 @@ class PoolRow:
     running: int | None = None
     size: int | None = None
     reason: str | None = None  # why it is short of ready VMs, when its provider is degraded
+    target: int | None = None  # sized to demand: the size the manager keeps it at now
+    target_why: str | None = None  # and why
 
     def as_json(self) -> dict[str, Any]:
-        doc = {"name": self.name, "aliases": list(self.aliases), "ready": self.ready,
-               "pending": self.pending, "running": self.running, "size": self.size}
-        return doc if self.reason is None else {**doc, "reason": self.reason}
+        doc: dict[str, Any] = {"name": self.name, "aliases": list(self.aliases), "ready": self.ready,
+                               "pending": self.pending, "running": self.running, "size": self.size}
+        if self.reason is not None:
+            doc["reason"] = self.reason
+        if self.target is not None:
+            doc["target"] = {"size": self.target, "why": self.target_why or ""}
+        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +76,13 @@ def rows_from_status(pools: Mapping[str, Any]) -> list[PoolRow]:
     for name, entry in pools.items():
         entry = entry if isinstance(entry, Mapping) else {}
         reason = entry.get("reason")
+        found = entry.get("target")
+        target: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+        why = target.get("why")
         rows.append(PoolRow(str(name), _aliases(entry.get("alias")), as_int(entry.get("ready")),
                             as_int(entry.get("pending")), as_int(entry.get("running")),
-                            as_int(entry.get("max")), reason if isinstance(reason, str) and reason else None))
+                            as_int(entry.get("max")), reason if isinstance(reason, str) and reason else None,
+                            as_int(target.get("size")), why if isinstance(why, str) else None))
     return rows
 
 

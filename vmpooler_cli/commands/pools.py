@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 @json_option
 @click.pass_obj
 def pools(run: Run, as_json: bool) -> None:
-    """List the pools: aliases, ready, pending, running and size; then, for a pool whose provider is
-    degraded, why it is short ("pool1: provider vcenter1 cannot log in since ...").
+    """List the pools: aliases, ready, pending, running and size; then, for a pool sized to demand, the
+    size the manager keeps it at now and why ("pool1: target 12, sized to demand: ..."), and for a pool
+    whose provider is degraded, why it is short ("pool1: provider vcenter1 cannot log in since ...").
 
     \b
     Example:

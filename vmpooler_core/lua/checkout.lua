@@ -13,7 +13,10 @@
 --          requested name, count, number of candidate pools, candidate pools...
 --          (the requested pool itself first when it is one, then its alias targets)
 -- then, each optional (absent or "" = none):
---          the most VMs a token may hold at once; the rate-limit arguments of gcra.lua (7 of them)
+--          the most VMs a token may hold at once; the rate-limit arguments of gcra.lua (7 of them);
+--          the width (seconds) of the buckets in which demand.lua counts what each pool is asked for:
+--          the VMs taken, or when the request is refused for want of VMs, the VMs each entry asked for
+--          (against its first candidate pool)
 --
 -- A VM checked out with a token is added to the token's held set (<prefix>__held__<token>), which
 -- return.lua, move.lua and forget.lua take it out of when it stops running: the cap counts that set,
@@ -43,6 +46,7 @@ for _ = 1, entries do
   extra = extra + 3 + tonumber(ARGV[extra + 2])
 end
 local cap = tonumber(ARGV[extra] or '')
+local demand_width = tonumber(ARGV[extra + 8] or '')
 
 -- First, so that every attempt counts, including those with a made-up token.
 local limited = rate_limit(prefix, extra + 1)
@@ -98,6 +102,13 @@ if short then
   -- Put back everything this request took; no other client could have seen it gone.
   for t = 1, #taken, 3 do redis.call('SADD', key('ready', taken[t + 1]), taken[t + 2]) end
   for c = short_first, short_last do redis.call('HINCRBY', tally, 'refused:' .. ARGV[c], 1) end
+  if demand_width then
+    local e = 9
+    for _ = 1, entries do
+      count_demand(prefix, ARGV[e + 3], demand_width, 0, tonumber(ARGV[e + 1]), 0)
+      e = e + 3 + tonumber(ARGV[e + 2])
+    end
+  end
   return {'empty', short}
 end
 
@@ -116,6 +127,11 @@ for t = 1, #taken, 3 do
     redis.call('SADD', held_key, host)
     if lifetime ~= '' then redis.call('HSET', vm, 'lifetime', lifetime) end
   end
+end
+if demand_width then
+  local served = {}
+  for t = 1, #taken, 3 do served[taken[t + 1]] = (served[taken[t + 1]] or 0) + 1 end
+  for pool, n in pairs(served) do count_demand(prefix, pool, demand_width, n, 0, 0) end
 end
 table.insert(taken, 1, 'ok')
 if user then taken[#taken + 1] = user end

@@ -5,6 +5,8 @@
 -- ARGV[1] prefix  ARGV[2] request id  ARGV[3] submit epoch (whole seconds)
 -- ARGV[4] requested ("<alias>:<pool>:<count>,...")  ARGV[5] token ("" = none)  ARGV[6] the token's user
 -- ARGV[7] the most VMs a token may hold at once ("" = no cap)
+-- ARGV[8] optional: the width (seconds) of demand.lua's buckets, then pool, count pairs: the VMs asked
+--         of each pool, counted as its demand
 --
 -- With a cap, the VMs the token holds (held_sets.lua) and those its open requests have still to deliver
 -- count as held: a request that would take it over the cap is refused. O(open requests).
@@ -35,4 +37,8 @@ end
 redis.call('HSET', request, 'requested', requested)
 if token ~= '' then redis.call('HSET', request, 'token:token', token, 'token:user', user) end
 redis.call('ZADD', prefix .. OD_NEW, now, id)
+local width = tonumber(ARGV[8] or '')
+if width then
+  for a = 9, #ARGV - 1, 2 do count_demand(prefix, ARGV[a], width, 0, 0, tonumber(ARGV[a + 1])) end
+end
 return 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vmpooler_core.demand import LIMITS
 from vmpooler_core.errors import ErrorCode
 from vmpooler_core.provider_health import SUMMARY
 
@@ -39,6 +40,12 @@ def ok_with(extra: Schema | bool | None = False, **props: Schema) -> Schema:
 COUNT: Schema = {"oneOf": [{"type": "integer", "minimum": 0},
                            {"type": "string", "pattern": r"^\s*[0-9]+\s*$"}]}
 DURATIONS: Schema = obj(("average", "min", "max", "total"), False, average=NUM, min=NUM, max=NUM, total=NUM)
+# A pool sized to demand: its target (vmpooler_core/demand.py, Target.document).
+TARGET: Schema = {**obj(("size", "why", "limit", "floor", "max_size", "demand_per_minute", "peak", "usual",
+                         "refill_seconds", "at"), False, size=INT, why=STR,
+                        limit={"type": "string", "enum": list(LIMITS)}, floor=INT, max_size=INT,
+                        demand_per_minute=NUM, peak=INT, usual=INT, refill_seconds=NUM, at=STR),
+                  "description": "The size the manager keeps a pool sized to demand at now, and why"}
 TASK_DAY: Schema = obj(("duration", "count"), False,
                        duration=obj(("average", "min", "max", "total"), False, average=NUM, min=NUM, max=NUM,
                                     total=NUM),
@@ -122,7 +129,7 @@ SCHEMAS: dict[str, Schema] = {
                   boot=TASK_DAY, clone=TASK_DAY,
                   capacity=obj(("current", "total", "percent"), False, current=INT, total=INT, percent=NUM),
                   pools=obj((), obj(("ready", "running", "pending", "max"), False, ready=INT, running=INT,
-                                    pending=INT, max=INT, alias=STRINGS,
+                                    pending=INT, max=INT, alias=STRINGS, target=TARGET,
                                     reason={**STR, "description": "Why the pool is short of ready VMs, when "
                                                                   "its provider is degraded"})),
                   providers=ref("Providers"), directory=ref("Directory"),

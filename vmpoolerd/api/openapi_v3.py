@@ -24,7 +24,7 @@ from .openapi import (
     openapi_document,
     server,
 )
-from .openapi_schemas import COUNT, INT, NUM, SCHEMAS, STR, STRINGS, obj, ok_with, ref
+from .openapi_schemas import COUNT, INT, NUM, SCHEMAS, STR, STRINGS, TARGET, obj, ok_with, ref
 
 _V3_VM_STATES = ["pending", "ready", "running", "completed", "discovered", "destroyed", "unknown"]
 _STATUS_OK = obj(("ok",), False, ok={"type": "boolean", "enum": [True]})
@@ -45,7 +45,8 @@ V3_SCHEMAS: dict[str, Any] = {
                     boot=SCHEMAS["Status"]["properties"]["boot"], clone=SCHEMAS["Status"]["properties"]["clone"],
                     capacity=SCHEMAS["Status"]["properties"]["capacity"],
                     pools=obj((), obj(("ready", "running", "pending", "max", "lastBoot"), False, ready=INT,
-                                      running=INT, pending=INT, max=INT, lastBoot=STR, alias=STRINGS, reason=STR)),
+                                      running=INT, pending=INT, max=INT, lastBoot=STR, alias=STRINGS, reason=STR,
+                                      target=TARGET)),
                     providers=ref("Providers"),
                     queue=obj(("requested", "pending", "cloning", "booting", "ready", "running", "completed",
                                "total"), False, requested=INT, pending=INT, cloning=INT, booting=INT, ready=INT,

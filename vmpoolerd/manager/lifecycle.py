@@ -99,9 +99,14 @@ def destroy_completed(p: PoolPass) -> None:
 
 
 async def remove_surplus(p: PoolPass) -> None:
-    """Ready VMs beyond the pool's size (it was made smaller) go to completed."""
+    """Ready VMs beyond the pool's size (it was made smaller, or its demand fell) go to completed, the
+    oldest first (the nearest to `ready_ttl`, and the longest unused). A VM a checkout takes meanwhile
+    stays the client's: move.lua moves it only if it is still ready."""
     surplus = len(p.sets["ready"]) - p.pool.size
-    for host in sorted(p.sets["ready"])[:max(surplus, 0)]:
+    if surplus <= 0:
+        return
+    oldest = sorted(p.sets["ready"], key=lambda host: (-(p.age(host, "ready") or p.age(host, "clone") or 0.0), host))
+    for host in oldest[:surplus]:
         await p.move(host, "ready", "completed", f"pool size is {p.pool.size}")
 
 

@@ -5,7 +5,8 @@
     await manager.run_forever(stop)   # passes every `manager_loop_seconds` until `stop` is set
 
 A pass takes (or renews) the lease of each pool, so that several managers on one Redis share the pools
-and never work one at the same time; works each held pool (pool_worker.py); then starts the clones the
+and never work one at the same time; sets the size of the pools sized to demand for the pass
+(demand.py); works each held pool (pool_worker.py); then starts the clones the
 pools are short of, handed out round-robin across pools so that one big pool cannot starve the others
 of the `task_limit` clone slots; and takes the disk and snapshot tasks queued by the API. Beside the
 passes, once a minute, it samples the pools it holds for the dashboard's history (sampler.py).
@@ -40,6 +41,7 @@ from . import ownership
 from .backoff import Outage
 from .cloner import Cloner
 from .context import Context, redis_fault
+from .demand import DemandSizing
 from .destroyer import Destroyer
 from .health_report import HealthReport
 from .lease import Leases, Presence
@@ -108,6 +110,7 @@ class Manager:
                 log.error("pool skipped pool=%s: provider %r is not available", pool.name, pool.provider)
         self.ondemand = OnDemand(self.ctx, self.cloner, self.workers)
         self.sampler = Sampler(self.ctx, self.workers)
+        self.demand = DemandSizing(self.ctx, self.workers)
         limit = app.manager_backoff_max
         self._redis_outage = Outage("redis", limit)
         self._provider_outages = {name: Outage(f"provider {name}", limit) for name in providers}
@@ -144,8 +147,9 @@ class Manager:
                 ready = self._provider_outages[provider].ready() and self._pool_outages[name].ready()
                 (due if ready else report.waiting).append(name)
         plans = await self.settings.plan(self.workers[name].base for name in due)
+        sized = await self.demand.size({name: plans[name].pool for name in due})
         for name in due:
-            self.workers[name].pool = plans[name].pool
+            self.workers[name].pool = sized[name]
         results = await asyncio.gather(*(self.workers[name].check(plans[name].drain) for name in due),
                                        return_exceptions=True)
         short: dict[str, int] = {}

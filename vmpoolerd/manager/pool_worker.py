@@ -10,7 +10,7 @@ from vmpooler_core.config import PoolConfig
 from vmpooler_core.metrics import Figure
 from vmpooler_core.provider import Provider
 
-from . import lifecycle, reconcile
+from . import demand, lifecycle, reconcile
 from .cloner import Cloner
 from .context import Context
 from .destroyer import Destroyer
@@ -35,6 +35,7 @@ class PoolWorker:
         # Until the pool has once been full (since this manager started), it is filling, not empty: its
         # first fill logs no "pool empty" warnings, only when it is full.
         self._filled = False
+        self.refill: float | None = None  # sized to demand: its refill time at the last pass (demand.py)
 
     async def _read(self) -> PoolPass:
         name = self.pool.name
@@ -66,6 +67,8 @@ class PoolWorker:
         lifecycle.destroy_completed(p)
         await reconcile.discover(p)
         await lifecycle.remove_surplus(p)
+        if self.base.max_size is not None:
+            self.refill = demand.refill_of(p) or self.refill
         await self._report(p)
         name = self.pool.name
         pending = p.sets["pending"] | self.cloner.hosts(name)
