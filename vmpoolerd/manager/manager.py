@@ -109,8 +109,10 @@ class Manager:
             else:
                 log.error("pool skipped pool=%s: provider %r is not available", pool.name, pool.provider)
         self.ondemand = OnDemand(self.ctx, self.cloner, self.workers)
-        self.sampler = Sampler(self.ctx, self.workers)
         self.demand = DemandSizing(self.ctx, self.workers)
+        # The dashboard's samples carry each demand-sized pool's target, as last kept.
+        self.sampler = Sampler(self.ctx, self.workers,
+                               targets=lambda: {pool: target.size for pool, target in (self.demand.kept or {}).items()})
         limit = app.manager_backoff_max
         self._redis_outage = Outage("redis", limit)
         self._provider_outages = {name: Outage(f"provider {name}", limit) for name in providers}
