@@ -20,11 +20,12 @@ from tests.redis_server import RedisServer, free_port
 MASTER = "vmp"
 
 
-def until(predicate: Callable[[], object], seconds: float, what: str) -> float:
-    """Poll `predicate` (Redis errors count as false) until true; the seconds it took."""
+def until(predicate: Callable[[], object], seconds: float, what: str,
+          ignore: tuple[type[BaseException], ...] = (redis.RedisError, OSError)) -> float:
+    """Poll `predicate` (the errors of `ignore` count as false) until true; the seconds it took."""
     started = time.monotonic()
     while True:
-        with contextlib.suppress(redis.RedisError, OSError):
+        with contextlib.suppress(*ignore):
             if predicate():
                 return time.monotonic() - started
         if time.monotonic() - started > seconds:

@@ -15,7 +15,7 @@ import random
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +26,7 @@ import redis
 from bench.soak_setup import Daemon
 from tests.processes import terminate
 from tests.redis_server import RedisServer, free_port
+from tests.sentinels import until
 from vmpooler_core.keys import Keys
 
 pytestmark = pytest.mark.slow
@@ -35,17 +36,9 @@ MASTER = "vmp"
 RECOVERY_BOUND = 20.0  # seconds from the kill until each daemon serves checkouts again
 
 
-def _until(predicate: object, seconds: float, what: str) -> float:
-    """Poll until `predicate()` is true (Redis errors count as false); returns the seconds it took."""
-    assert callable(predicate)
-    started = time.monotonic()
-    while True:
-        with contextlib.suppress(redis.RedisError, httpx.HTTPError):
-            if predicate():
-                return time.monotonic() - started
-        if time.monotonic() - started > seconds:
-            raise AssertionError(f"{what}: not within {seconds:.0f} s")
-        time.sleep(0.1)
+def _until(predicate: Callable[[], object], seconds: float, what: str) -> float:
+    """`tests.sentinels.until`, an HTTP error counting as false too (the daemons' API)."""
+    return until(predicate, seconds, what, ignore=(redis.RedisError, OSError, httpx.HTTPError))
 
 
 @dataclass
