@@ -81,8 +81,8 @@ class OnDemandApi:
                 raise NotFound(f"unknown pool or alias: {', '.join(map(str, bad))}")
         if status == 409 and code is None:
             raise Conflict(text)
-        self.backend._fail(response, what=WHAT, missing=None if status == 404 and code is None and
-                           not message_of(data) else text)
+        # A 404 the server explains is about the request or its pools; a bare one, a route the server lacks.
+        self.backend._fail(response, what=WHAT, missing=message_of(data))
 
     def submit(self, counts: Sequence[tuple[str, int]]) -> str:
         _, data = self._call("POST", "", {name: str(n) for name, n in counts})
