@@ -4,6 +4,7 @@ waits for the lease of a manager that stopped renewing it, and a line while a st
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
@@ -98,6 +99,12 @@ async def test_a_stop_says_it_waits_for_clones(make_manager: MakeManager, sync_r
                                                caplog: pytest.LogCaptureFixture) -> None:
     manager = await make_manager(dummy_config(ONE, dummy="clone_time: 0.5\n    boot_time: 0"), stop_grace=5.0)
     assert (await manager.run_once()).clones == 2
+    # Both must hold a slot before the stop: one still asking Redis for its slot is dropped, by design.
+    for _ in range(500):
+        if len(manager.cloner.inflight) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert len(manager.cloner.inflight) == 2, manager.cloner.inflight
     await manager.shutdown()
     assert "stopping: waiting up to 5s for 2 clone(s) to finish" in messages(caplog)
     assert len(states(sync_redis, "pool1")["pending"]) == 2  # both finished and were recorded
