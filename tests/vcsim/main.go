@@ -36,6 +36,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -51,6 +52,7 @@ import (
 	"os/signal"
 	"path"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -81,6 +83,8 @@ type control struct {
 	Started   int `json:"clones_started"`
 	Succeeded int `json:"clones_succeeded"`
 	Failed    int `json:"clones_failed"`
+
+	calls map[string]int // SOAP calls answered, by method (see counting)
 }
 
 // decide fixes the fate of one clone when the call arrives, so a test that
@@ -121,6 +125,10 @@ func (c *control) nextIP() string {
 func (c *control) state() map[string]interface{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	calls := make(map[string]int, len(c.calls))
+	for method, n := range c.calls {
+		calls[method] = n
+	}
 	return map[string]interface{}{
 		"clone_delay_ms":     c.delay.Milliseconds(),
 		"clone_fail_percent": c.failPercent,
@@ -128,7 +136,29 @@ func (c *control) state() map[string]interface{} {
 		"clones_succeeded":   c.Succeeded,
 		"clones_failed":      c.Failed,
 		"clone_clashes_left": c.clashes,
+		"soap_calls":         calls,
 	}
+}
+
+// soapMethod finds the method of a SOAP request: the first element in its Body.
+var soapMethod = regexp.MustCompile(`<(?:[A-Za-z0-9_]+:)?Body[^>]*>\s*<(?:[A-Za-z0-9_]+:)?([A-Za-z0-9_]+)`)
+
+// counting wraps the simulator's handler to count the SOAP calls it answers,
+// by method: benchmarks read how many calls a client makes (GET /state).
+func (c *control) counting(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.Body != nil {
+			body, err := io.ReadAll(r.Body)
+			_ = r.Body.Close()
+			if m := soapMethod.FindSubmatch(body); err == nil && m != nil {
+				c.mu.Lock()
+				c.calls[string(m[1])]++
+				c.mu.Unlock()
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // templateVM replaces a template in simulator.Map; the simulator dispatches
@@ -771,7 +801,8 @@ func main() {
 	if *seed == 0 {
 		*seed = time.Now().UnixNano()
 	}
-	ctl := &control{delay: *cloneDelay, failPercent: *failPercent, rnd: rand.New(rand.NewSource(*seed))}
+	ctl := &control{delay: *cloneDelay, failPercent: *failPercent, rnd: rand.New(rand.NewSource(*seed)),
+		calls: map[string]int{}}
 	simulator.Trace = *trace
 
 	// DelayConfig sleeps in the SOAP dispatcher before the method runs, while
@@ -793,6 +824,9 @@ func main() {
 	model.Service.TLS = new(tls.Config) // https with the simulator's built-in localhost cert
 	model.Service.Listen = &url.URL{Host: *listen, User: url.UserPassword(*username, *password)}
 	server := model.Service.NewServer()
+	// Before any client connects (our own below is the first): net/http reads
+	// the handler at each request.
+	server.Config.Handler = ctl.counting(server.Config.Handler)
 
 	ctx := context.Background()
 	client, err := govmomi.NewClient(ctx, server.URL, true)

@@ -224,6 +224,9 @@ class Manager:
                 self.ctx.woken.clear()
                 self.ctx.wake.clear()
                 delay = await self._pass(pools)
+                # How long a pass takes over how many pools: bench/manager_scale.py reads it.
+                log.debug("pass done full=%s pools=%d seconds=%.3f", full,
+                          len(self.workers) if pools is None else len(pools), time.monotonic() - started)
                 if full or delay > self.config.app.manager_loop_seconds:
                     next_full = started + delay
                 await self._pause(stop, next_full, started, waking=not self._redis_outage.down)
