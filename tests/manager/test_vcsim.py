@@ -411,10 +411,10 @@ def test_expired_session_is_renewed(start_sim: StartSim, caplog: pytest.LogCaptu
         # vCenter ends the session (idle timeout, restart of its session service). The next inventory
         # must not come back empty-handed (the simulator then answers with nameless objects): it logs in
         # again and reads the folder as it is.
-        provider.session._si.content.sessionManager.Logout()
+        provider.session._current.content.sessionManager.Logout()
         assert set(provider.list_vms("pool1", "vmpooler/pool1")) == {"vm1"}
         assert len([r for r in caplog.records if "logged in" in r.getMessage()]) == 2
-        provider.session._si.content.sessionManager.Logout()
+        provider.session._current.content.sessionManager.Logout()
         provider.destroy("pool1", "vm1")
         assert provider.list_vms("pool1", "vmpooler/pool1") == {}
     finally:

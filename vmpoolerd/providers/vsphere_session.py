@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from pyVim import connect as _connect
@@ -53,6 +54,15 @@ class TaskFailed(ProviderError):
         self.fault = fault
 
 
+@dataclass(frozen=True, slots=True)
+class _Login:
+    """A logged-in session: the service instance and its content, read once at the login (pyvmomi reads
+    `si.content` with a SOAP call at each access)."""
+
+    si: Any
+    content: Any
+
+
 class Session:
     """Options read: server, port (443), username (or user), password, insecure (false: verify the
     certificate), timeout (60 s per HTTP request), datacenter (default: the first one), connections
@@ -71,8 +81,8 @@ class Session:
         idle = options.get("idle_timeout")
         self.idle_timeout = IDLE_TIMEOUT if idle is None else float(idle)
         self._datacenter_name: str | None = options.get("datacenter")
-        self._si: Any = None
-        self._login: Future[Any] | None = None  # the login under way, if any (see `_connect`)
+        self._current: _Login | None = None
+        self._login: Future[_Login] | None = None  # the login under way, if any (see `_connect`)
         self._closed = False
         self._lock = threading.Lock()
         # Managed object references found by inventory path, and other slow-changing lookups; they
@@ -82,7 +92,7 @@ class Session:
 
     # Connection ----------------------------------------------------------------------------------
 
-    def _connect(self) -> Any:
+    def _connect(self) -> _Login:
         """The session, logging in first when there is none. The login runs in a thread of its own and is
         waited for at most `timeout` seconds: pyvmomi's SmartConnect first fetches the server's version
         list over a connection with no timeout at all, so a vCenter that accepts connections but does not
@@ -90,8 +100,8 @@ class Session:
         behind the lock, for as long as it stays that way (and SIGTERM could not stop the daemon). One
         login at a time: callers arriving meanwhile wait for the same one."""
         with self._lock:
-            if self._si is not None:
-                return self._si
+            if self._current is not None:
+                return self._current
             login = self._login
             if login is None or login.done():
                 login = self._login = Future()
@@ -103,26 +113,26 @@ class Session:
             raise ProviderUnavailable(f"vsphere {self.name}: {self.server}:{self.port}: no answer to the login "
                                       f"within {self.timeout:.0f}s") from None
 
-    def _log_in(self, login: Future[Any]) -> None:
+    def _log_in(self, login: Future[_Login]) -> None:
         try:
-            si = self._service_instance()
-            datacenter = self._datacenter_name or self._first_datacenter(si.content)
+            current = self._service_instance()
+            datacenter = self._datacenter_name or self._first_datacenter(current.content)
         except BaseException as err:  # handed to the waiting callers, which map it (see `run`)
             login.set_exception(err)
             return
         with self._lock:
             closed = self._closed
             if not closed:
-                self._si, self._cache, self.datacenter = si, {}, datacenter
+                self._current, self._cache, self.datacenter = current, {}, datacenter
         if closed:  # the provider was closed while this login was still on its way
             with contextlib.suppress(*_NETWORK_ERRORS, vmodl.MethodFault):
-                connect.Disconnect(si)
+                connect.Disconnect(current.si)
             login.set_exception(ProviderUnavailable(f"vsphere {self.name}: closed"))
             return
         log.info("vsphere %s: logged in to %s as %s", self.name, self.server, self.user)
-        login.set_result(si)
+        login.set_result(current)
 
-    def _service_instance(self) -> Any:
+    def _service_instance(self) -> _Login:
         """Log in (as pyvmomi's SmartConnect does) through a `Stub` of our own."""
         context = connect.getSslContext(self.server, None, self.insecure)
         # The API version vCenter prefers; this probe's own connection is closed when it is done.
@@ -140,13 +150,13 @@ class Session:
         def relogin() -> None:
             content.sessionManager.Login(self.user, self._password.reveal(), None)
             with self._lock:
-                if self._si is si:
+                if self._current is not None and self._current.si is si:
                     # A restarted vCenter may number its objects differently: look everything up again.
                     self._cache = {}
             log.info("vsphere %s: logged in again to %s as %s", self.name, self.server, self.user)
 
         stub.relogin = relogin
-        return si
+        return _Login(si, content)
 
     @staticmethod
     def _first_datacenter(content: Any) -> str:
@@ -155,19 +165,19 @@ class Session:
                 return str(entity.name)
         raise ProviderError("no datacenter in vCenter (set the provider's `datacenter`)")
 
-    def reset(self, si: Any = None) -> None:
-        """Forget the session (and every cached reference); the next call logs in again. With `si`, only
-        if that is still the current session: another thread may have logged in again already."""
+    def reset(self, current: _Login | None = None) -> None:
+        """Forget the session (and every cached reference); the next call logs in again. With `current`,
+        only if that is still the current session: another thread may have logged in again already."""
         with self._lock:
-            if si is None or si is self._si:
-                self._si, self._cache = None, {}
+            if current is None or current is self._current:
+                self._current, self._cache = None, {}
 
     def close(self) -> None:
         with self._lock:
-            si, self._si, self._closed = self._si, None, True
-        if si is not None:
+            current, self._current, self._closed = self._current, None, True
+        if current is not None:
             try:
-                connect.Disconnect(si)
+                connect.Disconnect(current.si)
             except (*_NETWORK_ERRORS, vmodl.MethodFault):
                 pass  # vCenter gone or session expired: nothing to log out of
 
@@ -177,15 +187,15 @@ class Session:
         nothing, and the lookups are made afresh. `fn` must leave no call that changes vCenter able to
         raise ManagedObjectNotFound after one went through (see `wait`)."""
         for attempt in (1, 2):
-            si = None
+            current = None
             try:
-                si = self._connect()
-                return fn(si.content)
+                current = self._connect()
+                return fn(current.content)
             except vim.fault.NotAuthenticated:
-                self.reset(si)  # the stub logs in again under a call; this is a login that did not hold
+                self.reset(current)  # the stub logs in again under a call; this is a login that did not hold
                 raise ProviderUnavailable(f"vsphere {self.name}: session refused after logging in") from None
             except vim.fault.InvalidLogin:
-                self.reset(si)
+                self.reset(current)
                 raise ProviderLoginRefused(f"vsphere {self.name}: {self.server}:{self.port}: login refused for "
                                            f"user {self.user!r} (InvalidLogin)") from None
             except vmodl.fault.ManagedObjectNotFound as err:
@@ -199,7 +209,7 @@ class Session:
             except TaskLost as err:
                 raise OutcomeUnknown(str(err)) from None
             except _NETWORK_ERRORS as err:
-                self.reset(si)
+                self.reset(current)
                 raise ProviderUnavailable(f"vsphere {self.name}: {self.server}:{self.port}: {err}") from None
         raise AssertionError("unreachable")
 
