@@ -1,7 +1,9 @@
 """What the manager needs from a place that runs VMs (vSphere, or the dummy provider).
 
 Methods are blocking: the manager calls them in a bounded thread pool. Inventory is read per pool in
-one batched call (`list_vms`), never one call per VM.
+one batched call (`list_vms`), never one call per VM; a provider that can also read every pool's at once
+(`Listing`: vSphere, one property query for all the folders) is asked once per pass, whatever the number
+of pools.
 """
 
 from __future__ import annotations
@@ -105,6 +107,17 @@ class Provider(Protocol):
     def add_disk(self, pool: str, name: str, size_gb: int, datastore: str | None) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Listing(Protocol):
+    """A provider that reads the inventories of many pools in one query."""
+
+    def list_pools(self, folders: Mapping[str, str | None]) -> dict[str, dict[str, VmFacts] | ProviderError]:
+        """For each pool of `folders` (pool -> its folder, as `list_vms` takes them): what `list_vms` would
+        return for it, or the ProviderError it would raise (one pool's folder gone fails that pool alone).
+        Raises what `list_vms` raises when no pool could be read (ProviderUnavailable...)."""
+        ...
 
 
 @runtime_checkable

@@ -16,6 +16,7 @@ import tempfile
 import threading
 import urllib.parse
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -165,3 +166,7 @@ class VcsimServer:
     def state(self) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(self.control("/state", method="GET"))
         return result
+
+    def soap_calls(self) -> Counter[str]:
+        """The SOAP calls the simulator has answered so far, by method (RetrievePropertiesEx, ...)."""
+        return Counter(self.state()["soap_calls"])

@@ -37,7 +37,7 @@ from vmpooler_core.metrics import Metrics
 from vmpooler_core.provider import Provider, ProviderError, ProviderUnavailable
 from vmpooler_core.redis_client import connect
 
-from . import ownership
+from . import listing, ownership
 from .backoff import Outage
 from .cloner import Cloner
 from .context import Context, redis_fault
@@ -152,7 +152,9 @@ class Manager:
         sized = await self.demand.size({name: plans[name].pool for name in due})
         for name in due:
             self.workers[name].pool = sized[name]
-        results = await asyncio.gather(*(self.workers[name].check(plans[name].drain) for name in due),
+        listed = await listing.read_all(self.ctx, self.cloner,
+                                        ((self.workers[name].pool, self.workers[name].provider) for name in due))
+        results = await asyncio.gather(*(self.workers[name].check(plans[name].drain, listed[name]) for name in due),
                                        return_exceptions=True)
         short: dict[str, int] = {}
         for name, result in zip(due, results, strict=True):

@@ -4,21 +4,20 @@ discovered, then the fill, which the manager hands out across pools (see `Manage
 from __future__ import annotations
 
 import logging
-import time
 
 from vmpooler_core.config import PoolConfig
 from vmpooler_core.metrics import Figure
 from vmpooler_core.provider import Provider
 
-from . import demand, lifecycle, reconcile
+from . import demand, lifecycle, listing, reconcile
 from .cloner import Cloner
 from .context import Context
 from .destroyer import Destroyer
+from .listing import Listed
 from .pool_pass import FIELDS, PoolPass
 from .readiness import Probe
 
 log = logging.getLogger("vmpooler.manager")
-_LIST_TIMEOUT = 300.0
 
 
 class PoolWorker:
@@ -37,26 +36,26 @@ class PoolWorker:
         self._filled = False
         self.refill: float | None = None  # sized to demand: its refill time at the last pass (demand.py)
 
-    async def _read(self) -> PoolPass:
+    async def _read(self, listed: Listed | BaseException | None = None) -> PoolPass:
         name = self.pool.name
-        # In flight before the inventory is read: a clone ending between the two reads is still covered.
-        in_flight = self.cloner.hosts(name)
-        read_at = time.monotonic()
-        facts = await self.ctx.runner.call(self.provider.list_vms, name, self.pool.folder,
-                                           timeout=_LIST_TIMEOUT)
+        if listed is None:
+            listed = await listing.read_one(self.ctx, self.cloner, self.pool, self.provider)
+        elif isinstance(listed, BaseException):
+            raise listed  # the pass's read of this pool failed: the pool's pass fails with it
         sets, active, spared = await self.ctx.inventory.pool_state(name)
         hosts = sorted(sets["pending"] | sets["ready"] | sets["running"])
         raw = await self.ctx.inventory.vms(hosts, FIELDS)
-        protected = (in_flight | self.cloner.hosts(name) | set(self.destroyer.inflight)
-                     | self.destroyer.gone_since(read_at))
+        protected = (listed.in_flight | self.cloner.hosts(name) | set(self.destroyer.inflight)
+                     | self.destroyer.gone_since(listed.read_at))
         fields = {host: dict(zip(FIELDS, values, strict=True)) for host, values in raw.items()}
-        return PoolPass(self.ctx, self.cloner, self.destroyer, self.pool, self.provider, self.probe, facts,
+        return PoolPass(self.ctx, self.cloner, self.destroyer, self.pool, self.provider, self.probe, listed.facts,
                         sets, active, fields, self.ctx.clock(), protected, spared)
 
-    async def check(self, drain: str | None = None) -> int:
+    async def check(self, drain: str | None = None, listed: Listed | BaseException | None = None) -> int:
         """One pass over the pool; returns how many clones it is short of its size. `drain`: why the pool's
-        ready and pending VMs are to be replaced this pass, if they are."""
-        p = await self._read()
+        ready and pending VMs are to be replaced this pass, if they are. `listed`: its inventory, as the
+        pass read it for all pools (listing.py), or what that read raised; None: read it here."""
+        p = await self._read(listed)
         await reconcile.forget_vanished(p)
         await reconcile.forget_dead_pending(p)
         if drain:

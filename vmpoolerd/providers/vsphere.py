@@ -32,7 +32,7 @@ from vmpooler_core import clock
 from vmpooler_core.config import PoolConfig, ProviderConfig
 from vmpooler_core.provider import CloneSpec, Located, NameTaken, OutcomeUnknown, ProviderError, ReadyCheck, VmFacts
 
-from .vsphere_lookup import VM_PROPS, Whereabouts, clone_tasks, facts, objects, task_state
+from .vsphere_lookup import VM_PROPS, Whereabouts, clone_tasks, facts, folder_contents, objects, task_state
 from .vsphere_session import Session, TaskFailed, TaskLost, properties, retrieve
 from .vsphere_stub import NETWORK_ERRORS, Unanswered
 
@@ -151,6 +151,29 @@ class VsphereProvider:
                     continue  # a template is never a pool VM, whatever folder it sits in
                 found[props["name"]] = facts(props, pooler_mark(props.get("config.annotation")))
             return found
+
+        return self.session.run(read)
+
+    def list_pools(self, folders: Mapping[str, str | None]) -> dict[str, dict[str, VmFacts] | ProviderError]:
+        def read(content: Any) -> dict[str, dict[str, VmFacts] | ProviderError]:
+            result: dict[str, dict[str, VmFacts] | ProviderError] = {}
+            roots: dict[str, tuple[str, Any]] = {}  # pool -> its folder's path and the folder
+            for pool, folder in folders.items():
+                try:
+                    path = folder or self._folder(pool)
+                    roots[pool] = path, self.session.find(content, path)
+                except ProviderError as err:
+                    result[pool] = err
+            unique = {root._moId: root for _, root in roots.values()}
+            contents = folder_contents(content, list(unique.values())) if unique else {}
+            for pool, (path, root) in roots.items():
+                listed = contents[root._moId]
+                if listed is None:
+                    result[pool] = ProviderError(f"vsphere {self.name}: a VM in {path} could not be read")
+                    continue
+                result[pool] = {props["name"]: facts(props, pooler_mark(props.get("config.annotation")))
+                                for props in listed if not props.get("config.template")}
+            return result
 
         return self.session.run(read)
 

@@ -1,0 +1,76 @@
+"""A pass reads every pool's inventory in one property query (vmpoolerd/manager/listing.py, the vSphere
+provider's `list_pools`): its vSphere calls do not grow with the number of pools. Counted by the
+simulator itself (tests/vcsim: the SOAP calls it answered, by method)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import redis
+
+from tests.conftest import TEMPLATE, StartSim, make_config
+from tests.manager.conftest import MakeManager, passes, states
+from tests.manager.test_vcsim import pool_yaml, vsphere_yaml
+from vmpooler_core.provider import CloneSpec, ProviderError
+from vmpoolerd.providers.vsphere import VsphereProvider
+
+pytestmark = pytest.mark.vcsim
+POOLS = [f"pool{i}" for i in range(1, 5)]
+
+
+async def test_a_pass_costs_one_query_however_many_pools(start_sim: StartSim, make_manager: MakeManager,
+                                                         sync_redis: redis.Redis) -> None:
+    sim = start_sim(tuple(f"vmpooler/{name}" for name in POOLS))
+    calls = {}
+    for count in (1, len(POOLS)):
+        sync_redis.flushdb()
+        wanted = POOLS[:count]
+        config = make_config(vsphere_yaml(sim, "".join(pool_yaml(name, size=2) for name in wanted)))
+        manager = await make_manager(config)
+        await passes(manager, lambda wanted=wanted: all(len(states(sync_redis, name)["ready"]) == 2
+                                                        for name in wanted))
+        before = sim.soap_calls()
+        report = await manager.run_once()
+        assert sorted(report.worked) == wanted and report.clones == 0
+        calls[count] = sim.soap_calls() - before
+        await manager.shutdown()
+    # A pass over a filled pool, 1 pool or 4: the one inventory query, nothing else (the ready check
+    # `hostname` reads what the query brought back).
+    assert calls[1] == calls[len(POOLS)] == Counter({"RetrievePropertiesEx": 1}), calls
+
+
+async def test_a_pool_whose_folder_is_gone_fails_alone(start_sim: StartSim, make_manager: MakeManager,
+                                                       sync_redis: redis.Redis) -> None:
+    sim = start_sim(("vmpooler/pool1", "vmpooler/pool2"))
+    config = make_config(vsphere_yaml(sim, pool_yaml("pool1", size=1) + pool_yaml("ghost", size=1)
+                                      + pool_yaml("pool2", size=1)))
+    manager = await make_manager(config)
+    report = await manager.run_once()
+    assert sorted(report.worked) == ["pool1", "pool2"]
+    assert "DC0/vm/vmpooler/ghost not found" in report.failed["ghost"]
+    await passes(manager, lambda: all(len(states(sync_redis, name)["ready"]) == 1 for name in ("pool1", "pool2")))
+    assert not states(sync_redis, "ghost")["pending"]
+
+
+def test_list_pools_reads_what_list_vms_reads(start_sim: StartSim) -> None:
+    sim = start_sim(("vmpooler/pool1", "vmpooler/pool2", "vmpooler/empty"))
+    config = make_config(vsphere_yaml(sim, pool_yaml("pool1") + pool_yaml("pool2") + pool_yaml("empty")
+                                      + pool_yaml("twin").replace("vmpooler/twin", "vmpooler/pool1")
+                                      + pool_yaml("ghost")))
+    provider = VsphereProvider(config.providers["vsphere"], config.pool_index)
+    try:
+        for name, folder in (("a1", "pool1"), ("a2", "pool1"), ("b1", "pool2")):
+            provider.clone(folder, CloneSpec(name, TEMPLATE, f"vmpooler/{folder}"))
+        folders = {pool.name: pool.folder for pool in config.pools}
+        listed = provider.list_pools(folders)
+        for name in ("pool1", "pool2", "empty", "twin"):
+            assert listed[name] == provider.list_vms(name, folders[name]), name
+        assert set(listed["pool1"]) == set(listed["twin"]) == {"a1", "a2"} and set(listed["pool2"]) == {"b1"}
+        assert listed["empty"] == {}
+        ghost = listed["ghost"]
+        assert isinstance(ghost, ProviderError) and "vmpooler/ghost not found" in str(ghost)
+        with pytest.raises(ProviderError, match="vmpooler/ghost not found"):
+            provider.list_vms("ghost", folders["ghost"])
+    finally:
+        provider.close()
