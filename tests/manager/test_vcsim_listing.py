@@ -74,3 +74,18 @@ def test_list_pools_reads_what_list_vms_reads(start_sim: StartSim) -> None:
             provider.list_vms("ghost", folders["ghost"])
     finally:
         provider.close()
+
+
+async def test_a_hundred_pools_read_at_once_do_not_exhaust_redis(start_sim: StartSim, make_manager: MakeManager,
+                                                                  sync_redis: redis.Redis) -> None:
+    """Their inventories arrive together: the pools' passes must not all take a Redis connection at once
+    (the manager's client has 64; redis-py refuses the 65th with MaxConnectionsError, a failed pass)."""
+    names = [f"p{i:03d}" for i in range(100)]
+    sim = start_sim(tuple(f"vmpooler/{name}" for name in names))
+    manager = await make_manager(make_config(vsphere_yaml(sim, "".join(pool_yaml(name, size=1) for name in names),
+                                                          task_limit=50)))
+    await passes(manager, lambda: all(states(sync_redis, name)["ready"] for name in names), limit=10)
+    before = sim.soap_calls()
+    report = await manager.run_once()
+    assert len(report.worked) == 100 and not report.failed and report.clones == 0
+    assert sim.soap_calls() - before == Counter({"RetrievePropertiesEx": 1})

@@ -53,6 +53,10 @@ from .sampler import Sampler
 from .tasks import TaskQueues
 
 log = logging.getLogger("vmpooler.manager")
+# Pools whose pass runs at once. Their inventories arrive together (listing.py), and each pass holds a
+# Redis connection or two at a time: a hundred at once would take every connection of the client (64),
+# beside the clones'.
+_CHECKS = 16
 _WAKE_GAP = 0.2  # seconds: a finished clone brings its pool's next pass forward, at most this often
 
 
@@ -154,8 +158,13 @@ class Manager:
             self.workers[name].pool = sized[name]
         listed = await listing.read_all(self.ctx, self.cloner,
                                         ((self.workers[name].pool, self.workers[name].provider) for name in due))
-        results = await asyncio.gather(*(self.workers[name].check(plans[name].drain, listed[name]) for name in due),
-                                       return_exceptions=True)
+        checking = asyncio.Semaphore(_CHECKS)
+
+        async def check(name: str) -> int:
+            async with checking:
+                return await self.workers[name].check(plans[name].drain, listed[name])
+
+        results = await asyncio.gather(*(check(name) for name in due), return_exceptions=True)
         short: dict[str, int] = {}
         for name, result in zip(due, results, strict=True):
             if isinstance(result, int):
