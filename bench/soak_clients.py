@@ -83,6 +83,8 @@ def _reason_kind(body: Any) -> str:
         return "redis"
     if "did not answer in time" in reason:
         return "deadline"
+    if "(durability:" in reason:
+        return "durability"
     return reason[:40] or "?"
 
 
@@ -128,7 +130,9 @@ class Client:
                     return Outcome(response.status_code, payload, in_doubt, daemon, sent)
                 kind = _reason_kind(payload)
                 self.ledger.errors[f"{op} 503 {kind}"] += 1
-                if kind in ("redis", "deadline"):  # Redis may have run the script before the answer was lost
+                # Redis may have run the script before the answer was lost; or ran it and did not confirm it
+                # as `durability` asks (a return so answered is not undone: inventory.return_vm).
+                if kind in ("redis", "deadline", "durability"):
                     in_doubt = True
                     if op == "checkout":
                         self.ledger.in_doubt_checkouts += 1

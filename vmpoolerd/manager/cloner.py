@@ -27,6 +27,7 @@ from . import ondemand_vms
 from .clone_slots import CloneSlots
 from .context import Context, redis_fault
 from .hostnames import new_hostname
+from .recent import Recent
 
 log = logging.getLogger("vmpooler.manager")
 _NAME_ATTEMPTS = 3
@@ -41,12 +42,18 @@ class Cloner:
         self.ordered_running = 0  # request clones holding a slot
         self.requests = RequestStore(ctx.inventory)
         self.inflight: dict[str, str] = {}  # host -> pool, from just before its reservation to the end
+        self._ended = Recent()  # the clones that ended (see `ended_since`)
         self._waiting: set[asyncio.Task[None]] = set()
         self._running: set[asyncio.Task[None]] = set()
         self.stopping = False
 
     def hosts(self, pool: str) -> set[str]:
         return {host for host, owner in self.inflight.items() if owner == pool}
+
+    def ended_since(self, moment: float) -> set[str]:
+        """Hosts whose clone ended after `moment` (monotonic): an inventory read before that may lack the
+        VM while Redis already has it pending, and the pass must not take it for a clone that died."""
+        return self._ended.since(moment)
 
     def start(self, pool: PoolConfig, provider: Provider, order: Order | None = None) -> None:
         """Queue one clone for `pool` (for an on-demand request with `order`); it starts when a slot is free
@@ -107,6 +114,7 @@ class Cloner:
                     continue  # the provider refused the name: another one
             finally:
                 self.inflight.pop(host, None)
+                self._ended.ended(host)  # (a host whose reservation failed never existed: no harm)
             if outcome is not Reservation.TAKEN:
                 return  # FULL or LEASE_LOST: the pool is full, or another manager has it
         log.error("clone skipped pool=%s: %d hostnames in a row already in use", pool.name, _NAME_ATTEMPTS)
@@ -160,6 +168,7 @@ class Cloner:
             return False
         finally:
             self.inflight.pop(host, None)
+            self._ended.ended(host)
         # The provider's part is over: the next clone may start while this one is written down.
         await slot.release()
         self.ctx.health.clone_done(pool.name)

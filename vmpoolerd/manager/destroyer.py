@@ -16,26 +16,23 @@ from vmpooler_core.provider import Provider, ProviderError
 
 from .background import Background
 from .context import Context, redis_fault
+from .recent import Recent
 
 log = logging.getLogger("vmpooler.manager")
 _DESTROY_TIMEOUT = 900.0
-_REMEMBER = 300.0  # seconds a finished destroy is remembered (see `gone_since`)
 
 
 class Destroyer:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.inflight: dict[str, str] = {}  # host -> pool
-        self._finished: dict[str, float] = {}  # host -> monotonic time its destroy ended
+        self._finished = Recent()  # the destroys that ended
         self._work = Background()
 
     def gone_since(self, moment: float) -> set[str]:
         """Hosts whose destroy ended after `moment` (monotonic): an inventory read before that may still
         list them, and they must not be taken for strangers and re-discovered."""
-        horizon = time.monotonic() - _REMEMBER
-        for host in [h for h, at in self._finished.items() if at < horizon]:
-            del self._finished[host]
-        return {host for host, at in self._finished.items() if at >= moment}
+        return self._finished.since(moment)
 
     def start(self, pool: str, provider: Provider, host: str) -> None:
         if host in self.inflight:
@@ -47,7 +44,7 @@ class Destroyer:
         started = time.monotonic()
         try:
             await self.ctx.runner.call(provider.destroy, pool, host, timeout=_DESTROY_TIMEOUT)
-            self._finished[host] = time.monotonic()
+            self._finished.ended(host)
             entry = audit.entry("destroyed", clock.stamp(self.ctx.clock()), manager=self.ctx.owner)
             await self.ctx.inventory.forget(pool, host, destroyed=True, history=entry)
         except ProviderError as err:

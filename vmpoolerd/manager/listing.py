@@ -1,9 +1,10 @@
 """The inventories a pass starts from: read for all the pools of a provider at once when it can (vSphere: one
-property query for every folder, so a pass costs one call whether it covers 1 pool or 100), else pool by
-pool, concurrently (the dummy provider).
+property query for every folder, so a pass costs one call whether it covers 1 pool or 100); a provider
+without such a query (the dummy one) has each pool read its own in its pass.
 
-What each pool's clones in flight were is taken before the read, as a pool's own read does: a clone that
-ends between the two is still covered (pool_worker.py).
+What each pool's clones in flight were is taken before the read, as a pool's own read does, and the
+clones that end after it are known (`Cloner.ended_since`): a VM whose clone ends between the read and the
+pool's Redis read is pending in Redis and missing from the inventory, and is not taken for a dead clone.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from vmpooler_core.config import PoolConfig
-from vmpooler_core.provider import Listing, Provider, VmFacts
+from vmpooler_core.provider import Listing, Provider, ProviderError, VmFacts
 
 from .cloner import Cloner
 from .context import Context
@@ -37,10 +38,13 @@ async def read_one(ctx: Context, cloner: Cloner, pool: PoolConfig, provider: Pro
 
 async def read_all(ctx: Context, cloner: Cloner,
                    pools: Iterable[tuple[PoolConfig, Provider]]) -> dict[str, Listed | BaseException]:
-    """Each pool's inventory, or what reading it raised (the pass fails that pool alone, as before)."""
+    """The inventory of each pool whose provider reads many at once (`Listing`), or what reading it raised
+    (the pass fails that pool alone, as before). The other pools are not in the result: each reads its own
+    within its pass, right before its Redis read, as it always has."""
     by_provider: dict[int, list[tuple[PoolConfig, Provider]]] = {}
     for pool, provider in pools:
-        by_provider.setdefault(id(provider), []).append((pool, provider))
+        if isinstance(provider, Listing):
+            by_provider.setdefault(id(provider), []).append((pool, provider))
     result: dict[str, Listed | BaseException] = {}
 
     async def batch(group: list[tuple[PoolConfig, Provider]]) -> None:
@@ -55,21 +59,9 @@ async def read_all(ctx: Context, cloner: Cloner,
             result.update((pool.name, err) for pool, _ in group)
             return
         for pool, _ in group:
-            facts = listed[pool.name]
+            facts = listed.get(pool.name, ProviderError(f"{pool.name}: not in the provider's inventory answer"))
             result[pool.name] = facts if isinstance(facts, BaseException) else Listed(facts, in_flight[pool.name],
                                                                                       read_at)
 
-    async def one(pool: PoolConfig, provider: Provider) -> None:
-        try:
-            result[pool.name] = await read_one(ctx, cloner, pool, provider)
-        except Exception as err:
-            result[pool.name] = err
-
-    reads = []
-    for group in by_provider.values():
-        if isinstance(group[0][1], Listing):
-            reads.append(batch(group))
-        else:
-            reads.extend(one(pool, provider) for pool, provider in group)
-    await asyncio.gather(*reads)
+    await asyncio.gather(*(batch(group) for group in by_provider.values()))
     return result

@@ -162,7 +162,7 @@ class Manager:
 
         async def check(name: str) -> int:
             async with checking:
-                return await self.workers[name].check(plans[name].drain, listed[name])
+                return await self.workers[name].check(plans[name].drain, listed.get(name))
 
         results = await asyncio.gather(*(check(name) for name in due), return_exceptions=True)
         short: dict[str, int] = {}

@@ -41,12 +41,14 @@ class PoolWorker:
         if listed is None:
             listed = await listing.read_one(self.ctx, self.cloner, self.pool, self.provider)
         elif isinstance(listed, BaseException):
-            raise listed  # the pass's read of this pool failed: the pool's pass fails with it
+            # The pass's read of this pool failed: the pool's pass fails with it (its traceback dropped:
+            # one error raised in many pools' tasks would pile all their frames onto one).
+            raise listed.with_traceback(None)
         sets, active, spared = await self.ctx.inventory.pool_state(name)
         hosts = sorted(sets["pending"] | sets["ready"] | sets["running"])
         raw = await self.ctx.inventory.vms(hosts, FIELDS)
-        protected = (listed.in_flight | self.cloner.hosts(name) | set(self.destroyer.inflight)
-                     | self.destroyer.gone_since(listed.read_at))
+        protected = (listed.in_flight | self.cloner.hosts(name) | self.cloner.ended_since(listed.read_at)
+                     | set(self.destroyer.inflight) | self.destroyer.gone_since(listed.read_at))
         fields = {host: dict(zip(FIELDS, values, strict=True)) for host, values in raw.items()}
         return PoolPass(self.ctx, self.cloner, self.destroyer, self.pool, self.provider, self.probe, listed.facts,
                         sets, active, fields, self.ctx.clock(), protected, spared)

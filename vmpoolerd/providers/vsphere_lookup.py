@@ -19,7 +19,7 @@ from pyVmomi import vmodl as _vmodl
 
 from vmpooler_core.provider import VmFacts
 
-from .vsphere_session import retrieve, retrieve_spec
+from .vsphere_session import MISSING, retrieve, retrieve_spec
 
 vim: Any = _vim
 vmodl: Any = _vmodl
@@ -52,7 +52,7 @@ def folder_contents(content: Any, folders: Collection[Any]) -> dict[str, list[di
     children: dict[str, list[str]] = {}
     vms: dict[str, dict[str, Any]] = {}
     for obj, props in retrieve_spec(content, spec):
-        if isinstance(obj, vim.Folder):
+        if isinstance(obj, vim.Folder) and "childEntity" not in props.get(MISSING, ()):
             children[obj._moId] = [child._moId for child in props.get("childEntity") or []
                                    if isinstance(child, vim.VirtualMachine)]
         else:

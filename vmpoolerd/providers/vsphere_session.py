@@ -307,6 +307,11 @@ def _cancel(task: Any) -> None:
         pass  # not cancellable or already done: the reconciliation deals with whatever it left
 
 
+# Under this key of an object's properties, the paths vCenter could not read (a fault per property, such
+# as NoPermission): absent from the properties, but not for being unset.
+MISSING = "(missing)"
+
+
 def retrieve(content: Any, root: Any, traverse: tuple[Any, str] | None, kind: Any,
              props: list[str]) -> list[tuple[Any, dict[str, Any]]]:
     """Properties of the objects of type `kind` reached from `root` (through `traverse` = (type, path)),
@@ -345,7 +350,10 @@ def _retrieve_all(collector: Any, spec: Any) -> list[tuple[Any, dict[str, Any]]]
                 fault = missing.fault
                 if isinstance(fault, vim.fault.NotAuthenticated):
                     raise fault
-            found.append((content_.obj, {p.name: p.val for p in (content_.propSet or [])}))
+            props = {p.name: p.val for p in (content_.propSet or [])}
+            if content_.missingSet:
+                props[MISSING] = [missing.path for missing in content_.missingSet]
+            found.append((content_.obj, props))
         result = collector.ContinueRetrievePropertiesEx(result.token) if result.token else None
     return found
 
