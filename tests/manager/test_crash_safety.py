@@ -89,8 +89,9 @@ async def test_pending_clone_of_a_live_manager_is_left_to_finish(make_manager: M
 
 async def test_clone_in_flight_is_never_reconciled_away(make_manager: MakeManager,
                                                         sync_redis: redis.Redis) -> None:
-    # Clones take a while; passes run meanwhile. Their pending entries have no VM yet and must stay.
-    manager = await make_manager(dummy_config(POOL, dummy="clone_time: 0.4\n    boot_time: 0"))
+    # Clones take a while (2 s: far longer than five passes, even on a loaded machine); passes run meanwhile.
+    # Their pending entries have no VM yet and must stay.
+    manager = await make_manager(dummy_config(POOL, dummy="clone_time: 2\n    boot_time: 0"))
     await manager.run_once()
     for _ in range(5):
         await manager.run_once()

@@ -25,7 +25,9 @@ local vm = key('vm', host)
 if redis.call('EXISTS', vm) == 1 then
   local owner = redis.call('HGET', vm, 'token:token')
   if owner and owner ~= '' then redis.call('SREM', key('held', owner), host) end
-  if stamp ~= '' then redis.call('HSET', vm, 'destroy', stamp) end
-  redis.call('EXPIRE', vm, ttl)
 end
+-- A destroy is always recorded, as the original does, even for a VM whose hash is gone (one discovered
+-- in the folder after Redis lost its record): no VM leaves the provider without a trace in Redis.
+if stamp ~= '' then redis.call('HSET', vm, 'destroy', stamp) end
+if redis.call('EXISTS', vm) == 1 then redis.call('EXPIRE', vm, ttl) end
 return removed
