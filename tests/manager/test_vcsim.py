@@ -392,7 +392,8 @@ def test_two_managers_one_killed(start_sim: StartSim, tmp_path: Path, redis_url:
             first.kill()
             took = wait_until(lambda: all(sync_redis.get(K.lease(p)) == "second" for p in "ab"), 10,
                               "second takes over")
-            assert took <= 3, f"take-over took {took:.1f}s with 2 s leases"
+            # The 2 s lease, then the next pass of a manager process on a loaded machine: 2 s of room.
+            assert took <= 2 + 2, f"take-over took {took:.1f}s with 2 s leases"
             wait_until(lambda: full("second"), 20, "second refills")
             assert second.stop() == 0, second.log()
     config = make_config(text)
