@@ -36,6 +36,10 @@ from vmpoolerd.api.app import api_redis
 
 K = Keys()
 POOL = "pool1"
+# How long after the sentinels name the new primary the clients may take to follow it: "within a second"
+# on a quiet machine; the room here is for a loaded one. It still tells following the announcement from
+# the behaviour it replaced: staying with the former primary until Sentinel demotes it, some 10 s later.
+FOLLOW_SECONDS = 3.0
 
 
 def _config(group: Group, durability: str = "none") -> Config:
@@ -111,7 +115,7 @@ async def test_a_planned_failover_loses_no_acknowledged_checkout(group: Group) -
     missing = [token for token in tokens if not promoted.exists(K.token(token))]
     assert tokens and not missing, f"{len(missing)} of {len(tokens)} tokens made are not on the promoted replica"
     after = [t for t in times if t > switched]
-    assert after and after[0] - switched < 1.5, "checkouts did not resume on the new primary within a second"
+    assert after and after[0] - switched < FOLLOW_SECONDS, "checkouts did not resume on the new primary in time"
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     print(f"checkouts {len(acked)}, refused {len(refused)}, longest gap {max(gaps):.2f} s")
 
@@ -255,7 +259,7 @@ def test_the_blocking_client_follows_within_a_second_of_the_switch(group: Group)
             return promoted.get(key) == "after"
 
         took = until(landed, 5, "a write of the blocking client on the new primary")
-        assert time.monotonic() - switched < 1.5, took
+        assert time.monotonic() - switched < FOLLOW_SECONDS, took
     finally:
         client.close()
 
@@ -273,7 +277,7 @@ async def test_script_lanes_follow_within_a_second_of_the_switch(group: Group) -
         promoted = group.client(new)
         promoted.sadd(K.ready(POOL), "lane-probe")
         while not await _moved(inventory):
-            assert time.monotonic() - switched < 1.5, "the lanes still talk to the former primary"
+            assert time.monotonic() - switched < FOLLOW_SECONDS, "the lanes still talk to the former primary"
             await asyncio.sleep(0.05)
         assert promoted.sismember(K.completed(POOL), "lane-probe")
     finally:
@@ -311,7 +315,7 @@ async def test_a_readonly_answer_drops_every_connection_to_the_demoted_primary(g
         with pytest.raises(redis.exceptions.ConnectionError):
             blocking.set("vmpooler__readonly_probe", "x")
         assert not held.is_connected, "the blocking connection in use was dropped with the others"
-        until(lambda: ours() == 0, 1.0, "every connection of both clients off the demoted primary")
+        until(lambda: ours() == 0, FOLLOW_SECONDS, "every connection of both clients off the demoted primary")
     finally:
         blocking.close()
         await client.aclose()

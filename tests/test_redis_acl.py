@@ -18,6 +18,7 @@ import redis
 from click.testing import CliRunner
 
 from tests.daemon.procs import Daemon, clean_env, console_script, wait_until
+from tests.processes import STARTUP_SECONDS
 from tests.redis_server import RedisServer
 from vmpooler_cli.app import cli
 from vmpooler_core.auth import hash_password
@@ -179,7 +180,7 @@ def test_a_user_lacking_one_permission_gets_503_with_the_reason(acl_server: Redi
                           redis_lines=f"  url: 'redis://vmpooler:{PASSWORD}@127.0.0.1:{acl_server.port}/0'\n")
     daemon = Daemon(tmp_path, ["--config", str(config)]).start()
     try:
-        wait_until(lambda: "API listening" in daemon.log(), 20, "the API listening")
+        wait_until(lambda: "API listening" in daemon.log(), STARTUP_SECONDS, "the API listening")
         for method, path in (("GET", "/api/v1/status"), ("POST", "/api/v1/vm/pool1"), ("DELETE", "/api/v1/vm/vm1"),
                              ("GET", "/healthcheck")):
             answer = wait_until(lambda m=method, p=path: _answer(daemon, m, p), 20, f"{method} {path} answered")
@@ -244,7 +245,7 @@ def test_a_wrong_or_missing_password_names_the_setting(acl_server: RedisServer, 
         config = write_config(tmp_path / "vmpooler.yaml", acl_server, redis_lines=lines)
         daemon = Daemon(tmp_path, ["--config", str(config)]).start()
         try:
-            answer = wait_until(lambda: _answer(daemon, "GET", "/api/v1/status"), 20, "the API answering")
+            answer = wait_until(lambda: _answer(daemon, "GET", "/api/v1/status"), STARTUP_SECONDS, "the API answering")
             assert answer.status_code == 503 and answer.json()["code"] == "backend_unavailable"
             assert answer.json()["reason"].startswith(expected), answer.json()
             code, verdict = check(config, tmp_path)

@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from tests.api.helpers import K, members, ready
+from tests.processes import STARTUP_SECONDS
 from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +29,7 @@ def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Pope
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
 
 
-def wait_until_serving(proc: subprocess.Popen[str], url: str, seconds: float = 20) -> None:
+def wait_until_serving(proc: subprocess.Popen[str], url: str, seconds: float = STARTUP_SECONDS) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[1]

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from tests.cli.conftest import POOLS_YAML, members, ready
-from tests.processes import terminate
+from tests.processes import STARTUP_SECONDS, terminate
 from tests.redis_server import free_port
 from vmpooler_cli.exit_codes import ExitCode
 
@@ -42,7 +42,7 @@ def vmpoolerd(tmp_path: Path, redis_url: str) -> Iterator[str]:
                             env={**os.environ, "VMPOOLER_REDIS_URL": redis_url}, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + STARTUP_SECONDS
         while True:
             assert proc.poll() is None, (tmp_path / "vmpoolerd.log").read_text()
             try:
@@ -50,7 +50,7 @@ def vmpoolerd(tmp_path: Path, redis_url: str) -> Iterator[str]:
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, "vmpoolerd did not answer within 20 s"
+            assert time.monotonic() < deadline, f"vmpoolerd did not answer within {STARTUP_SECONDS} s"
             time.sleep(0.05)
         yield url
     finally:

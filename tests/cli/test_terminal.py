@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from tests.cli.conftest import POOLS_YAML, K, live_api, ready
+from tests.processes import STARTUP_SECONDS
 from tests.redis_server import free_port
 
 Tmux = Callable[..., str]
@@ -47,7 +48,7 @@ def start(tmux: Tmux, args: list[str], env: dict[str, str]) -> None:
 
 
 def wait_for(tmux: Tmux, found: Callable[[str], bool], what: str, escapes: bool = False) -> str:
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + STARTUP_SECONDS  # the first screen waits for the command's start-up
     while True:
         screen = tmux("capture-pane", "-p", *(["-e"] if escapes else []), "-t", "t")
         if found(screen):

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import redis
 
+from tests.processes import STARTUP_SECONDS
 from tests.redis_server import free_port
 from vmpooler_core.keys import Keys
 
@@ -134,7 +135,7 @@ class Daemon:
     def get(self, path: str, timeout: float = 5) -> httpx.Response:
         return httpx.get(self.url + path, timeout=timeout)
 
-    def wait_serving(self, seconds: float = 20) -> Daemon:
+    def wait_serving(self, seconds: float = STARTUP_SECONDS) -> Daemon:
         def serving() -> bool:
             assert self.running(), f"vmpoolerd exited ({self.proc and self.proc.returncode}):\n{self.log()}"
             try:

@@ -36,6 +36,7 @@ class Monitor:
 
     def __init__(self, client: redis.Redis) -> None:
         self.seen: list[dict[str, Any]] = []
+        self._client = client  # held: a client collected as garbage closes its connections, the monitor's too
         self._monitor = client.monitor()
         self._monitor.__enter__()
         self._thread = threading.Thread(target=self._collect, daemon=True)
@@ -63,7 +64,9 @@ def test_every_write_of_the_daemon_is_a_script(redis_server: RedisServer, start_
                           pools="  - {name: pool1, size: 2}\n  - {name: pool2, size: 1}\n",
                           app="  vm_lifetime_auth: 2\n",
                           extra=users + "providers: {dummy: {clone_time: 0.1, boot_time: 0.1}}\n")
-    monitor = Monitor(client)
+    # Its own client, without redis-py's default 5 s read timeout: the daemon may take longer than that to
+    # say its first word on a loaded machine, and a timed-out MONITOR would end the watch unseen.
+    monitor = Monitor(redis.Redis(port=redis_server.port, decode_responses=True, socket_timeout=None))
     try:
         daemon = start_daemon(["all", "--config", str(config)]).wait_serving()
         wait_until(lambda: client.scard(K.ready("pool1")) == 2 and client.scard(K.ready("pool2")) == 1, 30,

@@ -16,6 +16,7 @@ import redis
 
 from tests.daemon.conftest import StartDaemon
 from tests.daemon.procs import K, check, wait_until, write_config
+from tests.processes import STARTUP_SECONDS
 from tests.redis_server import free_port
 
 POOL = "  - {name: pool1, size: 1}\n"
@@ -114,7 +115,7 @@ def test_a_durability_redis_cannot_honour_is_one_line_and_exit_78(tmp_path: Path
     config.write_text(config.read_text().replace(f"redis: {{url: '{redis_url}'}}",
                                                  f"redis: {{url: '{redis_url}', durability: aof}}"))
     daemon = start_daemon([role, "--config", str(config)])
-    wait_until(lambda: not daemon.running(), 20, "vmpoolerd refused to start")
+    wait_until(lambda: not daemon.running(), STARTUP_SECONDS, "vmpoolerd refused to start")
     assert daemon.proc is not None and daemon.proc.returncode == 78, daemon.log()
     errors = [line for line in daemon.log().splitlines() if line.startswith("vmpoolerd: error:")]
     assert len(errors) == 1 and "vmpooler.yaml: redis.durability: aof needs" in errors[0], daemon.log()

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.daemon.procs import REPO, alive, clean_env, console_script, wait_until, write_config
+from tests.processes import STARTUP_SECONDS
 from tests.redis_server import free_port
 from vmpoolerd import daemon
 
@@ -103,8 +104,8 @@ def serves(url: str) -> bool:
 
 def test_supervisord_runs_restarts_and_stops_vmpoolerd(supervisor: tuple[Supervisor, str]) -> None:
     sv, url = supervisor
-    wait_until(lambda: sv.status()[0] == "RUNNING", 20, f"vmpoolerd RUNNING under supervisord\n{sv.log()}")
-    wait_until(lambda: serves(url), 20, "vmpoolerd serving under supervisord")
+    wait_until(lambda: sv.status()[0] == "RUNNING", STARTUP_SECONDS, f"vmpoolerd RUNNING under supervisord\n{sv.log()}")
+    wait_until(lambda: serves(url), STARTUP_SECONDS, "vmpoolerd serving under supervisord")
     first = sv.status()[1]
     assert first is not None
 
@@ -113,7 +114,7 @@ def test_supervisord_runs_restarts_and_stops_vmpoolerd(supervisor: tuple[Supervi
     state, second = sv.status()
     assert state == "RUNNING" and second is not None and second != first
     assert not alive(first)  # the old process is gone, not left beside the new one
-    wait_until(lambda: serves(url), 20, "vmpoolerd serving again after the restart")
+    wait_until(lambda: serves(url), STARTUP_SECONDS, "vmpoolerd serving again after the restart")
 
     stopped = sv.ctl("stop", "vmpoolerd")
     assert stopped.returncode == 0 and "vmpoolerd: stopped" in stopped.stdout, stopped.stdout + stopped.stderr

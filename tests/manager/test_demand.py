@@ -16,6 +16,7 @@ from redis import asyncio as aioredis
 from tests.conftest import StatsdNames, make_config
 from tests.manager.conftest import FakeClock, MakeManager, dummy_config, passes, states
 from tests.manager.procs import FillWatch, ManagerProcess, process_config, wait_until
+from tests.processes import STARTUP_SECONDS
 from vmpooler_core import demand, status
 from vmpooler_core.checkout import Checkout
 from vmpooler_core.config import Config, DemandSettings
@@ -210,7 +211,7 @@ async def test_a_manager_killed_mid_growth_is_restarted_and_finishes_it(tmp_path
     folder = K.dummy_folder("dummy", "pool1")
     with FillWatch(redis_url, ["pool1"]) as watch:
         with ManagerProcess(config_file, "m1", tmp_path / "m1.log").start() as first:
-            wait_until(lambda: len(ready(sync_redis)) == 1, 15, "the floor filled")
+            wait_until(lambda: len(ready(sync_redis)) == 1, STARTUP_SECONDS, "the floor filled")
             await ask(Checkout(make_config(text), inventory, NullMetrics()), 10)  # 10 wanted at once
             wait_until(lambda: sync_redis.hexists(K.sizing(), "pool1") and target(sync_redis).size == 8
                        and sync_redis.get(K.clone_tasks()) == "2" and len(ready(sync_redis)) < 8, 15,

@@ -11,6 +11,7 @@ import redis
 from tests.conftest import make_config
 from tests.manager.conftest import MakeManager, states
 from tests.manager.procs import FillWatch, ManagerProcess, process_config, wait_until
+from tests.processes import STARTUP_SECONDS
 from vmpooler_core.keys import Keys
 
 K = Keys()
@@ -39,7 +40,7 @@ async def test_kill_9_mid_clone_then_restart(config_file: Path, tmp_path: Path, 
                                              sync_redis: redis.Redis, make_manager: MakeManager) -> None:
     config_file.write_text(config_text(redis_url, "clone_time: 0.6\n    boot_time: 0"))
     with ManagerProcess(config_file, "m1", tmp_path / "m1.log").start() as manager:
-        wait_until(lambda: sync_redis.get(K.clone_tasks()) == "3", 15, "three clones in flight")
+        wait_until(lambda: sync_redis.get(K.clone_tasks()) == "3", STARTUP_SECONDS, "three clones in flight")
         manager.kill()
     # Its clones died with it: pending entries with no VM behind them.
     dangling = set().union(*(states(sync_redis, p)["pending"] - provider_vms(sync_redis, p) for p in POOLS))
@@ -60,7 +61,7 @@ async def test_kill_9_mid_destroy_then_restart(config_file: Path, tmp_path: Path
                                                sync_redis: redis.Redis, make_manager: MakeManager) -> None:
     config_file.write_text(config_text(redis_url, "clone_time: 0\n    boot_time: 0\n    destroy_time: 5"))
     with ManagerProcess(config_file, "m1", tmp_path / "m1.log").start() as manager:
-        wait_until(lambda: all(sync_redis.scard(K.ready(p)) == 4 for p in POOLS), 15, "pools filled")
+        wait_until(lambda: all(sync_redis.scard(K.ready(p)) == 4 for p in POOLS), STARTUP_SECONDS, "pools filled")
         doomed = sorted(sync_redis.smembers(K.ready("p1")))[:2]
         for host in doomed:
             sync_redis.smove(K.ready("p1"), K.completed("p1"), host)
@@ -82,10 +83,12 @@ def test_two_managers_one_killed(config_file: Path, tmp_path: Path, redis_url: s
     config_file.write_text(config_text(redis_url, "clone_time: 0.2\n    boot_time: 0"))
     with FillWatch(redis_url, POOLS) as watch, \
             ManagerProcess(config_file, "first", tmp_path / "first.log").start() as first:
-        wait_until(lambda: all(sync_redis.get(K.lease(p)) == "first" for p in POOLS), 15, "first holds all")
+        wait_until(lambda: all(sync_redis.get(K.lease(p)) == "first" for p in POOLS), STARTUP_SECONDS,
+                   "first holds all")
         with ManagerProcess(config_file, "second", tmp_path / "second.log").start() as second:
             wait_until(lambda: all(sync_redis.scard(K.ready(p)) == 4 for p in POOLS), 15, "pools filled")
-            wait_until(lambda: "second" in sync_redis.zrange(K.heartbeats(), 0, -1), 15, "second running")
+            wait_until(lambda: "second" in sync_redis.zrange(K.heartbeats(), 0, -1), STARTUP_SECONDS,
+                       "second running")
             # Take VMs from every pool, so that whoever works them has to clone, then kill the worker.
             for pool in POOLS:
                 for host in list(sync_redis.smembers(K.ready(pool)))[:2]:
@@ -93,7 +96,8 @@ def test_two_managers_one_killed(config_file: Path, tmp_path: Path, redis_url: s
             first.kill()
             took = wait_until(lambda: all(sync_redis.get(K.lease(p)) == "second" for p in POOLS), 10,
                               "second takes over")
-            assert took <= 2 + 1, f"take-over took {took:.1f}s with 2 s leases"
+            # The 2 s lease, then the next 0.2 s pass of a manager process on a loaded machine: 2 s of room.
+            assert took <= 2 + 2, f"take-over took {took:.1f}s with 2 s leases"
             wait_until(lambda: all(sync_redis.scard(K.ready(p)) == 4 for p in POOLS), 15, "pools refilled")
             assert second.alive(), second.log()
             assert second.stop() == 0

@@ -22,6 +22,7 @@ from redis import asyncio as aioredis
 from tests.conftest import TEMPLATE, StartSim, make_config
 from tests.manager.conftest import FakeClock, MakeManager, MakeOther, passes, passes_for, states
 from tests.manager.procs import FillWatch, ManagerProcess, wait_until
+from tests.processes import STARTUP_SECONDS
 from tests.redis_server import free_port
 from tests.vcsim.server import VcsimServer
 from vmpooler_core import clock as stamps
@@ -383,16 +384,18 @@ def test_two_managers_one_killed(start_sim: StartSim, tmp_path: Path, redis_url:
 
     with FillWatch(redis_url, ["a", "b"]) as watch, \
             ManagerProcess(config_file, "first", tmp_path / "first.log").start() as first:
-        wait_until(lambda: full("first"), 20, "first fills both pools")
+        wait_until(lambda: full("first"), STARTUP_SECONDS, "first fills both pools")
         with ManagerProcess(config_file, "second", tmp_path / "second.log").start() as second:
-            wait_until(lambda: "second" in sync_redis.zrange(K.heartbeats(), 0, -1), 15, "second running")
+            wait_until(lambda: "second" in sync_redis.zrange(K.heartbeats(), 0, -1), STARTUP_SECONDS,
+                       "second running")
             for pool in "ab":
                 for host in list(sync_redis.smembers(K.ready(pool)))[:2]:
                     sync_redis.smove(K.ready(pool), K.running(pool), host)
             first.kill()
             took = wait_until(lambda: all(sync_redis.get(K.lease(p)) == "second" for p in "ab"), 10,
                               "second takes over")
-            assert took <= 3, f"take-over took {took:.1f}s with 2 s leases"
+            # The 2 s lease, then the next pass of a manager process on a loaded machine: 2 s of room.
+            assert took <= 2 + 2, f"take-over took {took:.1f}s with 2 s leases"
             wait_until(lambda: full("second"), 20, "second refills")
             assert second.stop() == 0, second.log()
     config = make_config(text)

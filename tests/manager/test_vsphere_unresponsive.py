@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_config
+from tests.processes import STARTUP_SECONDS
 from tests.redis_server import free_port
 from vmpooler_core.provider import ProviderUnavailable
 from vmpoolerd.providers.vsphere import VsphereProvider
@@ -86,7 +87,7 @@ def test_daemon_backs_off_and_stops_on_sigterm(silent_server: int, tmp_path: Pat
                                  "--port", str(free_port())], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + STARTUP_SECONDS
         while "provider vsphere unavailable" not in log.read_text():
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
