@@ -57,6 +57,18 @@ async def test_forget_removes_from_every_set_and_expires(inventory: Inventory, s
     assert 0 < sync_redis.ttl(K.vm("vm1")) <= 168 * 3600
 
 
+async def test_a_destroy_is_recorded_for_a_vm_without_a_hash(inventory: Inventory, sync_redis: redis.Redis) -> None:
+    # Discovered in the folder after Redis lost its record (a kill), then destroyed: it leaves a trace.
+    assert await inventory.discover("pool1", ["stray"]) == ["stray"]
+    sync_redis.smove(K.discovered("pool1"), K.completed("pool1"), "stray")
+    assert await inventory.forget("pool1", "stray", destroyed=True) == Forgotten(1)
+    assert sync_redis.hget(K.vm("stray"), "destroy")
+    assert 0 < sync_redis.ttl(K.vm("stray")) <= 168 * 3600
+    # A VM forgotten without a destroy (it vanished) gets no hash.
+    assert await inventory.forget("pool1", "ghost", destroyed=False) == Forgotten(0)
+    assert not sync_redis.exists(K.vm("ghost"))
+
+
 async def test_discover_only_marks_unknown_vms(inventory: Inventory, sync_redis: redis.Redis) -> None:
     sync_redis.sadd(K.ready("pool1"), "known")
     assert await inventory.discover("pool1", ["known", "stray"]) == ["stray"]
