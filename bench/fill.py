@@ -47,15 +47,7 @@ def config_for(provider: str, size: int, clone_time: float, task_limit: int,
         return load(text=app + f":providers:\n  :dummy:\n    clone_time: {clone_time}\n    boot_time: 0\n"
                     f":pools:\n  - name: bench\n    size: {size}\n", env={})
     assert sim is not None
-    return load(text=app + f""":providers:
-  :vsphere:
-    server: {sim.host}
-    port: {sim.port}
-    username: {sim.user}
-    password: {sim.password}
-    insecure: true
-    ready_check: hostname
-:pools:
+    return load(text=app + ":providers:\n" + sim.provider_yaml(ready_check="hostname") + f""":pools:
   - name: bench
     size: {size}
     template: {TEMPLATE}

@@ -94,14 +94,7 @@ def config_text(sim: VcsimServer, redis_url: str, pools: int, size: int, task_li
 :config:
   task_limit: {task_limit}
 :providers:
-  :vsphere:
-    server: {sim.host}
-    port: {sim.port}
-    username: {sim.user}
-    password: {sim.password}
-    insecure: true
-    ready_check: hostname
-:pools:
+{sim.provider_yaml(ready_check="hostname")}:pools:
 {pool_lines}"""
 
 

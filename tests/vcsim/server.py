@@ -170,3 +170,9 @@ class VcsimServer:
     def soap_calls(self) -> Counter[str]:
         """The SOAP calls the simulator has answered so far, by method (RetrievePropertiesEx, ...)."""
         return Counter(self.state()["soap_calls"])
+
+    def provider_yaml(self, name: str = "vsphere", **options: object) -> str:
+        """The entry of a vSphere provider on this simulator under `:providers:` (with `options`), as YAML."""
+        lines = [f"  :{name}:", f"    server: {self.host}", f"    port: {self.port}", f"    username: {self.user}",
+                 f"    password: {self.password}", "    insecure: true", *(f"    {k}: {v}" for k, v in options.items())]
+        return "\n".join(lines) + "\n"
