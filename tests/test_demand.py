@@ -101,6 +101,24 @@ def test_refill_time_is_a_mean_without_the_outliers() -> None:
     assert 0.5 < demand.refill_time([0, 1, 1, 0, 1, 1, 0, 1, 1, 900]) < 1  # type: ignore[operator]
 
 
+def test_refill_time_is_measured_on_the_last_vms_made_ready_each_once() -> None:
+    samples = demand.RefillSamples()
+    assert samples.time() is None
+    # A pool at a floor of one: the same ready VM seen at every pass is one sample, not one per pass, and
+    # its whole-second stamps (0 s for a clone of 0.6 s) are averaged with the VMs made ready before it.
+    for host, seconds in (("a", 1.0), ("b", 1.0), ("c", 0.0), ("b", 1.0), ("d", 1.0)):
+        samples.add(host, seconds)
+    for _ in range(10):
+        samples.add("e", 0.0)
+    assert samples.time() == pytest.approx(2 / 3)  # 0 1 1 1 0 without the fifth at each end: 1, 1, 0
+    # Only the last REFILL_SAMPLES VMs count: clones that got slower move the refill time along.
+    for n in range(demand.REFILL_SAMPLES):
+        samples.add(f"slow{n}", 300.0)
+    assert samples.time() == 300.0 and len(samples.kept) == demand.REFILL_SAMPLES
+    samples.add("clock-stepped-back", -5.0)
+    assert "clock-stepped-back" not in samples.kept
+
+
 def test_a_target_record_reads_back_and_junk_reads_as_none() -> None:
     target = Target(7, "demand", 2, 20, 3.25, 6, 95.0, 1_750_000_000.0)
     assert Target.from_json(target.to_json()) == target

@@ -29,12 +29,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 RING = 256  # slots of a pool's count ring: the window may span at most RING - 1 buckets
 PROFILE_DAYS = 8  # days of hourly figures kept: yesterday's and the same day's last week
 _HOURS = 24
+REFILL_SAMPLES = 32  # VMs whose clone-to-ready times make a pool's refill time (RefillSamples)
 _MARGIN = 1.65  # standard deviations of the expected count kept ready beyond it (about 95% of refills)
 
 # What bounds a target (the `limit` of a Target).
@@ -216,3 +217,24 @@ def refill_time(samples: Sequence[float]) -> float | None:
     cut = len(ordered) // 5
     kept = ordered[cut:len(ordered) - cut]
     return sum(kept) / len(kept)
+
+
+@dataclass(slots=True)
+class RefillSamples:
+    """The clone-to-ready times of a pool's last `REFILL_SAMPLES` VMs made ready, each VM counted once.
+
+    Measured on the ready VMs of the moment alone, a pool at a floor of one had its refill time from one VM
+    (and from the same one for hours, however long later clones took): one slow or quick clone, or the
+    whole-second stamps of a quick one, set the size of the pool's next rush."""
+
+    kept: dict[str, float] = field(default_factory=dict)  # host -> seconds, oldest first
+
+    def add(self, host: str, seconds: float) -> None:
+        if host in self.kept or seconds < 0:
+            return
+        self.kept[host] = seconds
+        while len(self.kept) > REFILL_SAMPLES:
+            del self.kept[next(iter(self.kept))]
+
+    def time(self) -> float | None:
+        return refill_time(list(self.kept.values()))
