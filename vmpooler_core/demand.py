@@ -110,6 +110,21 @@ def peaks(history: Sequence[Counts], span: int) -> list[int]:
             for start in range(len(history))]
 
 
+def trend(counts: Sequence[int], width: float, ahead: float) -> float:
+    """The rate (per second) that the least-squares line through `counts` (VMs per bucket of `width`
+    seconds, oldest first) reaches `ahead` seconds after their end (0 with fewer than three).
+    A bucket holding a burst counts as the Poisson bound of the mean (three standard deviations, and one):
+    bursts are the peak's business, and one at the end of the counts is no trend."""
+    n = len(counts)
+    if n < 3:
+        return 0.0
+    mean = sum(counts) / n
+    clipped = [min(count, mean + 3 * math.sqrt(mean) + 1) for count in counts]
+    middle, level = (n - 1) / 2, sum(clipped) / n
+    slope = sum((x - middle) * (y - level) for x, y in enumerate(clipped)) / (n * (n * n - 1) / 12)
+    return max(0.0, level + slope * (n - 0.5 + ahead / width - middle)) / width
+
+
 @dataclass(frozen=True, slots=True)
 class Forecast:
     wanted: int  # the target the demand alone calls for (before the floor and the caps)
@@ -140,10 +155,16 @@ def forecast(history: Sequence[Counts], width: float, elapsed: float, refill: fl
     rising = 0.0
     if len(before) >= 2 * span and earlier[1] < earlier[0] < short:
         rising = (short - earlier[1]) / ((2 * span + partial) * width)  # per second, per second
-    per_second = max(whole, short, short + rising * refill)
+    # A slower ramp, or one in a low and so noisy count, shows in the trend of the window's last third.
+    fitted = trend(asked[-max(3 * span, len(asked) // 3) - 1:-1], width, (partial * width + refill))
+    per_second = max(whole, short, short + rising * refill, fitted)
     expected = per_second * refill
     peak = max(peaks(history, span))
-    wanted = max(math.ceil(expected + _MARGIN * math.sqrt(expected) - 1e-9) if expected > 0 else 0, peak, usual)
+    # The clients refused and retrying now take the first VMs to come ready: the pool needs what the next
+    # refill time asks for beyond them.
+    waiting = max(counts.refused for counts in history[-2:])
+    rated = math.ceil(expected + _MARGIN * math.sqrt(expected) - 1e-9) if expected > 0 else 0
+    wanted = max(rated + waiting, peak, usual)
     return Forecast(wanted, per_second * 60, peak, refill, usual)
 
 
