@@ -6,14 +6,18 @@ pool could not meet is demand all the same) and the VMs of on-demand requests, i
 slots per pool (lua/demand.lua, inside the checkout and submit scripts: no extra round trip). The
 manager reads the ring each pass and forecasts (`forecast`):
 
-- the rate: the highest of the rate over the whole window, over the last refill time, and the latter
-  carried one refill time ahead along its rise (a morning ramp is met before it peaks);
+- the rate: the highest of the rate over the whole window, over the last refill time, the latter
+  carried one refill time ahead along its rise, and the trend of the window's last third carried as far
+  (`trend`: a ramp in a count too low to show in a few refill times); a morning ramp is met before it
+  peaks;
 - what one refill time asks for: a pool cannot get a VM faster than a clone and a boot take (the refill
-  time, measured on the pool's own VMs), so it needs at least the VMs wanted during one refill time at
-  that rate, plus a margin for chance (`_MARGIN` standard deviations of a Poisson count), and at least
-  the most VMs wanted within one refill time anywhere in the window, those left waiting by refused
-  checkouts included (a CI burst seen this morning is likely to come again: the pool keeps room for it
-  until the window, three hours by default, has passed it by);
+  time, measured on the pool's last VMs made ready: `RefillSamples`), so it needs at least the VMs
+  wanted during one refill time at that rate, plus a margin for chance (`_MARGIN` standard deviations of
+  a Poisson count), and at least the most VMs wanted within one refill time anywhere in the window,
+  those left waiting by refused checkouts included (a CI burst seen this morning is likely to come
+  again: the pool keeps room for it until the window, three hours by default, has passed it by); the
+  clients refused in the last two buckets, still waiting, come on top of the rate's count: they take
+  the first VMs to come ready;
 - and at least what the pool usually wants at this hour and one refill time ahead: each hour the manager
   records the most VMs wanted within one refill time in it (a profile of `PROFILE_DAYS` days, beside the
   ring), and the pool is grown to the lower of that hour's figure yesterday and a week ago (yesterday's

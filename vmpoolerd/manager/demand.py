@@ -22,8 +22,8 @@ written when the hour's figure is new or higher, so at least once an hour.
 The target is written (`<prefix>__sizing`) when it changes, and at least once a bucket, for /status,
 Prometheus and `vmpooler pools`; a change of size is logged once, by the manager that made it (a
 restarted manager reads the record back and does not log it again). Nothing is kept only in memory
-that a restart needs: the counts, the profile and the records are in Redis, and the refill time is
-measured again on the pool's ready VMs at every pass.
+that a restart needs: the counts, the profile and the records are in Redis, and the refill time (kept in
+memory, over the pool's last VMs made ready) is measured again on the ready VMs at a restart's first pass.
 """
 
 from __future__ import annotations
