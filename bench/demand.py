@@ -137,7 +137,11 @@ class Replay:
         tally = self.tally[int(job.at // DAY), pool]
         tries = 0
         while True:
-            response = await self.http.post(f"/vm/{pool}")
+            try:
+                response = await self.http.post(f"/vm/{pool}")
+            except httpx.TransportError as err:
+                self.errors.append(f"{pool}: checkout failed: {err!r}")
+                return
             tries += 1
             if response.status_code == 200:
                 break
@@ -158,7 +162,10 @@ class Replay:
             tally.waits.append(self.minutes() - job.at)
         hostname = response.json()[pool]["hostname"]
         await self.until(job.at + job.hold)
-        returned = await self.http.delete(f"/vm/{hostname}")
+        try:
+            returned = await self.http.delete(f"/vm/{hostname}")
+        except httpx.TransportError:  # a keep-alive connection the loaded API closed as it was reused
+            returned = await self.http.delete(f"/vm/{hostname}")
         if returned.status_code != 200:
             self.errors.append(f"{pool}: return answered {returned.status_code}: {returned.text[:200]}")
 

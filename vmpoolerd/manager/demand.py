@@ -22,8 +22,8 @@ written when the hour's figure is new or higher, so at least once an hour.
 The target is written (`<prefix>__sizing`) when it changes, and at least once a bucket, for /status,
 Prometheus and `vmpooler pools`; a change of size is logged once, by the manager that made it (a
 restarted manager reads the record back and does not log it again). Nothing is kept only in memory
-that a restart needs: the counts, the profile and the records are in Redis, and the refill time is
-measured again on the pool's ready VMs at every pass.
+that a restart needs: the counts, the profile and the records are in Redis, and the refill time (kept in
+memory, over the pool's last VMs made ready) is measured again on the ready VMs at a restart's first pass.
 """
 
 from __future__ import annotations
@@ -48,16 +48,15 @@ log = logging.getLogger("vmpooler.manager")
 GUESS_REFILL = 180.0  # seconds, until a pool has a ready VM to measure (a linked clone and its boot)
 
 
-def refill_of(p: PoolPass) -> float | None:
-    """The pool's refill time at the end of its pass: clone start to ready over its ready VMs (those this
-    pass made ready, now; demand.refill_time), plus a pass (a checkout is seen, and a clone started, at the next
-    pass). None when it has no ready VM to measure."""
-    samples = []
-    for host in p.sets["ready"]:
+def refill_of(p: PoolPass, samples: demand.RefillSamples) -> float | None:
+    """The pool's refill time at the end of its pass: clone start to ready over its last VMs made ready
+    (`samples`, the ready VMs of this pass added; those this pass made ready, now), plus a pass (a checkout
+    is seen, and a clone started, at the next pass). None before it has had a ready VM to measure."""
+    for host in sorted(p.sets["ready"]):
         cloned = clock.parse(p.field(host, "clone"))
         if cloned is not None:
-            samples.append((clock.parse(p.field(host, "ready")) or p.now) - cloned)
-    measured = demand.refill_time(samples)
+            samples.add(host, (clock.parse(p.field(host, "ready")) or p.now) - cloned)
+    measured = samples.time()
     return None if measured is None else measured + p.ctx.config.app.manager_loop_seconds
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from vmpooler_core.config import PoolConfig
+from vmpooler_core.demand import RefillSamples
 from vmpooler_core.metrics import Figure
 from vmpooler_core.provider import Provider
 
@@ -35,6 +36,7 @@ class PoolWorker:
         # first fill logs no "pool empty" warnings, only when it is full.
         self._filled = False
         self.refill: float | None = None  # sized to demand: its refill time at the last pass (demand.py)
+        self.refill_samples = RefillSamples()  # and the clone times it is measured on
 
     async def _read(self, listed: Listed | BaseException | None = None) -> PoolPass:
         name = self.pool.name
@@ -69,7 +71,7 @@ class PoolWorker:
         await reconcile.discover(p)
         await lifecycle.remove_surplus(p)
         if self.base.max_size is not None:
-            self.refill = demand.refill_of(p) or self.refill
+            self.refill = demand.refill_of(p, self.refill_samples) or self.refill
         await self._report(p)
         name = self.pool.name
         pending = p.sets["pending"] | self.cloner.hosts(name)
