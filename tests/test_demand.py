@@ -53,36 +53,6 @@ def test_a_rising_rate_is_met_ahead_of_its_peak() -> None:
     assert ramp.rate > 10.5 and ramp.wanted > flat.wanted
 
 
-def test_a_slow_ramp_in_a_low_count_is_met_by_the_trend() -> None:
-    # An hour whose six 10-minute blocks hold 1, 2, 3, 4, 5 and 6 checkouts, after two quiet hours: too
-    # few in each refill time for the rise to show in them, but a line through the hour rises.
-    blocks = [[1 if minute < n else 0 for minute in range(10)] for n in range(1, 7)]
-    ramp = [0] * 120 + [count for block in blocks for count in block] + [0]
-    assert demand.trend(ramp[-61:-1], WIDTH, WIDTH) * 60 > 0.5  # near the last block's 6 in 10 minutes
-    falling = [0] * 120 + [count for block in reversed(blocks) for count in block] + [0]
-    assert demand.trend(falling[-61:-1], WIDTH, WIDTH) * 60 < 0.1
-    # The same 21 checkouts, and none in the last refill time either way: the rise grows the pool.
-    assert wanted(ramp).wanted > wanted(falling).wanted
-    assert demand.trend([1, 2], WIDTH, WIDTH) == 0.0
-
-
-def test_a_burst_at_the_end_of_the_counts_is_no_trend() -> None:
-    steady = [1] * 60
-    assert demand.trend(steady, WIDTH, 120) * 60 == pytest.approx(1)
-    # 14 in the last minute: the peak keeps room for it; the trend counts it as a busy minute, not as a
-    # rate of ~4 a minute two minutes on.
-    assert demand.trend(steady[:-1] + [14], WIDTH, 120) * 60 < 1.5
-
-
-def test_clients_left_waiting_take_the_first_vms_to_come_ready() -> None:
-    # 3 a minute, a refill of two minutes: 6 expected and a margin. Five clients refused in the last
-    # minute are waiting on top of that: the next refill time's checkouts still need their VMs.
-    calm = wanted([3] * 90)
-    waiting = wanted([3] * 90, refused={89: 5})
-    assert waiting.wanted == calm.wanted + 5
-    assert wanted([3] * 90, refused={80: 5}).wanted == calm.wanted  # served since: no one is waiting
-
-
 def test_a_burst_is_remembered_until_the_window_passes_it() -> None:
     burst = [0] * 90
     burst[5] = 14  # 14 VMs asked for within one minute, 85 minutes ago

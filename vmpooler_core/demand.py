@@ -6,18 +6,14 @@ pool could not meet is demand all the same) and the VMs of on-demand requests, i
 slots per pool (lua/demand.lua, inside the checkout and submit scripts: no extra round trip). The
 manager reads the ring each pass and forecasts (`forecast`):
 
-- the rate: the highest of the rate over the whole window, over the last refill time, the latter
-  carried one refill time ahead along its rise, and the trend of the window's last third carried as far
-  (`trend`: a ramp in a count too low to show in a few refill times); a morning ramp is met before it
-  peaks;
+- the rate: the highest of the rate over the whole window, over the last refill time, and the latter
+  carried one refill time ahead along its rise (a morning ramp is met before it peaks);
 - what one refill time asks for: a pool cannot get a VM faster than a clone and a boot take (the refill
   time, measured on the pool's last VMs made ready: `RefillSamples`), so it needs at least the VMs
   wanted during one refill time at that rate, plus a margin for chance (`_MARGIN` standard deviations of
   a Poisson count), and at least the most VMs wanted within one refill time anywhere in the window,
   those left waiting by refused checkouts included (a CI burst seen this morning is likely to come
-  again: the pool keeps room for it until the window, three hours by default, has passed it by); the
-  clients refused in the last two buckets, still waiting, come on top of the rate's count: they take
-  the first VMs to come ready;
+  again: the pool keeps room for it until the window, three hours by default, has passed it by);
 - and at least what the pool usually wants at this hour and one refill time ahead: each hour the manager
   records the most VMs wanted within one refill time in it (a profile of `PROFILE_DAYS` days, beside the
   ring), and the pool is grown to the lower of that hour's figure yesterday and a week ago (yesterday's
@@ -114,21 +110,6 @@ def peaks(history: Sequence[Counts], span: int) -> list[int]:
             for start in range(len(history))]
 
 
-def trend(counts: Sequence[int], width: float, ahead: float) -> float:
-    """The rate (per second) that the least-squares line through `counts` (VMs per bucket of `width`
-    seconds, oldest first) reaches `ahead` seconds after their end (0 with fewer than three).
-    A bucket holding a burst counts as the Poisson bound of the mean (three standard deviations, and one):
-    bursts are the peak's business, and one at the end of the counts is no trend."""
-    n = len(counts)
-    if n < 3:
-        return 0.0
-    mean = sum(counts) / n
-    clipped = [min(count, mean + 3 * math.sqrt(mean) + 1) for count in counts]
-    middle, level = (n - 1) / 2, sum(clipped) / n
-    slope = sum((x - middle) * (y - level) for x, y in enumerate(clipped)) / (n * (n * n - 1) / 12)
-    return max(0.0, level + slope * (n - 0.5 + ahead / width - middle)) / width
-
-
 @dataclass(frozen=True, slots=True)
 class Forecast:
     wanted: int  # the target the demand alone calls for (before the floor and the caps)
@@ -159,16 +140,10 @@ def forecast(history: Sequence[Counts], width: float, elapsed: float, refill: fl
     rising = 0.0
     if len(before) >= 2 * span and earlier[1] < earlier[0] < short:
         rising = (short - earlier[1]) / ((2 * span + partial) * width)  # per second, per second
-    # A slower ramp, or one in a low and so noisy count, shows in the trend of the window's last third.
-    fitted = trend(asked[-max(3 * span, len(asked) // 3) - 1:-1], width, (partial * width + refill))
-    per_second = max(whole, short, short + rising * refill, fitted)
+    per_second = max(whole, short, short + rising * refill)
     expected = per_second * refill
     peak = max(peaks(history, span))
-    # The clients refused and retrying now take the first VMs to come ready: the pool needs what the next
-    # refill time asks for beyond them.
-    waiting = max(counts.refused for counts in history[-2:])
-    rated = math.ceil(expected + _MARGIN * math.sqrt(expected) - 1e-9) if expected > 0 else 0
-    wanted = max(rated + waiting, peak, usual)
+    wanted = max(math.ceil(expected + _MARGIN * math.sqrt(expected) - 1e-9) if expected > 0 else 0, peak, usual)
     return Forecast(wanted, per_second * 60, peak, refill, usual)
 
 
