@@ -166,6 +166,11 @@ class VsphereProvider:
                     result[pool] = err
             unique = {root._moId: root for _, root in roots.values()}
             contents = folder_contents(content, list(unique.values())) if unique else {}
+            unread = [unique[moid] for moid, listed in contents.items() if listed is None]
+            if unread:
+                # Read once more: a VM caught half made (the simulator's clones, for one) is whole a moment
+                # later, and a pool whose read failed is backed off from.
+                contents.update(folder_contents(content, unread))
             for pool, (path, root) in roots.items():
                 listed = contents[root._moId]
                 if listed is None:
