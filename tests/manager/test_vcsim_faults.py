@@ -292,13 +292,27 @@ async def test_clone_through_a_stalled_answer(make_manager: MakeManager, proxy: 
     agree(sim, sync_redis, folder)
 
 
+def _guest_listeners() -> tuple[int, dict[str, socket.socket]]:
+    """One port with a listener on each of 127.0.0.2-254. A port free on 127.0.0.1 may be taken on another
+    of them (another test's connection bound there): then another port."""
+    for _ in range(20):
+        port, listeners = free_port(), {}
+        try:
+            for n in range(2, 255):
+                listeners[f"127.0.0.{n}"] = socket.create_server((f"127.0.0.{n}", port))
+            return port, listeners
+        except OSError:
+            for listener in listeners.values():
+                listener.close()
+    raise AssertionError("no port free on all of 127.0.0.2-254 in 20 tries")
+
+
 async def test_ready_vms_that_cannot_be_reached_are_checked_again_before_they_go(
         make_manager: MakeManager, proxy: FaultProxy, sim: VcsimServer, sync_redis: redis.Redis,
         clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
     folder = vf.fresh_folder()
-    port = free_port()
     # The simulator's guests answer on 127.0.0.2 and up: a listener on each stands for the guests' sshd.
-    listeners = {f"127.0.0.{n}": socket.create_server((f"127.0.0.{n}", port)) for n in range(2, 255)}
+    port, listeners = _guest_listeners()
     try:
         manager, config = await start(make_manager, proxy, sim, vf.pool_yaml("p", folder, size=3,
                                                                            ready_check="tcp",
