@@ -22,12 +22,16 @@ if removed > 0 and entry and entry ~= '' then history(prefix, host, entry) end
 redis.call('EXPIRE', history_key(prefix, host), ttl)
 redis.call('HDEL', key('active', pool), host)
 local vm = key('vm', host)
-if redis.call('EXISTS', vm) == 1 then
+local exists = redis.call('EXISTS', vm) == 1
+if exists then
   local owner = redis.call('HGET', vm, 'token:token')
   if owner and owner ~= '' then redis.call('SREM', key('held', owner), host) end
 end
 -- A destroy is always recorded, as the original does, even for a VM whose hash is gone (one discovered
 -- in the folder after Redis lost its record): no VM leaves the provider without a trace in Redis.
-if stamp ~= '' then redis.call('HSET', vm, 'destroy', stamp) end
-if redis.call('EXISTS', vm) == 1 then redis.call('EXPIRE', vm, ttl) end
+if stamp ~= '' then
+  redis.call('HSET', vm, 'destroy', stamp)
+  exists = true
+end
+if exists then redis.call('EXPIRE', vm, ttl) end
 return removed

@@ -114,7 +114,9 @@ class Cloner:
                     continue  # the provider refused the name: another one
             finally:
                 self.inflight.pop(host, None)
-                self._ended.ended(host)  # (a host whose reservation failed never existed: no harm)
+                # Once it is all written down (later than the provider's end: the safe side). A host whose
+                # reservation failed never existed: no harm.
+                self._ended.ended(host)
             if outcome is not Reservation.TAKEN:
                 return  # FULL or LEASE_LOST: the pool is full, or another manager has it
         log.error("clone skipped pool=%s: %d hostnames in a row already in use", pool.name, _NAME_ATTEMPTS)
@@ -168,7 +170,6 @@ class Cloner:
             return False
         finally:
             self.inflight.pop(host, None)
-            self._ended.ended(host)
         # The provider's part is over: the next clone may start while this one is written down.
         await slot.release()
         self.ctx.health.clone_done(pool.name)
